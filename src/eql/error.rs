@@ -1,0 +1,53 @@
+//! Errors a person can act on: what is wrong, where (line:column), and a caret under the token.
+
+use super::ast::Span;
+use std::fmt;
+
+/// Which phase rejected the query; a `Query` error is raised while evaluating (Elasticsearch would fail
+/// the whole search, e.g. a non-numeric string compared with a `long` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Syntax,
+    Verification,
+    Query,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EqlError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub span: Span,
+}
+
+impl EqlError {
+    pub fn syntax(message: impl Into<String>, span: Span) -> Self {
+        EqlError { kind: ErrorKind::Syntax, message: message.into(), span }
+    }
+    pub fn verification(message: impl Into<String>, span: Span) -> Self {
+        EqlError { kind: ErrorKind::Verification, message: message.into(), span }
+    }
+    pub fn query(message: impl Into<String>, span: Span) -> Self {
+        EqlError { kind: ErrorKind::Query, message: message.into(), span }
+    }
+
+    /// Renders `line:col: message`, then the offending source line with a caret under the token.
+    pub fn render(&self, source: &str) -> String {
+        let line_text = source.lines().nth(self.span.line.saturating_sub(1) as usize).unwrap_or("");
+        let width = source
+            .get(self.span.start..self.span.end)
+            .map(|s| s.lines().next().unwrap_or("").chars().count())
+            .unwrap_or(1)
+            .max(1);
+        let pad: String = line_text.chars().take(self.span.col.saturating_sub(1) as usize)
+            .map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+        format!("{}:{}: {}\n  {}\n  {}{}", self.span.line, self.span.col, self.message, line_text, pad, "^".repeat(width))
+    }
+}
+
+impl fmt::Display for EqlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.span.line, self.span.col, self.message)
+    }
+}
+
+impl std::error::Error for EqlError {}

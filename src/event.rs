@@ -1,0 +1,89 @@
+//! The unit of data that flows through esdetect: one source document with its identity.
+//!
+//! Sources (Elasticsearch hits, local files) produce `Event`s, the EQL engine matches them, and the alert
+//! builder needs exactly these three things from each matched event: the concrete index, the document id
+//! (both feed Kibana's deterministic alert ids) and the `_source` to copy.
+
+use serde_json::Value;
+
+/// One document as a search hit: where it lives and what it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Concrete index of the hit (a `.ds-…` backing index for data streams).
+    pub index: String,
+    /// Document `_id`.
+    pub id: String,
+    /// The document `_source`.
+    pub source: Value,
+}
+
+impl Event {
+    pub fn new(index: impl Into<String>, id: impl Into<String>, source: Value) -> Self {
+        Event { index: index.into(), id: id.into(), source }
+    }
+
+    /// Looks up a dotted field path in `_source`, accepting both nested objects and dotted keys
+    /// (`{"event":{"code":..}}` and `{"event.code": ..}` are the same field to Elasticsearch).
+    /// Returns every value found (arrays are flattened one level, as Elasticsearch indexes them).
+    pub fn field_values(&self, path: &str) -> Vec<&Value> {
+        let mut out = Vec::new();
+        collect_path(&self.source, path, &mut out);
+        out
+    }
+}
+
+/// Collects the values at `path` below `node`, trying every split of the dotted path into nested keys
+/// and flattening arrays of objects along the way.
+pub fn collect_path<'a>(node: &'a Value, path: &str, out: &mut Vec<&'a Value>) {
+    match node {
+        Value::Array(items) => {
+            for item in items {
+                collect_path(item, path, out);
+            }
+        }
+        Value::Object(map) => {
+            if let Some(v) = map.get(path) {
+                push_flat(v, out);
+            }
+            // Try every prefix that is a key followed by a dot.
+            for (i, _) in path.match_indices('.') {
+                let (head, tail) = (&path[..i], &path[i + 1..]);
+                if let Some(child) = map.get(head) {
+                    collect_path(child, tail, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn push_flat<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Array(items) => {
+            for item in items {
+                push_flat(item, out);
+            }
+        }
+        other => out.push(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nested_dotted_and_arrays_are_one_field() {
+        let e = Event::new(
+            "i",
+            "1",
+            json!({"host": {"ip": ["10.0.0.1", "fe80::1"]}, "host.ip": "10.0.0.2", "a": [{"b": 1}, {"b": [2, null]}]}),
+        );
+        let ips: Vec<_> = e.field_values("host.ip").into_iter().cloned().collect();
+        assert_eq!(ips, vec![json!("10.0.0.2"), json!("10.0.0.1"), json!("fe80::1")]);
+        let bs: Vec<_> = e.field_values("a.b").into_iter().cloned().collect();
+        assert_eq!(bs, vec![json!(1), json!(2), json!(null)]);
+        assert!(e.field_values("missing.field").is_empty());
+    }
+}
