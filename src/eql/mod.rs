@@ -7,5 +7,6 @@
 
 pub mod ast;
 pub mod error;
+pub mod plan;
 
 pub use error::{EqlError, ErrorKind};
