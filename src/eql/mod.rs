@@ -7,6 +7,9 @@
 
 pub mod ast;
 pub mod error;
+pub mod conformance;
+pub mod engine;
 pub mod plan;
+pub mod sequence;
 
 pub use error::{EqlError, ErrorKind};
