@@ -245,3 +245,343 @@ pub fn run<P: Plan + ?Sized>(plan: &P, events: impl IntoIterator<Item = Event>) 
     }
     runner.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eql::sequence::test_plan::{cat, ev, n, when, TestPlan};
+    use serde_json::json;
+
+    /// The `n` ids of each returned sequence.
+    fn seqs(out: &RunOutput) -> Vec<Vec<i64>> {
+        match &out.results {
+            Results::Sequences(s) => s.iter().map(|m| m.events.iter().map(n).collect()).collect(),
+            Results::Events(_) => panic!("expected sequences"),
+        }
+    }
+
+    fn evs(out: &RunOutput) -> Vec<i64> {
+        match &out.results {
+            Results::Events(v) => v.iter().map(n).collect(),
+            Results::Sequences(_) => panic!("expected events"),
+        }
+    }
+
+    fn ab() -> TestPlan {
+        TestPlan::seq(vec![cat("A"), cat("B")], &["k"])
+    }
+
+    fn k(v: serde_json::Value) -> serde_json::Value {
+        json!({ "k": v })
+    }
+
+    // §13.15: same millisecond, the stand-in (_index, _id) decides; B first in stand-in order → no sequence.
+    #[test]
+    fn same_millisecond_order_is_the_stand_in() {
+        let plan = ab();
+        // A has id 000002, B has id 000001: B sorts first although A was pushed first.
+        let out = run(&plan, vec![ev(2, 100, "A", k(json!("x"))), ev(1, 100, "B", k(json!("x")))]).unwrap();
+        assert!(seqs(&out).is_empty());
+        // Swap the ids: A before B in the same millisecond forms a sequence.
+        let out = run(&plan, vec![ev(2, 100, "B", k(json!("x"))), ev(1, 100, "A", k(json!("x")))]).unwrap();
+        assert_eq!(seqs(&out), vec![vec![1, 2]]);
+    }
+
+    #[test]
+    fn tiebreaker_comes_before_the_stand_in_and_null_sorts_last() {
+        let mut plan = ab();
+        plan.tiebreaker_field = Some("tb".into());
+        // Stand-in says B(1) < A(2), but the tiebreaker puts A first.
+        let a = ev(2, 100, "A", json!({"k": "x", "tb": 1}));
+        let b = ev(1, 100, "B", json!({"k": "x", "tb": 2}));
+        assert_eq!(seqs(&run(&plan, vec![b.clone(), a.clone()]).unwrap()), vec![vec![2, 1]]);
+        // A missing tiebreaker sorts after a present one: A without tb comes after B with tb.
+        let a_null = ev(0, 100, "A", json!({"k": "x"}));
+        assert!(seqs(&run(&plan, vec![a_null, b]).unwrap()).is_empty());
+    }
+
+    // §13.16 / §8.5: inclusive maxspan measured from the first event.
+    #[test]
+    fn maxspan_is_inclusive() {
+        let mut plan = ab();
+        plan.maxspan_ms = Some(300_000);
+        let hit = run(&plan, vec![ev(1, 0, "A", k(json!("x"))), ev(2, 300_000, "B", k(json!("x")))]).unwrap();
+        assert_eq!(seqs(&hit), vec![vec![1, 2]]);
+        let miss = run(&plan, vec![ev(1, 0, "A", k(json!("x"))), ev(2, 300_001, "B", k(json!("x")))]).unwrap();
+        assert!(seqs(&miss).is_empty());
+    }
+
+    #[test]
+    fn maxspan_counts_from_the_first_event_and_a_rejection_consumes_the_sequence() {
+        let mut plan = TestPlan::seq(vec![cat("A"), cat("B"), cat("C")], &["k"]);
+        plan.maxspan_ms = Some(100);
+        // A(0) B(60) C(101): 101 ms from the first event → rejected although B→C is 41 ms.
+        let out = run(&plan, vec![ev(1, 0, "A", k(json!("x"))), ev(2, 60, "B", k(json!("x"))), ev(3, 101, "C", k(json!("x")))])
+            .unwrap();
+        assert!(seqs(&out).is_empty());
+        // Two stages: B(150) is rejected but consumes A(0); only the later A(160) → B(170) pair matches.
+        let mut plan = ab();
+        plan.maxspan_ms = Some(100);
+        let a2_in_time = run(
+            &plan,
+            vec![ev(1, 0, "A", k(json!("x"))), ev(2, 150, "B", k(json!("x"))), ev(3, 160, "A", k(json!("x"))), ev(4, 170, "B", k(json!("x")))],
+        )
+        .unwrap();
+        assert_eq!(seqs(&a2_in_time), vec![vec![3, 4]]);
+    }
+
+    // §13.17: a newer first-stage event supersedes the older one.
+    #[test]
+    fn latest_first_stage_wins() {
+        let out = run(&ab(), vec![ev(1, 1, "A", k(json!("x"))), ev(2, 2, "A", k(json!("x"))), ev(3, 3, "B", k(json!("x")))]).unwrap();
+        assert_eq!(seqs(&out), vec![vec![2, 3]]);
+    }
+
+    // §13.18: a pending sequence is consumed once.
+    #[test]
+    fn one_b_consumes_its_a() {
+        let out = run(&ab(), vec![ev(1, 1, "A", k(json!("x"))), ev(2, 2, "B", k(json!("x"))), ev(3, 3, "B", k(json!("x")))]).unwrap();
+        assert_eq!(seqs(&out), vec![vec![1, 2]]);
+    }
+
+    // §13.19: a null or missing key never joins (the plan returns no key tuple).
+    #[test]
+    fn null_keys_never_join() {
+        let out = run(
+            &ab(),
+            vec![
+                ev(1, 1, "A", k(json!(null))),
+                ev(2, 2, "B", k(json!(null))),
+                ev(3, 3, "A", json!({})),
+                ev(4, 4, "B", json!({})),
+                ev(5, 5, "A", k(json!([null]))),
+                ev(6, 6, "B", k(json!([null]))),
+            ],
+        )
+        .unwrap();
+        assert!(seqs(&out).is_empty());
+        assert_eq!(out.stats.stage_matches, 0);
+    }
+
+    // §13.20: keys are exact and case-sensitive; Long 5 is not String "5".
+    #[test]
+    fn keys_are_exact() {
+        let out = run(&ab(), vec![ev(1, 1, "A", k(json!("0x129F1"))), ev(2, 2, "B", k(json!("0x129f1")))]).unwrap();
+        assert!(seqs(&out).is_empty());
+        let out = run(&ab(), vec![ev(1, 1, "A", k(json!(5))), ev(2, 2, "B", k(json!("5")))]).unwrap();
+        assert!(seqs(&out).is_empty());
+    }
+
+    // §13.21 + QA sequenceWithMultivalue_ManyToMany: each key value matches independently, all sequences
+    // ending on one event are returned, in the order of that event's key tuples.
+    #[test]
+    fn multi_valued_keys_match_independently() {
+        let plan = TestPlan::seq(vec![cat("REQUEST"), cat("file")], &["tags"]);
+        let out = run(
+            &plan,
+            vec![
+                ev(1, 1, "REQUEST", json!({"tags": ["tag1", "tag2"]})),
+                ev(4, 10, "REQUEST", json!({"tags": ["tag3", "tag4"]})),
+                ev(23, 12, "file", json!({"tags": ["tag1", "tag3", null, "tag4"]})),
+            ],
+        )
+        .unwrap();
+        assert_eq!(seqs(&out), vec![vec![1, 23], vec![4, 23], vec![4, 23]]);
+        let Results::Sequences(s) = &out.results else { unreachable!() };
+        let keys: Vec<_> = s.iter().map(|m| m.join_keys.clone()).collect();
+        assert_eq!(
+            keys,
+            vec![vec![KeyValue::Str("tag1".into())], vec![KeyValue::Str("tag3".into())], vec![KeyValue::Str("tag4".into())]]
+        );
+    }
+
+    #[test]
+    fn two_multi_valued_fields_give_a_cartesian_product() {
+        let plan = TestPlan::seq(vec![cat("A"), cat("B")], &["t", "i"]);
+        let out = run(
+            &plan,
+            vec![
+                ev(1, 1, "A", json!({"t": ["a", "b"], "i": ["1", "2", "3"]})),
+                ev(2, 2, "B", json!({"t": ["b", "a", "c"], "i": ["2", "1", "2"]})),
+            ],
+        )
+        .unwrap();
+        // B's tuples: (b,2),(b,1),(a,2),(a,1),(c,*) → four joins with A, in B's tuple order.
+        let Results::Sequences(s) = &out.results else { unreachable!() };
+        let keys: Vec<Vec<String>> = s
+            .iter()
+            .map(|m| m.join_keys.iter().map(|k| match k { KeyValue::Str(s) => s.clone(), _ => "?".into() }).collect())
+            .collect();
+        assert_eq!(keys, vec![vec!["b", "2"], vec!["b", "1"], vec!["a", "2"], vec!["a", "1"]]);
+    }
+
+    // §13.22: only the events pushed (the window) exist; an A before the window cannot start a sequence.
+    #[test]
+    fn only_events_in_the_window_count() {
+        let all = vec![ev(1, 1_000, "A", k(json!("x"))), ev(2, 5_000, "B", k(json!("x")))];
+        let from = 2_000;
+        let window: Vec<Event> = all.iter().filter(|e| e.source["ts"].as_i64().unwrap() >= from).cloned().collect();
+        assert_eq!(seqs(&run(&ab(), all).unwrap()).len(), 1);
+        assert!(seqs(&run(&ab(), window).unwrap()).is_empty());
+    }
+
+    /// Keys p and q: [A_q,B_q] ends at ts 3, [A_p,B_p] at ts 4, [A_r,B_r] at ts 6 although A_r is earliest.
+    fn crossing() -> Vec<Event> {
+        vec![
+            ev(1, 0, "A", k(json!("r"))),
+            ev(2, 1, "A", k(json!("p"))),
+            ev(3, 2, "A", k(json!("q"))),
+            ev(4, 3, "B", k(json!("q"))),
+            ev(5, 4, "B", k(json!("p"))),
+            ev(6, 6, "B", k(json!("r"))),
+        ]
+    }
+
+    // §13.23 / §8.6: ordered by the last event; tail keeps the latest; head the earliest; output ascending.
+    #[test]
+    fn sequences_are_ordered_by_last_event_and_cut() {
+        let out = run(&ab(), crossing()).unwrap();
+        assert_eq!(seqs(&out), vec![vec![3, 4], vec![2, 5], vec![1, 6]]);
+        assert!(!out.stats.truncated);
+
+        let tail = run(&ab().limit(Position::Tail, 2), crossing()).unwrap();
+        assert_eq!(seqs(&tail), vec![vec![2, 5], vec![1, 6]]);
+        assert_eq!(tail.stats.total_results, 3);
+        assert!(tail.stats.truncated);
+
+        let head = run(&ab().limit(Position::Head, 2), crossing()).unwrap();
+        assert_eq!(seqs(&head), vec![vec![3, 4], vec![2, 5]]);
+        assert!(head.stats.truncated);
+    }
+
+    // QA doubleSameSequence: one event can be stage 1 of one sequence and stage 0 of the next.
+    #[test]
+    fn qa_double_same_sequence() {
+        let lt5 = || when(|e| n(e) < 5);
+        let plan = TestPlan::seq(vec![lt5(), lt5()], &[]);
+        let events: Vec<Event> = (1..=7).map(|i| ev(i, i * 10, "process", json!({}))).collect();
+        assert_eq!(seqs(&run(&plan, events).unwrap()), vec![vec![1, 2], vec![2, 3], vec![3, 4]]);
+    }
+
+    // QA sequenceConditionManyMany: [serial <= 3] [true] [true].
+    #[test]
+    fn qa_sequence_condition_many_many() {
+        let plan = TestPlan::seq(vec![when(|e| n(e) <= 3), when(|_| true), when(|_| true)], &[]);
+        let events: Vec<Event> = (1..=8).map(|i| ev(i, i, "process", json!({}))).collect();
+        assert_eq!(seqs(&run(&plan, events).unwrap()), vec![vec![1, 2, 3], vec![2, 3, 4], vec![3, 4, 5]]);
+    }
+
+    #[test]
+    fn until_clears_pending_sequences_of_its_key_only() {
+        let mut plan = ab();
+        plan.until = Some(cat("U"));
+        let out = run(
+            &plan,
+            vec![
+                ev(1, 1, "A", k(json!("x"))),
+                ev(2, 2, "A", k(json!("y"))),
+                ev(3, 3, "U", k(json!("x"))),
+                ev(4, 4, "B", k(json!("x"))),
+                ev(5, 5, "B", k(json!("y"))),
+                ev(6, 6, "A", k(json!("x"))),
+                ev(7, 7, "B", k(json!("x"))),
+            ],
+        )
+        .unwrap();
+        assert_eq!(seqs(&out), vec![vec![2, 5], vec![6, 7]]);
+    }
+
+    // ES: until-events strictly before the extending event and at or after the pending sequence's last event
+    // drop it (`UntilGroup.before` is strict, `Ordinal.between` inclusive).
+    #[test]
+    fn until_on_the_same_event_as_a_stage() {
+        let mut plan = ab();
+        plan.until = Some(when(|e| e.source.get("u").is_some()));
+        // The A event is also an until-event: its own sequence is dropped.
+        let out = run(&plan, vec![ev(1, 1, "A", json!({"k": "x", "u": 1})), ev(2, 2, "B", k(json!("x")))]).unwrap();
+        assert!(seqs(&out).is_empty());
+        // The completing B event is also an until-event: the sequence completes.
+        let out = run(&plan, vec![ev(1, 1, "A", k(json!("x"))), ev(2, 2, "B", json!({"k": "x", "u": 1}))]).unwrap();
+        assert_eq!(seqs(&out), vec![vec![1, 2]]);
+    }
+
+    #[test]
+    fn event_query_head_and_tail() {
+        let events = || (1..=6).map(|i| ev(i, 100 - i, if i % 3 == 0 { "B" } else { "A" }, json!({}))).collect::<Vec<_>>();
+        // A events: 1,2,4,5 with timestamps 99,98,96,95 → ascending order 5,4,2,1.
+        let all = run(&TestPlan::events(cat("A")), events()).unwrap();
+        assert_eq!(evs(&all), vec![5, 4, 2, 1]);
+        let tail = run(&TestPlan::events(cat("A")).limit(Position::Tail, 3), events()).unwrap();
+        assert_eq!(evs(&tail), vec![4, 2, 1]);
+        assert_eq!((tail.stats.total_results, tail.stats.truncated), (4, true));
+        let head = run(&TestPlan::events(cat("A")).limit(Position::Head, 3), events()).unwrap();
+        assert_eq!(evs(&head), vec![5, 4, 2]);
+        let none = run(&TestPlan::events(cat("A")).limit(Position::Tail, 0), events()).unwrap();
+        assert!(none.results.is_empty());
+    }
+
+    #[test]
+    fn events_without_timestamp_are_skipped_and_counted() {
+        let mut no_ts = ev(9, 0, "A", json!({}));
+        no_ts.source.as_object_mut().unwrap().remove("ts");
+        let out = run(&TestPlan::events(cat("A")), vec![ev(1, 1, "A", json!({})), no_ts]).unwrap();
+        assert_eq!(evs(&out), vec![1]);
+        assert_eq!((out.stats.events_seen, out.stats.events_skipped_no_timestamp), (2, 1));
+    }
+
+    #[test]
+    fn runner_rejects_out_of_order_timestamps() {
+        let plan = TestPlan::events(cat("A"));
+        let mut r = Runner::new(&plan);
+        r.push(ev(1, 10, "A", json!({}))).unwrap();
+        r.push(ev(2, 10, "A", json!({}))).unwrap();
+        let err = r.push(ev(3, 9, "A", json!({}))).unwrap_err();
+        assert!(err.message.contains("sorted by the timestamp"), "{}", err.message);
+        assert!(r.push(ev(4, 11, "A", json!({}))).is_err());
+        assert!(r.finish().is_err());
+    }
+
+    #[test]
+    fn streaming_runner_equals_offline_run() {
+        let plan = ab();
+        let events = crossing();
+        let mut r = Runner::new(&plan);
+        for e in events.clone() {
+            r.push(e).unwrap();
+        }
+        assert_eq!(r.finish().unwrap(), run(&plan, events).unwrap());
+    }
+
+    #[test]
+    fn a_query_error_aborts_the_run() {
+        let mut plan = ab();
+        plan.stages[1] = Box::new(|e: &Event| {
+            if n(e) == 3 {
+                Err(EqlError::query("boom", Default::default()))
+            } else {
+                Ok(e.source["cat"] == "B")
+            }
+        });
+        let err = run(&plan, vec![ev(1, 1, "A", k(json!("x"))), ev(2, 2, "B", k(json!("x"))), ev(3, 3, "B", k(json!("x")))])
+            .unwrap_err();
+        assert_eq!(err.message, "boom");
+    }
+
+    #[test]
+    fn pending_state_is_bounded_by_keys_not_events() {
+        let mut plan = ab();
+        plan.maxspan_ms = Some(10);
+        let plan_ref = &plan;
+        let mut m = SequenceMatcher::for_plan(plan_ref);
+        let mut out = Vec::new();
+        // 20 000 A events over 10 keys: at most 10 open slots.
+        for i in 0..20_000i64 {
+            let e = Rc::new(ev(i, i, "A", k(json!(format!("key{}", i % 10)))));
+            m.push(plan_ref, &e, i, &mut out).unwrap();
+            assert!(m.open_slots() <= 10);
+        }
+        // Prune: all slots started more than 10 ms before t = 200 000.
+        m.prune(200_000);
+        assert_eq!(m.open_slots(), 0);
+    }
+}

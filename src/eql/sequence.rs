@@ -199,3 +199,152 @@ impl SequenceMatcher {
         taken
     }
 }
+
+/// A hand-written [`Plan`] over small JSON events, for the matcher, runner and conformance tests.
+///
+/// Events look like `{"ts": 5, "n": 1, "cat": "A", "k": "x"}`: `ts` is the timestamp (ms), `n` a numeric
+/// id, `cat` the category, and the key fields are whatever the plan names (multi-valued arrays expand to a
+/// cartesian product, nulls inside arrays are ignored, a missing or all-null key field means "never joins").
+#[cfg(test)]
+pub(crate) mod test_plan {
+    use super::super::plan::{KeyValue, Limit, Plan, Position};
+    use super::super::EqlError;
+    use crate::event::Event;
+    use serde_json::{json, Value};
+
+    pub type Pred = Box<dyn Fn(&Event) -> Result<bool, EqlError>>;
+
+    pub struct TestPlan {
+        pub sequence: bool,
+        pub stages: Vec<Pred>,
+        pub keys: Vec<String>,
+        pub until: Option<Pred>,
+        pub maxspan_ms: Option<i64>,
+        pub limit: Limit,
+        pub tiebreaker_field: Option<String>,
+    }
+
+    /// A predicate: the event's `cat` equals `c`.
+    pub fn cat(c: &'static str) -> Pred {
+        Box::new(move |e: &Event| Ok(e.source.get("cat").and_then(Value::as_str) == Some(c)))
+    }
+
+    /// A predicate from a plain closure.
+    pub fn when(f: impl Fn(&Event) -> bool + 'static) -> Pred {
+        Box::new(move |e: &Event| Ok(f(e)))
+    }
+
+    /// The event's numeric `n`.
+    pub fn n(e: &Event) -> i64 {
+        e.source.get("n").and_then(Value::as_i64).unwrap_or(-1)
+    }
+
+    /// An event with id `n` (also the `_id`, zero-padded so byte order equals numeric order).
+    pub fn ev(n: i64, ts: i64, cat: &str, extra: Value) -> Event {
+        let mut source = json!({"ts": ts, "n": n, "cat": cat});
+        if let (Some(obj), Value::Object(more)) = (source.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        Event::new("test-index", format!("{n:06}"), source)
+    }
+
+    impl TestPlan {
+        /// A sequence of the given stage predicates, joined by `keys`, default limit tail 50.
+        pub fn seq(stages: Vec<Pred>, keys: &[&str]) -> TestPlan {
+            TestPlan {
+                sequence: true,
+                stages,
+                keys: keys.iter().map(|k| k.to_string()).collect(),
+                until: None,
+                maxspan_ms: None,
+                limit: Limit { position: Position::Tail, count: 50 },
+                tiebreaker_field: None,
+            }
+        }
+
+        /// An event query.
+        pub fn events(pred: Pred) -> TestPlan {
+            TestPlan { sequence: false, ..TestPlan::seq(vec![pred], &[]) }
+        }
+
+        pub fn limit(mut self, position: Position, count: usize) -> TestPlan {
+            self.limit = Limit { position, count };
+            self
+        }
+
+        fn keys_of(&self, e: &Event) -> Vec<Vec<KeyValue>> {
+            let mut combos: Vec<Vec<KeyValue>> = vec![vec![]];
+            for field in &self.keys {
+                let mut values: Vec<KeyValue> = Vec::new();
+                for v in e.field_values(field) {
+                    let kv = match v {
+                        Value::String(s) => KeyValue::Str(s.clone()),
+                        Value::Number(x) => match x.as_i64() {
+                            Some(l) => KeyValue::Long(l),
+                            None => KeyValue::double(x.as_f64().unwrap_or(0.0)),
+                        },
+                        Value::Bool(b) => KeyValue::Bool(*b),
+                        _ => continue,
+                    };
+                    if !values.contains(&kv) {
+                        values.push(kv);
+                    }
+                }
+                if values.is_empty() {
+                    return vec![];
+                }
+                combos = combos
+                    .into_iter()
+                    .flat_map(|c| {
+                        values.iter().map(move |v| {
+                            let mut c = c.clone();
+                            c.push(v.clone());
+                            c
+                        })
+                    })
+                    .collect();
+            }
+            combos
+        }
+    }
+
+    impl Plan for TestPlan {
+        fn is_sequence(&self) -> bool {
+            self.sequence
+        }
+        fn stage_count(&self) -> usize {
+            self.stages.len()
+        }
+        fn matches_stage(&self, stage: usize, event: &Event) -> Result<bool, EqlError> {
+            (self.stages[stage])(event)
+        }
+        fn join_keys(&self, _stage: usize, event: &Event) -> Vec<Vec<KeyValue>> {
+            self.keys_of(event)
+        }
+        fn has_until(&self) -> bool {
+            self.until.is_some()
+        }
+        fn matches_until(&self, event: &Event) -> Result<bool, EqlError> {
+            match &self.until {
+                Some(p) => p(event),
+                None => Ok(false),
+            }
+        }
+        fn until_keys(&self, event: &Event) -> Vec<Vec<KeyValue>> {
+            self.keys_of(event)
+        }
+        fn maxspan_ms(&self) -> Option<i64> {
+            self.maxspan_ms
+        }
+        fn limit(&self) -> Limit {
+            self.limit
+        }
+        fn timestamp_ms(&self, event: &Event) -> Option<i64> {
+            event.source.get("ts").and_then(Value::as_i64)
+        }
+        fn tiebreaker(&self, event: &Event) -> Option<KeyValue> {
+            let f = self.tiebreaker_field.as_ref()?;
+            event.source.get(f).and_then(Value::as_i64).map(KeyValue::Long)
+        }
+    }
+}
