@@ -229,6 +229,11 @@ pub(crate) mod test_plan {
         Box::new(move |e: &Event| Ok(e.source.get("cat").and_then(Value::as_str) == Some(c)))
     }
 
+    /// A predicate: some value of `field` equals the string `value`.
+    pub fn field_is(field: &'static str, value: &'static str) -> Pred {
+        Box::new(move |e: &Event| Ok(e.field_values(field).iter().any(|v| v.as_str() == Some(value))))
+    }
+
     /// A predicate from a plain closure.
     pub fn when(f: impl Fn(&Event) -> bool + 'static) -> Pred {
         Box::new(move |e: &Event| Ok(f(e)))
@@ -340,7 +345,12 @@ pub(crate) mod test_plan {
             self.limit
         }
         fn timestamp_ms(&self, event: &Event) -> Option<i64> {
-            event.source.get("ts").and_then(Value::as_i64)
+            // `ts` for hand-made events; `@timestamp` (number or epoch-ms string) for the QA data files.
+            match event.source.get("ts").or_else(|| event.source.get("@timestamp"))? {
+                Value::Number(x) => x.as_i64(),
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            }
         }
         fn tiebreaker(&self, event: &Event) -> Option<KeyValue> {
             let f = self.tiebreaker_field.as_ref()?;
