@@ -5,3 +5,5 @@
 //! `scheduler` decides when runs happen; `cli` is a thin shell over all of it.
 pub mod event;
 pub mod eql;
+pub mod rules;
+pub mod alert;
