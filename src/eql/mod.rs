@@ -13,3 +13,8 @@ pub mod plan;
 pub mod sequence;
 
 pub use error::{EqlError, ErrorKind};
+pub mod analyze;
+pub mod eval;
+pub mod functions;
+pub mod mapping;
+pub mod value;
