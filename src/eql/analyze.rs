@@ -333,6 +333,13 @@ impl<'m> Compiler<'m> {
                         match function {
                             Function::StartsWith | Function::EndsWith | Function::StringContains => {
                                 self.exact_field(&acc, *span)?;
+                                if !matches!(acc.kind, ValueKind::Keyword | ValueKind::Inferred) {
+                                    return Err(EqlError::verification(
+                                        format!("first argument of [{}] must be [keyword], found [{}] of type [{}]",
+                                            function.name(), acc.name, ty_name(ty_of_kind(&acc.kind))),
+                                        args[0].span(),
+                                    ));
+                                }
                                 let Literal::String(p) = rest[0] else {
                                     return Ok(Pred::Const(false));
                                 };
@@ -346,6 +353,13 @@ impl<'m> Compiler<'m> {
                                 return Ok(Pred::Globs(acc, vec![g]));
                             }
                             Function::CidrMatch => {
+                                if !matches!(acc.kind, ValueKind::Ip | ValueKind::Inferred) {
+                                    return Err(EqlError::verification(
+                                        format!("first argument of [cidrMatch] must be [ip], found [{}] of type [{}]",
+                                            acc.name, ty_name(ty_of_kind(&acc.kind))),
+                                        args[0].span(),
+                                    ));
+                                }
                                 let blocks = self.cidr_blocks(&args[1..])?;
                                 return Ok(Pred::Cidr(acc, blocks));
                             }
@@ -842,5 +856,691 @@ impl Plan for CompiledQuery {
     fn tiebreaker(&self, event: &Event) -> Option<KeyValue> {
         let acc = self.tiebreaker.as_ref()?;
         acc.first(&event.source, &self.malformed).map(|v| v.to_key())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Behaviour tests on hand-built syntax trees (the parser is developed separately): the two seed rules
+    //! of spec §10 against the edge cases of §13, the operator table of §2, the null table of §3.1 and
+    //! the coercion table of §5.1.
+    use super::*;
+    use crate::eql::ast::{EventFilter, Pipe, Query, QueryBody, Sequence, Stage};
+    use crate::eql::mapping::{FieldMapping, FieldType};
+    use crate::eql::ErrorKind;
+    use serde_json::{json, Value};
+
+    fn sp() -> Span {
+        Span::default()
+    }
+    fn fref(p: &str) -> FieldRef {
+        FieldRef { path: p.into(), optional: p.starts_with('?'), span: sp() }
+            .normalized()
+    }
+    trait Norm {
+        fn normalized(self) -> Self;
+    }
+    impl Norm for FieldRef {
+        fn normalized(mut self) -> Self {
+            if let Some(p) = self.path.strip_prefix('?') {
+                self.path = p.to_string();
+            }
+            self
+        }
+    }
+    fn f(p: &str) -> Expr {
+        Expr::Field(fref(p))
+    }
+    fn s(v: &str) -> Expr {
+        Expr::Literal(Literal::String(v.into()), sp())
+    }
+    fn n(v: i64) -> Expr {
+        Expr::Literal(Literal::Long(v), sp())
+    }
+    fn d(v: f64) -> Expr {
+        Expr::Literal(Literal::Double(v), sp())
+    }
+    fn null() -> Expr {
+        Expr::Literal(Literal::Null, sp())
+    }
+    fn cmp(op: CompareOp, a: Expr, b: Expr) -> Expr {
+        Expr::Compare { op, left: Box::new(a), right: Box::new(b), span: sp() }
+    }
+    fn eq(a: Expr, b: Expr) -> Expr {
+        cmp(CompareOp::Eq, a, b)
+    }
+    fn ne(a: Expr, b: Expr) -> Expr {
+        cmp(CompareOp::NotEq, a, b)
+    }
+    fn not(e: Expr) -> Expr {
+        Expr::Not(Box::new(e), sp())
+    }
+    fn and(items: Vec<Expr>) -> Expr {
+        let mut it = items.into_iter();
+        let first = it.next().expect("at least one conjunct");
+        it.fold(first, |a, b| Expr::And(Box::new(a), Box::new(b)))
+    }
+    fn m(op: MatchOp, ci: bool, e: Expr, pats: &[&str]) -> Expr {
+        Expr::Match { op, case_insensitive: ci, expr: Box::new(e), patterns: pats.iter().map(|p| s(p)).collect(), span: sp() }
+    }
+    fn inn(e: Expr, vals: Vec<Expr>, ci: bool, negated: bool) -> Expr {
+        Expr::In { expr: Box::new(e), values: vals, case_insensitive: ci, negated, span: sp() }
+    }
+    fn call(name: &str, ci: bool, args: Vec<Expr>) -> Expr {
+        Expr::Call { function: Function::from_name(name).expect("known function"), case_insensitive: ci, args, span: sp() }
+    }
+    fn event_query(category: Option<&str>, cond: Expr) -> Query {
+        Query {
+            body: QueryBody::Event(EventFilter { category: category.map(str::to_string), condition: cond, span: sp() }),
+            pipes: vec![],
+        }
+    }
+
+    /// Rule 1 (spec §10.1).
+    fn rule1() -> Query {
+        let a = and(vec![
+            eq(f("host.os.type"), s("windows")),
+            eq(f("event.action"), s("logged-in")),
+            eq(f("event.outcome"), s("success")),
+            eq(f("winlog.event_data.ElevatedToken"), s("%%1843")),
+            eq(f("process.pid"), n(0)),
+            m(MatchOp::Seq, false, f("winlog.event_data.AuthenticationPackageName"), &["Kerberos"]),
+            eq(f("winlog.logon.type"), s("Network")),
+            call("cidrmatch", false, vec![f("source.ip"), s("127.0.0.0/8"), s("::1")]),
+        ]);
+        let b = and(vec![
+            eq(f("host.os.type"), s("windows")),
+            m(MatchOp::Seq, false, f("event.action"), &["service-installed"]),
+        ]);
+        Query {
+            body: QueryBody::Sequence(Sequence {
+                by: vec![fref("winlog.computer_name")],
+                maxspan_ms: Some(300_000),
+                stages: vec![
+                    Stage {
+                        filter: EventFilter { category: Some("authentication".into()), condition: a, span: sp() },
+                        by: vec![fref("winlog.event_data.TargetLogonId")],
+                        runs: 1,
+                        missing: false,
+                    },
+                    Stage {
+                        filter: EventFilter { category: None, condition: b, span: sp() },
+                        by: vec![fref("winlog.event_data.SubjectLogonId")],
+                        runs: 1,
+                        missing: false,
+                    },
+                ],
+                until: None,
+                span: sp(),
+            }),
+            pipes: vec![],
+        }
+    }
+
+    /// Rule 2 (spec §10.2).
+    fn rule2() -> Query {
+        event_query(
+            Some("file"),
+            and(vec![
+                eq(f("host.os.type"), s("windows")),
+                eq(f("event.code"), s("5145")),
+                call("endswith", false, vec![f("user.name"), s("$")]),
+                call(
+                    "startswith",
+                    true,
+                    vec![
+                        call("concat", false, vec![f("winlog.computer_name"), s(".")]),
+                        call("concat", false, vec![call("substring", false, vec![f("user.name"), n(0), n(-1)]), s(".")]),
+                    ],
+                ),
+                not(call("endswith", false, vec![call("string", false, vec![f("source.ip")]), call("string", false, vec![f("host.ip")])])),
+                ne(f("source.ip"), s("::")),
+                ne(f("source.ip"), null()),
+                ne(f("source.ip"), s("::1")),
+                ne(f("source.ip"), s("127.0.0.1")),
+            ]),
+        )
+    }
+
+    fn compile(q: &Query) -> CompiledQuery {
+        CompiledQuery::compile(q, &Mapping::builtin_ecs(), &QueryOptions::default()).expect("compiles")
+    }
+
+    fn ev(doc: Value) -> Event {
+        Event::new("idx", "1", doc)
+    }
+
+    /// Sets (or with `Value::Null` as `remove`, deletes) a dotted path in a nested document.
+    fn set(mut doc: Value, path: &str, v: Option<Value>) -> Value {
+        let parts: Vec<&str> = path.split('.').collect();
+        let mut cur = &mut doc;
+        for p in &parts[..parts.len() - 1] {
+            cur = cur.as_object_mut().expect("object").entry(p.to_string()).or_insert_with(|| json!({}));
+        }
+        let obj = cur.as_object_mut().expect("object");
+        match v {
+            Some(v) => {
+                obj.insert(parts[parts.len() - 1].to_string(), v);
+            }
+            None => {
+                obj.remove(parts[parts.len() - 1]);
+            }
+        }
+        doc
+    }
+
+    fn r2_base() -> Value {
+        json!({
+            "@timestamp": "2024-05-01T10:00:00.000Z",
+            "event": {"category": ["network", "file"], "code": "5145", "action": "access"},
+            "host": {"os": {"type": "windows"}, "ip": ["10.0.0.5", "fe80::1"]},
+            "user": {"name": "FS01$"},
+            "winlog": {"computer_name": "FS01.corp.local"},
+            "source": {"ip": "10.0.0.9"}
+        })
+    }
+
+    fn r1a_base() -> Value {
+        json!({
+            "@timestamp": "2024-05-01T10:00:00.000Z",
+            "event": {"category": ["authentication"], "action": "logged-in", "outcome": "success"},
+            "host": {"os": {"type": "windows"}},
+            "process": {"pid": 0},
+            "source": {"ip": "127.0.0.1"},
+            "winlog": {"computer_name": "DC01.corp.local", "logon": {"type": "Network"},
+                "event_data": {"ElevatedToken": "%%1843", "AuthenticationPackageName": "Kerberos", "TargetLogonId": "0x129f1"}}
+        })
+    }
+
+    fn r1b_base() -> Value {
+        json!({
+            "@timestamp": "2024-05-01T10:00:01.000Z",
+            "event": {"action": "service-installed"},
+            "host": {"os": {"type": "windows"}},
+            "winlog": {"computer_name": "DC01.corp.local", "event_data": {"SubjectLogonId": "0x129f1"}}
+        })
+    }
+
+    fn r2(doc: Value) -> bool {
+        compile(&rule2()).matches_stage(0, &ev(doc)).expect("no query error")
+    }
+    fn r1(stage: usize, doc: Value) -> bool {
+        compile(&rule1()).matches_stage(stage, &ev(doc)).expect("no query error")
+    }
+
+    #[test]
+    fn seed_rules_base_documents_match() {
+        assert!(r2(r2_base()));
+        assert!(r1(0, r1a_base()));
+        assert!(r1(1, r1b_base()));
+        assert!(!r1(0, r1b_base()));
+        assert!(!r1(1, r1a_base()));
+    }
+
+    #[test]
+    fn e01_host_ip_missing_keeps_the_event() {
+        assert!(r2(set(r2_base(), "host.ip", None)));
+        assert!(r2(set(r2_base(), "host.ip", Some(json!([])))));
+        assert!(r2(set(r2_base(), "host.ip", Some(json!(null)))));
+    }
+
+    #[test]
+    fn e02_host_ip_multi_valued() {
+        assert!(!r2(set(r2_base(), "host.ip", Some(json!(["10.0.0.9", "fe80::1"])))));
+        assert!(!r2(set(r2_base(), "host.ip", Some(json!(["fe80::1", "10.0.0.9"])))));
+        assert!(r2(set(r2_base(), "host.ip", Some(json!(["10.0.0.5", "fe80::1"])))));
+    }
+
+    #[test]
+    fn e03_string_suffix_quirk() {
+        assert!(fx::str_test(fx::StrTest::EndsWith, "10.0.0.15", "0.0.15", false));
+        let doc = set(set(r2_base(), "source.ip", Some(json!("110.0.0.1"))), "host.ip", Some(json!(["10.0.0.1"])));
+        assert!(!r2(doc));
+        let doc = set(set(r2_base(), "source.ip", Some(json!("110.0.0.1"))), "host.ip", Some(json!(["10.0.0.2"])));
+        assert!(r2(doc));
+    }
+
+    #[test]
+    fn e04_ipv4_mapped_and_loopback_forms() {
+        let mapped = json!("::ffff:127.0.0.1");
+        assert!(r1(0, set(r1a_base(), "source.ip", Some(mapped.clone()))));
+        assert!(!r2(set(r2_base(), "source.ip", Some(mapped))));
+        // 127.0.0.2: in the CIDR, but not excluded by != "127.0.0.1".
+        assert!(r1(0, set(r1a_base(), "source.ip", Some(json!("127.0.0.2")))));
+        assert!(r2(set(r2_base(), "source.ip", Some(json!("127.0.0.2")))));
+        // 0:0:0:0:0:0:0:1 ≡ ::1.
+        assert!(r1(0, set(r1a_base(), "source.ip", Some(json!("0:0:0:0:0:0:0:1")))));
+        assert!(!r2(set(r2_base(), "source.ip", Some(json!("0:0:0:0:0:0:0:1")))));
+        assert!(!r2(set(r2_base(), "source.ip", Some(json!("0:0:0:0:0:0:0:0")))));
+        assert!(!r1(0, set(r1a_base(), "source.ip", Some(json!("10.0.0.1")))));
+    }
+
+    #[test]
+    fn e05_source_ip_missing() {
+        assert!(!r2(set(r2_base(), "source.ip", None)));
+        assert!(!r1(0, set(r1a_base(), "source.ip", None)));
+        // Malformed IP = not indexed = missing.
+        assert!(!r2(set(r2_base(), "source.ip", Some(json!("-")))));
+    }
+
+    #[test]
+    fn e06_process_pid_forms() {
+        assert!(r1(0, set(r1a_base(), "process.pid", Some(json!(0)))));
+        assert!(r1(0, set(r1a_base(), "process.pid", Some(json!("0")))));
+        assert!(!r1(0, set(r1a_base(), "process.pid", None)));
+        assert!(!r1(0, set(r1a_base(), "process.pid", Some(json!(448)))));
+        let q = compile(&rule1());
+        assert!(!q.matches_stage(0, &ev(set(r1a_base(), "process.pid", Some(json!("0x1c0"))))).unwrap());
+        assert!(q.malformed_values() >= 1);
+    }
+
+    #[test]
+    fn e07_event_code_string_or_number() {
+        assert!(r2(set(r2_base(), "event.code", Some(json!("5145")))));
+        assert!(r2(set(r2_base(), "event.code", Some(json!(5145)))));
+        assert!(!r2(set(r2_base(), "event.code", Some(json!(5140)))));
+    }
+
+    #[test]
+    fn e08_event_category_forms() {
+        assert!(r2(set(r2_base(), "event.category", Some(json!("file")))));
+        assert!(r2(set(r2_base(), "event.category", Some(json!(["network", "file"])))));
+        assert!(!r2(set(r2_base(), "event.category", Some(json!("File")))));
+        assert!(!r1(0, set(r1a_base(), "event.category", Some(json!(["iam"])))));
+        assert!(!r1(0, set(r1a_base(), "event.category", None)));
+        // Stage B (`any where`) matches with or without a category.
+        assert!(r1(1, set(r1b_base(), "event.category", Some(json!(["configuration"])))));
+        assert!(r1(1, set(r1b_base(), "event.category", None)));
+        // Dotted key form is the same field.
+        let mut doc = set(r2_base(), "event.category", None);
+        doc.as_object_mut().unwrap().insert("event.category".into(), json!("file"));
+        assert!(r2(doc));
+    }
+
+    #[test]
+    fn e09_case_sensitivity() {
+        assert!(r1(1, set(r1b_base(), "event.action", Some(json!("Service-Installed")))));
+        assert!(!r1(0, set(r1a_base(), "event.action", Some(json!("Logged-In")))));
+        assert!(r1(0, set(r1a_base(), "winlog.event_data.AuthenticationPackageName", Some(json!("KERBEROS")))));
+        assert!(!r1(0, set(r1a_base(), "winlog.logon.type", Some(json!("network")))));
+    }
+
+    #[test]
+    fn e10_elevated_token() {
+        let p = "winlog.event_data.ElevatedToken";
+        assert!(r1(0, set(r1a_base(), p, Some(json!("%%1843")))));
+        assert!(!r1(0, set(r1a_base(), p, Some(json!("%%1842")))));
+        assert!(!r1(0, set(r1a_base(), p, None)));
+        assert!(!r1(0, set(r1a_base(), p, Some(json!("No")))));
+    }
+
+    #[test]
+    fn e11_user_and_computer_names() {
+        assert!(!r2(set(r2_base(), "user.name", Some(json!("$")))));
+        assert!(!r2(set(r2_base(), "winlog.computer_name", Some(json!("FS010.corp.local")))));
+        assert!(r2(set(r2_base(), "winlog.computer_name", Some(json!("fs01.corp.local")))));
+        assert!(r2(set(r2_base(), "winlog.computer_name", Some(json!("FS01")))));
+        assert!(!r2(set(r2_base(), "user.name", None)));
+        assert!(!r2(set(r2_base(), "user.name", Some(json!("FS01")))));
+        assert!(!r2(set(r2_base(), "winlog.computer_name", None)));
+        // Multi-valued user.name: the script loops over each value independently.
+        assert!(r2(set(r2_base(), "user.name", Some(json!(["admin$", "FS01$"])))));
+    }
+
+    #[test]
+    fn e12_missing_and_null_arrays() {
+        let mut mp = Mapping::new();
+        mp.insert("k", FieldMapping::new(FieldType::Keyword));
+        let run = |cond: Expr, doc: Value| {
+            CompiledQuery::compile(&event_query(None, cond), &mp, &QueryOptions::default())
+                .unwrap()
+                .matches_stage(0, &ev(doc))
+                .unwrap()
+        };
+        assert!(run(ne(f("k"), s("a")), json!({})));
+        for doc in [json!({}), json!({"k": []}), json!({"k": [null]}), json!({"k": null})] {
+            assert!(run(eq(f("k"), null()), doc.clone()), "{doc} == null");
+            assert!(!run(ne(f("k"), null()), doc.clone()), "{doc} != null");
+        }
+        assert!(run(ne(f("k"), null()), json!({"k": [null, "x"]})));
+    }
+
+    #[test]
+    fn e13_keyword_over_ignore_above_is_missing() {
+        let long_user = format!("{}$", "A".repeat(1024));
+        assert!(!r2(set(r2_base(), "user.name", Some(json!(long_user)))));
+        // Not indexed → `!=` is true.
+        let q = event_query(None, ne(f("event.action"), s("x")));
+        let long = "x".repeat(1025);
+        assert!(compile(&q).matches_stage(0, &ev(json!({"event": {"action": long}}))).unwrap());
+    }
+
+    #[test]
+    fn e14_substring_in_script_counts_utf16() {
+        let mut mp = Mapping::new();
+        mp.insert("k", FieldMapping::new(FieldType::Keyword));
+        let q = event_query(None, eq(call("substring", false, vec![f("k"), n(-3), n(-1)]), s("😀")));
+        let cq = CompiledQuery::compile(&q, &mp, &QueryOptions::default()).unwrap();
+        assert!(cq.matches_stage(0, &ev(json!({"k": "ab😀c"}))).unwrap());
+        assert!(!cq.matches_stage(0, &ev(json!({"k": "abc😀"}))).unwrap());
+        let q = event_query(None, eq(call("length", false, vec![f("k")]), n(3)));
+        let cq = CompiledQuery::compile(&q, &mp, &QueryOptions::default()).unwrap();
+        assert!(cq.matches_stage(0, &ev(json!({"k": "a😀"}))).unwrap());
+    }
+
+    fn kv_mapping() -> Mapping {
+        let mut mp = Mapping::new();
+        mp.insert("k", FieldMapping::new(FieldType::Keyword));
+        mp.insert("k2", FieldMapping::new(FieldType::Keyword));
+        mp.insert("n", FieldMapping::new(FieldType::Long));
+        mp.insert("ip", FieldMapping::new(FieldType::Ip));
+        mp.insert("d", FieldMapping::new(FieldType::Date));
+        mp
+    }
+
+    fn run_on(cond: Expr, doc: Value) -> bool {
+        CompiledQuery::compile(&event_query(None, cond), &kv_mapping(), &QueryOptions::default())
+            .unwrap()
+            .matches_stage(0, &ev(doc))
+            .unwrap()
+    }
+
+    #[test]
+    fn operator_table_section_2() {
+        let doc = json!({"k": ["Hello*World", "other"]});
+        assert!(run_on(eq(f("k"), s("Hello*World")), doc.clone()));
+        assert!(!run_on(eq(f("k"), s("Hello*")), doc.clone()), "== has no wildcards");
+        assert!(!run_on(eq(f("k"), s("hello*world")), doc.clone()));
+        assert!(!run_on(ne(f("k"), s("other")), doc.clone()));
+        assert!(run_on(ne(f("k"), s("x")), doc.clone()));
+        assert!(run_on(m(MatchOp::Seq, false, f("k"), &["OTHER"]), doc.clone()));
+        assert!(run_on(m(MatchOp::Seq, false, f("k"), &["hello*"]), doc.clone()));
+        assert!(run_on(m(MatchOp::Seq, false, f("k"), &["x", "oth?r"]), doc.clone()));
+        assert!(!run_on(m(MatchOp::Seq, false, f("k"), &["oth?"]), doc.clone()));
+        assert!(run_on(m(MatchOp::Like, false, f("k"), &["Hello*"]), doc.clone()));
+        assert!(!run_on(m(MatchOp::Like, false, f("k"), &["hello*"]), doc.clone()));
+        assert!(run_on(m(MatchOp::Like, true, f("k"), &["hello*"]), doc.clone()));
+        assert!(run_on(m(MatchOp::Regex, false, f("k"), &["H.*d"]), doc.clone()));
+        assert!(!run_on(m(MatchOp::Regex, false, f("k"), &["ello.*"]), doc.clone()), "regex is anchored");
+        assert!(run_on(m(MatchOp::Regex, true, f("k"), &["h.*D"]), doc.clone()));
+        assert!(run_on(inn(f("k"), vec![s("a"), s("other")], false, false), doc.clone()));
+        assert!(!run_on(inn(f("k"), vec![s("OTHER")], false, false), doc.clone()));
+        assert!(run_on(inn(f("k"), vec![s("OTHER")], true, false), doc.clone()));
+        assert!(!run_on(inn(f("k"), vec![s("oth*")], true, false), doc.clone()), "in~ is verbatim");
+        assert!(!run_on(inn(f("k"), vec![s("other")], false, true), doc.clone()));
+        assert!(run_on(inn(f("k"), vec![s("zzz")], false, true), doc.clone()));
+        assert!(run_on(inn(f("k"), vec![s("zzz")], false, true), json!({})), "not in on missing is true");
+        // Ranges: strings by code point, case-sensitive ("B" < "a").
+        assert!(run_on(cmp(CompareOp::Lt, f("k"), s("a")), json!({"k": "B"})));
+        assert!(!run_on(cmp(CompareOp::Gt, f("k"), s("a")), json!({"k": "B"})));
+        assert!(run_on(cmp(CompareOp::Gte, f("n"), n(5)), json!({"n": [1, 5]})));
+        assert!(!run_on(cmp(CompareOp::Gt, f("n"), n(5)), json!({"n": [1, 5]})));
+        assert!(run_on(cmp(CompareOp::Lt, n(5), f("n")), json!({"n": 7})), "literal on the left is swapped");
+        assert!(run_on(cmp(CompareOp::Gt, f("n"), n(9)), json!({"n": "10"})), "numeric, not lexical");
+        // Date ranges with ISO literals.
+        assert!(run_on(cmp(CompareOp::Gte, f("d"), s("2024-01-01")), json!({"d": "2024-05-01T00:00:00Z"})));
+    }
+
+    #[test]
+    fn null_table_section_3_1() {
+        let script = |x: Expr| eq(call("concat", false, vec![x, s("!")]), s("a!"));
+        let missing = json!({});
+        let ab = json!({"k": ["a", "b"]});
+        assert!(!run_on(eq(f("k"), s("a")), missing.clone()));
+        assert!(run_on(eq(f("k"), s("b")), ab.clone()));
+        assert!(run_on(ne(f("k"), s("a")), missing.clone()));
+        assert!(!run_on(ne(f("k"), s("a")), ab.clone()));
+        assert!(run_on(not(eq(f("k"), s("a"))), missing.clone()));
+        assert!(run_on(eq(f("k"), null()), missing.clone()));
+        assert!(!run_on(eq(f("k"), null()), ab.clone()));
+        assert!(!run_on(ne(f("k"), null()), missing.clone()));
+        assert!(run_on(ne(f("k"), null()), ab.clone()));
+        assert!(!run_on(script(f("k")), missing.clone()));
+        assert!(run_on(script(f("k")), ab.clone()));
+        assert!(run_on(not(script(f("k"))), missing.clone()));
+        assert!(!run_on(not(script(f("k"))), ab.clone()));
+        assert!(run_on(not(script(f("k"))), json!({"k": ["b"]})));
+        // Repeated field occurrences loop independently: ∃x,y ∈ k: x == "a" and y == "b".
+        let two = eq(call("concat", false, vec![f("k"), f("k")]), s("ab"));
+        assert!(run_on(two.clone(), ab.clone()));
+        assert!(!run_on(two, json!({"k": "a"})));
+    }
+
+    #[test]
+    fn coercion_table_section_5_1() {
+        assert!(run_on(eq(f("k"), n(5145)), json!({"k": "5145"})));
+        assert!(run_on(eq(f("k"), d(1.0)), json!({"k": "1.0"})));
+        assert!(run_on(eq(f("n"), s("0")), json!({"n": 0})));
+        assert!(!run_on(eq(f("n"), d(1.5)), json!({"n": 1})));
+        let err = CompiledQuery::compile(&event_query(None, eq(f("n"), s("abc"))), &kv_mapping(), &QueryOptions::default())
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Query);
+        assert!(run_on(eq(f("ip"), s("::")), json!({"ip": "0:0:0:0:0:0:0:0"})));
+        assert!(run_on(eq(f("ip"), s("127.0.0.1")), json!({"ip": "::ffff:127.0.0.1"})));
+        let err = CompiledQuery::compile(&event_query(None, eq(f("ip"), s("10.0.0.300"))), &kv_mapping(), &QueryOptions::default())
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Query);
+    }
+
+    #[test]
+    fn concat_uses_java_formatting() {
+        let c = call("concat", false, vec![f("k"), n(5), d(42.5), d(1e10), Expr::Literal(Literal::Bool(true), sp()), f("n")]);
+        assert!(run_on(eq(c.clone(), s("x542.51.0E10true7")), json!({"k": "x", "n": 7})));
+        // Any null argument → null → no match (n missing).
+        assert!(!run_on(eq(c, s("x542.51.0E10true")), json!({"k": "x"})));
+        assert!(run_on(eq(call("concat", false, vec![f("k"), null()]), null()), json!({"k": "x"})));
+    }
+
+    #[test]
+    fn cidr_match_script_and_pushdown() {
+        let push = call("cidrmatch", false, vec![f("ip"), s("127.0.0.0/8"), s("::1")]);
+        let script = call("cidrmatch", false, vec![f("ip"), s("127.0.0.0/8"), s("::1")]);
+        assert!(run_on(push, json!({"ip": "::ffff:127.0.0.1"})));
+        assert!(run_on(and(vec![script, eq(f("k"), s("a"))]), json!({"ip": "0:0:0:0:0:0:0:1", "k": "a"})));
+        let bad = CompiledQuery::compile(
+            &event_query(None, call("cidrmatch", false, vec![f("ip"), s("10.0.0.0/99")])),
+            &kv_mapping(),
+            &QueryOptions::default(),
+        );
+        assert_eq!(bad.unwrap_err().kind, ErrorKind::Verification);
+        let not_ip = CompiledQuery::compile(
+            &event_query(None, call("cidrmatch", false, vec![call("string", false, vec![f("k")]), s("10.0.0.0/8")])),
+            &kv_mapping(),
+            &QueryOptions::default(),
+        );
+        assert_eq!(not_ip.unwrap_err().kind, ErrorKind::Verification);
+    }
+
+    #[test]
+    fn endswith_pushdown_wildcard_quirk() {
+        // Pushdown: `*` inside the literal acts as a wildcard.
+        assert!(run_on(call("endswith", false, vec![f("k"), s("a*c")]), json!({"k": "xxabbc"})));
+        assert!(run_on(call("stringcontains", false, vec![f("k"), s("a?c")]), json!({"k": "xabcx"})));
+        // Script path: plain Java endsWith.
+        let script = call("endswith", false, vec![call("string", false, vec![f("k")]), s("a*c")]);
+        assert!(!run_on(script.clone(), json!({"k": "xxabbc"})));
+        assert!(run_on(script, json!({"k": "xxa*c"})));
+        // startsWith is a prefix query: the literal stays literal.
+        assert!(!run_on(call("startswith", false, vec![f("k"), s("a*")]), json!({"k": "abc"})));
+        assert!(run_on(call("startswith", true, vec![f("k"), s("AB")]), json!({"k": "abc"})));
+    }
+
+    #[test]
+    fn verification_errors() {
+        let mp = kv_mapping();
+        let o = QueryOptions::default();
+        let e = CompiledQuery::compile(&event_query(None, eq(f("nope"), s("a"))), &mp, &o).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Verification);
+        assert!(e.message.contains("Unknown column [nope]"));
+        let e = CompiledQuery::compile(&event_query(None, eq(f("k"), f("k2"))), &mp, &o).unwrap_err();
+        assert!(e.message.contains("Comparisons against fields"));
+        // Optional unknown field → literal null.
+        assert!(run_on(eq(f("?nope"), null()), json!({})));
+        assert!(!run_on(f("?nope"), json!({})));
+        assert!(!run_on(eq(f("?nope"), s("a")), json!({"nope": "a"})));
+        // ?x == ?y with both absent → null == null → true (QA sequenceOptionalFieldAsQueryKeysOnly).
+        assert!(run_on(eq(f("?x"), f("?y")), json!({})));
+        // A string function on a long field.
+        let e = CompiledQuery::compile(&event_query(None, call("startswith", false, vec![f("n"), s("1")])), &mp, &o);
+        assert!(e.is_err());
+        // Offline mode: unknown fields are inferred.
+        let off = Mapping::new().infer_unknown(true);
+        let q = CompiledQuery::compile(&event_query(None, eq(f("x"), n(5))), &off, &o).unwrap();
+        assert!(q.matches_stage(0, &ev(json!({"x": 5}))).unwrap());
+        assert!(q.matches_stage(0, &ev(json!({"x": "5"}))).unwrap());
+        assert!(!q.matches_stage(0, &ev(json!({"x": 6}))).unwrap());
+    }
+
+    #[test]
+    fn join_keys_rule1() {
+        let q = compile(&rule1());
+        let keys = q.join_keys(0, &ev(r1a_base()));
+        assert_eq!(keys, vec![vec![KeyValue::Str("DC01.corp.local".into()), KeyValue::Str("0x129f1".into())]]);
+        assert_eq!(q.join_keys(1, &ev(r1b_base())), keys);
+        // Missing non-optional → never joins.
+        assert!(q.join_keys(0, &ev(set(r1a_base(), "winlog.event_data.TargetLogonId", None))).is_empty());
+        assert!(q.join_keys(1, &ev(set(r1b_base(), "winlog.computer_name", Some(json!(null))))).is_empty());
+        // Multi-valued: cartesian, nulls ignored, duplicates collapsed.
+        let doc = set(r1a_base(), "winlog.event_data.TargetLogonId", Some(json!(["0x1", null, "0x2", "0x1"])));
+        let doc = set(doc, "winlog.computer_name", Some(json!(["A", "B"])));
+        let mut keys = q.join_keys(0, &ev(doc));
+        keys.sort();
+        let k = |a: &str, b: &str| vec![KeyValue::Str(a.into()), KeyValue::Str(b.into())];
+        assert_eq!(keys, vec![k("A", "0x1"), k("A", "0x2"), k("B", "0x1"), k("B", "0x2")]);
+        assert_eq!(q.stage_count(), 2);
+        assert!(q.is_sequence());
+        assert_eq!(q.maxspan_ms(), Some(300_000));
+        assert_eq!(q.timestamp_ms(&ev(r1a_base())), Some(1714557600000));
+    }
+
+    #[test]
+    fn join_keys_optional_typed_and_runs() {
+        let mut mp = kv_mapping();
+        mp.insert("date_tags", FieldMapping::new(FieldType::Date));
+        let stage = |by: Vec<FieldRef>, runs| Stage {
+            filter: EventFilter { category: None, condition: Expr::Literal(Literal::Bool(true), sp()), span: sp() },
+            by,
+            runs,
+            missing: false,
+        };
+        let q = Query {
+            body: QueryBody::Sequence(Sequence {
+                by: vec![fref("?k"), fref("n"), fref("?unmapped")],
+                maxspan_ms: None,
+                stages: vec![stage(vec![fref("date_tags")], 1), stage(vec![fref("ip")], 2)],
+                until: None,
+                span: sp(),
+            }),
+            pipes: vec![Pipe::Tail(3)],
+        };
+        let opts = QueryOptions { tiebreaker_field: Some("n".into()), size: 100, ..QueryOptions::default() };
+        let cq = CompiledQuery::compile(&q, &mp, &opts).unwrap();
+        assert_eq!(cq.stage_count(), 3, "runs=2 expands");
+        assert_eq!(cq.limit(), Limit { position: Position::Tail, count: 3 });
+        let e = ev(json!({"n": "7", "date_tags": "1970-01-01T00:00:00.000Z", "ip": "::ffff:10.0.0.1"}));
+        assert_eq!(
+            cq.join_keys(0, &e),
+            vec![vec![KeyValue::Null, KeyValue::Long(7), KeyValue::Null, KeyValue::Str("1970-01-01T00:00:00.000Z".into())]]
+        );
+        assert_eq!(cq.join_keys(2, &e)[0][3], KeyValue::Str("10.0.0.1".into()));
+        assert_eq!(cq.tiebreaker(&e), Some(KeyValue::Long(7)));
+        assert!(cq.join_keys(0, &ev(json!({"n": 7}))).is_empty());
+    }
+
+    #[test]
+    fn limits_from_size_position_and_pipes() {
+        let lim = |pipes: Vec<Pipe>, size, position| {
+            let mut q = rule2();
+            q.pipes = pipes;
+            let o = QueryOptions { size, position, ..QueryOptions::default() };
+            CompiledQuery::compile(&q, &Mapping::builtin_ecs(), &o).unwrap().limit()
+        };
+        assert_eq!(lim(vec![], 100, Position::Tail), Limit { position: Position::Tail, count: 100 });
+        assert_eq!(lim(vec![Pipe::Head(3)], 100, Position::Tail), Limit { position: Position::Head, count: 3 });
+        assert_eq!(lim(vec![Pipe::Tail(200)], 100, Position::Head), Limit { position: Position::Tail, count: 100 });
+    }
+
+    #[test]
+    fn null_value_and_alias_from_mapping() {
+        let mp = Mapping::from_es_mapping(&json!({"properties": {
+            "event_type": {"type": "keyword"},
+            "event": {"properties": {"category": {"type": "alias", "path": "event_type"}}},
+            "opt": {"type": "keyword", "null_value": "NULL"}
+        }}))
+        .unwrap();
+        let q = event_query(Some("process"), eq(f("?opt"), s("NULL")));
+        let cq = CompiledQuery::compile(&q, &mp, &QueryOptions::default()).unwrap();
+        assert!(cq.matches_stage(0, &ev(json!({"event_type": "process", "opt": null}))).unwrap());
+        assert!(!cq.matches_stage(0, &ev(json!({"event_type": "process"}))).unwrap());
+        assert!(!cq.matches_stage(0, &ev(json!({"event_type": "file", "opt": null}))).unwrap());
+    }
+
+    #[test]
+    fn runtime_type_error_is_a_query_error() {
+        let off = Mapping::new().infer_unknown(true);
+        let q = event_query(None, call("startswith", false, vec![call("string", false, vec![f("x")]), f("y")]));
+        let cq = CompiledQuery::compile(&q, &off, &QueryOptions::default()).unwrap();
+        let err = cq.matches_stage(0, &ev(json!({"x": "abc", "y": 5}))).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Query);
+        assert!(cq.matches_stage(0, &ev(json!({"x": "abc", "y": "ab"}))).unwrap());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn leaf() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|i| json!(i)),
+                any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+                "[a-zA-Z0-9.:$%*?\\\\ -]{0,12}".prop_map(Value::String),
+                Just(json!("::ffff:127.0.0.1")),
+                Just(json!("FS01$")),
+                Just(json!("😀é")),
+            ]
+        }
+
+        fn doc() -> impl Strategy<Value = Value> {
+            let paths = prop::sample::select(vec![
+                "event.category", "event.code", "event.action", "event.outcome", "host.os.type", "host.ip",
+                "source.ip", "user.name", "winlog.computer_name", "process.pid", "@timestamp",
+                "winlog.event_data.TargetLogonId", "winlog.logon.type", "winlog.event_data.ElevatedToken",
+            ]);
+            let val = leaf().prop_recursive(2, 8, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::vec(("[a-z]{1,3}", inner), 0..3)
+                        .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+                ]
+            });
+            prop::collection::vec((paths, val, any::<bool>()), 0..10).prop_map(|items| {
+                let mut d = json!({});
+                for (p, v, dotted) in items {
+                    if dotted {
+                        d.as_object_mut().unwrap().insert(p.to_string(), v);
+                    } else {
+                        d = set(d, p, Some(v));
+                    }
+                }
+                d
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn seed_rules_never_panic(d in doc()) {
+                let r1 = compile(&rule1());
+                let r2 = compile(&rule2());
+                let e = ev(d);
+                let _ = r1.matches_stage(0, &e);
+                let _ = r1.matches_stage(1, &e);
+                let _ = r1.join_keys(0, &e);
+                let _ = r1.join_keys(1, &e);
+                let _ = r1.timestamp_ms(&e);
+                let _ = r2.matches_stage(0, &e);
+            }
+        }
     }
 }
