@@ -37,6 +37,23 @@ pub struct FieldAcc {
 fn walk<'a>(node: &'a Value, path: &str, f: &mut dyn FnMut(&'a Value) -> bool) -> bool {
     match node {
         Value::Array(items) => items.iter().any(|it| walk(it, path, f)),
+        Value::Object(map) if map.len() <= 32 => {
+            // One pass, no hashing: an exact key, or a key that is a dotted prefix of the path.
+            let pb = path.as_bytes();
+            for (k, v) in map {
+                let kb = k.as_bytes();
+                if kb.len() == pb.len() {
+                    if kb == pb && flat(v, f) {
+                        return true;
+                    }
+                } else if kb.len() < pb.len() && pb[kb.len()] == b'.' && pb.starts_with(kb) {
+                    if walk(v, &path[kb.len() + 1..], f) {
+                        return true;
+                    }
+                }
+            }
+            false
+        }
         Value::Object(map) => {
             if let Some(v) = map.get(path) {
                 if flat(v, f) {
