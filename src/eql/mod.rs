@@ -4,17 +4,25 @@
 //! Semantics follow Elasticsearch's `_eql/search` exactly where it is specified
 //! (`shared/spec/eql-semantics.md`): two-valued logic, any-value matching on arrays, literal coercion
 //! by mapping, latest-wins sequence slots, tail selection.
+//!
+//! Pipeline, one module each: `lexer`/`parser` (text → `ast`) → `analyze` (types from `mapping`, values
+//! from `value`, predicates in `eval`/`functions`) → `plan` (the contract) → `sequence`/`engine`
+//! (ordering, state machine, limits); `pushdown` derives the pre-filter, `dsl` checks it in tests;
+//! `conformance` runs Elasticsearch's QA specs.
 
 pub mod ast;
 pub mod error;
-pub mod conformance;
-pub mod engine;
 pub mod plan;
-pub mod sequence;
 
-pub use error::{EqlError, ErrorKind};
 pub mod analyze;
+pub mod conformance;
+pub mod dsl;
+pub mod engine;
 pub mod eval;
 pub mod functions;
 pub mod mapping;
+pub mod pushdown;
+pub mod sequence;
 pub mod value;
+
+pub use error::{EqlError, ErrorKind};
