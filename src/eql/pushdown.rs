@@ -295,7 +295,7 @@ fn escape_backslashes(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::eql::ast::*;
 
@@ -569,5 +569,233 @@ mod tests {
             got,
             Some(json!({"bool": {"filter": [term_of("event.category", json!("file")), term_of("file_name.keyword", json!("a.exe"))]}}))
         );
+    }
+}
+
+/// Superset property: whenever an independent reference predicate (the seed rules' stage conditions
+/// written as plain Rust, spec §10) accepts a document, the pushed-down filter accepts it too.
+#[cfg(test)]
+mod superset_props {
+    use super::tests::{krbrelayup, smb_relay};
+    use super::*;
+    use crate::eql::dsl;
+    use crate::event::Event;
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    use std::net::IpAddr;
+
+    // ---- reference predicates (independent of pushdown and of the DSL matcher) ----
+
+    fn vals<'a>(e: &'a Event, path: &str) -> Vec<&'a Value> {
+        e.field_values(path).into_iter().filter(|v| !v.is_null()).collect()
+    }
+    fn any_str(e: &Event, path: &str, p: impl Fn(&str) -> bool) -> bool {
+        vals(e, path).into_iter().any(|v| v.as_str().is_some_and(&p))
+    }
+    fn any_eq(e: &Event, path: &str, want: &str) -> bool {
+        any_str(e, path, |s| s == want)
+    }
+    fn ip_of(v: &Value) -> Option<IpAddr> {
+        v.as_str()?.parse::<IpAddr>().ok().map(|ip| match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        })
+    }
+    fn ips(e: &Event, path: &str) -> Vec<IpAddr> {
+        vals(e, path).into_iter().filter_map(ip_of).collect()
+    }
+    fn keys_present(e: &Event, keys: &[&str]) -> bool {
+        keys.iter().all(|k| !vals(e, k).is_empty())
+    }
+
+    /// Rule 1 stage A, plus its join keys being non-null (otherwise the event never joins).
+    fn stage_a(e: &Event) -> bool {
+        any_eq(e, "event.category", "authentication")
+            && any_eq(e, "host.os.type", "windows")
+            && any_eq(e, "event.action", "logged-in")
+            && any_eq(e, "event.outcome", "success")
+            && any_eq(e, "winlog.event_data.ElevatedToken", "%%1843")
+            && vals(e, "process.pid").into_iter().any(|v| match v {
+                Value::Number(n) => n.as_i64() == Some(0),
+                Value::String(s) => s.parse::<i64>() == Ok(0),
+                _ => false,
+            })
+            && any_str(e, "winlog.event_data.AuthenticationPackageName", |s| s.eq_ignore_ascii_case("kerberos"))
+            && any_eq(e, "winlog.logon.type", "Network")
+            && ips(e, "source.ip").into_iter().any(|ip| match ip {
+                IpAddr::V4(v4) => v4.octets()[0] == 127,
+                IpAddr::V6(v6) => v6.is_loopback(),
+            })
+            && keys_present(e, &["winlog.computer_name", "winlog.event_data.TargetLogonId"])
+    }
+
+    /// Rule 1 stage B, plus its join keys.
+    fn stage_b(e: &Event) -> bool {
+        any_eq(e, "host.os.type", "windows")
+            && any_str(e, "event.action", |s| s.eq_ignore_ascii_case("service-installed"))
+            && keys_present(e, &["winlog.computer_name", "winlog.event_data.SubjectLogonId"])
+    }
+
+    /// Rule 2 in full, script conjuncts included.
+    fn smb(e: &Event) -> bool {
+        let users: Vec<Option<&str>> = {
+            let v: Vec<_> = vals(e, "user.name").into_iter().map(Value::as_str).collect();
+            if v.is_empty() { vec![None] } else { v }
+        };
+        let computers: Vec<Option<&str>> = {
+            let v: Vec<_> = vals(e, "winlog.computer_name").into_iter().map(Value::as_str).collect();
+            if v.is_empty() { vec![None] } else { v }
+        };
+        let same_machine = computers.iter().any(|c| {
+            users.iter().any(|u| match (c, u) {
+                (Some(c), Some(u)) if !u.is_empty() => {
+                    let stem: String = u.chars().take(u.chars().count() - 1).collect();
+                    format!("{c}.").to_lowercase().starts_with(&format!("{stem}.").to_lowercase())
+                }
+                _ => false,
+            })
+        });
+        let src = ips(e, "source.ip");
+        let host = ips(e, "host.ip");
+        let local = src.iter().any(|s| host.iter().any(|h| s.to_string().ends_with(&h.to_string())));
+        let loop4: IpAddr = "127.0.0.1".parse().unwrap();
+        let forbidden: [IpAddr; 3] = ["::".parse().unwrap(), "::1".parse().unwrap(), loop4];
+        any_str(e, "event.category", |s| s == "file")
+            && any_eq(e, "host.os.type", "windows")
+            && vals(e, "event.code").into_iter().any(|v| v == "5145" || v.as_i64() == Some(5145))
+            && any_str(e, "user.name", |s| s.ends_with('$'))
+            && same_machine
+            && !local
+            && !src.is_empty()
+            && !src.iter().any(|s| forbidden.contains(s))
+    }
+
+    // ---- document generator ----
+
+    /// Field variants: the first one is the value that satisfies the base predicate.
+    fn variants(field: &str) -> Vec<Option<Value>> {
+        use serde_json::json as j;
+        let v = |xs: Vec<Value>| -> Vec<Option<Value>> {
+            let mut out: Vec<Option<Value>> = xs.into_iter().map(Some).collect();
+            out.push(None);
+            out.push(Some(Value::Null));
+            out
+        };
+        match field {
+            "event.category" => v(vec![j!(["authentication"]), j!("authentication"), j!(["iam", "configuration"]), j!(["network", "file"]), j!("file"), j!(["Authentication"]), j!([])]),
+            "host.os.type" => v(vec![j!("windows"), j!(["windows"]), j!("Windows"), j!("linux")]),
+            "event.action" => v(vec![j!("logged-in"), j!("Logged-In"), j!("service-installed"), j!("Service-Installed"), j!(["SERVICE-INSTALLED"]), j!("network-share-object-access-checked"), j!("Logon")]),
+            "event.outcome" => v(vec![j!("success"), j!(["success"]), j!("failure")]),
+            "event.code" => v(vec![j!("5145"), j!(5145), j!(["5145"]), j!("4624"), j!(4697)]),
+            "winlog.event_data.ElevatedToken" => v(vec![j!("%%1843"), j!("%%1842"), j!("No")]),
+            "process.pid" => v(vec![j!(0), j!("0"), j!([4, 0]), j!(448), j!("448"), j!("0x0")]),
+            "winlog.event_data.AuthenticationPackageName" => v(vec![j!("Kerberos"), j!("kerberos"), j!("KERBEROS"), j!("NTLM"), j!("Negotiate")]),
+            "winlog.logon.type" => v(vec![j!("Network"), j!("network"), j!("Interactive")]),
+            "source.ip" => v(vec![j!("127.0.0.1"), j!("127.0.0.2"), j!("::1"), j!("0:0:0:0:0:0:0:1"), j!("::ffff:127.0.0.1"), j!("10.0.0.5"), j!("110.0.0.1"), j!("192.168.7.9"), j!("fe80::1"), j!("::"), j!(["10.0.0.5", "127.0.0.1"]), j!("bogus")]),
+            "host.ip" => v(vec![j!(["10.0.0.1", "fe80::1"]), j!("10.0.0.1"), j!([]), j!(["10.0.0.5"])]),
+            "user.name" => v(vec![j!("FS01$"), j!("fs01$"), j!("WS01$"), j!("$"), j!("alice"), j!(["alice", "FS01$"])]),
+            "winlog.computer_name" => v(vec![j!("FS01.corp.local"), j!("fs01.corp.local"), j!("FS010.corp.local"), j!("FS01")]),
+            "winlog.event_data.TargetLogonId" | "winlog.event_data.SubjectLogonId" => v(vec![j!("0x3e7"), j!("0x129f1"), j!(["0x1", null])]),
+            _ => v(vec![]),
+        }
+    }
+
+    const FIELDS: [&str; 15] = [
+        "event.category", "host.os.type", "event.action", "event.outcome", "event.code",
+        "winlog.event_data.ElevatedToken", "process.pid", "winlog.event_data.AuthenticationPackageName",
+        "winlog.logon.type", "source.ip", "host.ip", "user.name", "winlog.computer_name",
+        "winlog.event_data.TargetLogonId", "winlog.event_data.SubjectLogonId",
+    ];
+
+    /// The matching value of each field for each base: 0 stage A, 1 stage B, 2 rule 2.
+    fn base_value(base: u8, field: &str) -> Option<Value> {
+        use serde_json::json as j;
+        match (base, field) {
+            (1, "event.category") => Some(j!(["iam", "configuration"])),
+            (1, "event.action") => Some(j!("service-installed")),
+            (2, "event.category") => Some(j!(["network", "file"])),
+            (2, "event.action") => Some(j!("network-share-object-access-checked")),
+            (2, "source.ip") => Some(j!("192.168.7.9")),
+            _ => variants(field).swap_remove(0),
+        }
+    }
+
+    fn insert(doc: &mut serde_json::Map<String, Value>, path: &str, value: Value, dotted: bool) {
+        if dotted {
+            doc.insert(path.to_string(), value);
+            return;
+        }
+        let mut node = doc;
+        let parts: Vec<&str> = path.split('.').collect();
+        for p in &parts[..parts.len() - 1] {
+            let entry = node.entry(p.to_string()).or_insert_with(|| Value::Object(Default::default()));
+            let Value::Object(m) = entry else { return };
+            node = m;
+        }
+        node.insert(parts[parts.len() - 1].to_string(), value);
+    }
+
+    /// A document: a matching base, each field kept (≈70 %), replaced by a variant, or removed; some
+    /// fields written as dotted keys instead of nested objects.
+    fn doc_strategy() -> impl Strategy<Value = Event> {
+        (0u8..3, proptest::collection::vec((0u8..10, any::<u8>(), any::<bool>()), FIELDS.len())).prop_map(|(base, picks)| {
+            let mut doc = serde_json::Map::new();
+            for (field, (keep, pick, dotted)) in FIELDS.iter().zip(picks) {
+                let value = if keep < 7 {
+                    base_value(base, field)
+                } else {
+                    let vs = variants(field);
+                    vs[pick as usize % vs.len()].clone()
+                };
+                if let Some(v) = value {
+                    insert(&mut doc, field, v, dotted);
+                }
+            }
+            Event::new("logs-test", "1", Value::Object(doc))
+        })
+    }
+
+    fn check(e: &Event) -> Result<(), TestCaseError> {
+        let opts = QueryOptions::default();
+        let f1 = pushdown_filter(&krbrelayup(), &opts).expect("rule 1 filter");
+        let f2 = pushdown_filter(&smb_relay(), &opts).expect("rule 2 filter");
+        if stage_a(e) || stage_b(e) {
+            prop_assert!(dsl::matches(&f1, e), "rule 1 filter drops a candidate: {}", e.source);
+        }
+        if smb(e) {
+            prop_assert!(dsl::matches(&f2, e), "rule 2 filter drops a match: {}", e.source);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn pushdown_is_a_superset_of_the_seed_rules(e in doc_strategy()) {
+            check(&e)?;
+        }
+    }
+
+    /// The generator must actually reach the interesting cases, or the property says nothing; and the
+    /// filters must also reject something (a match-all filter would pass the property trivially).
+    #[test]
+    fn generator_covers_positives_and_filters_narrow() {
+        let mut runner = TestRunner::deterministic();
+        let strategy = doc_strategy();
+        let opts = QueryOptions::default();
+        let f1 = pushdown_filter(&krbrelayup(), &opts).unwrap();
+        let f2 = pushdown_filter(&smb_relay(), &opts).unwrap();
+        let (mut a, mut b, mut s, mut rejected1, mut rejected2) = (0, 0, 0, 0, 0);
+        for _ in 0..3000 {
+            let e = strategy.new_tree(&mut runner).unwrap().current();
+            a += stage_a(&e) as usize;
+            b += stage_b(&e) as usize;
+            s += smb(&e) as usize;
+            rejected1 += !dsl::matches(&f1, &e) as usize;
+            rejected2 += !dsl::matches(&f2, &e) as usize;
+        }
+        assert!(a > 20 && b > 50 && s > 20, "positives: A {a}, B {b}, rule 2 {s}");
+        assert!(rejected1 > 500 && rejected2 > 500, "rejected: {rejected1}, {rejected2}");
     }
 }
