@@ -2,8 +2,10 @@
 //!
 //! Data path: `source` (Elasticsearch, files) → `eql` (parse, analyse, evaluate, sequence, pushdown)
 //! → `detect` (one rule run) → `alert` (Kibana documents and ids) → `sink` (Elasticsearch, stdout).
-//! `scheduler` decides when runs happen; `cli` is a thin shell over all of it.
-pub mod event;
-pub mod eql;
-pub mod rules;
+//! `scheduler` decides when runs happen; `cli` is a thin shell over all of it. `rules` reads
+//! detection-rules TOML; `simulate` writes realistic Windows Security events for labs and benchmarks.
 pub mod alert;
+pub mod eql;
+pub mod event;
+pub mod rules;
+pub mod simulate;
