@@ -199,7 +199,8 @@ impl Function {
         use Function::*;
         match self {
             Add | Divide | Modulo | Multiply | Subtract => (2, 2),
-            Between => (3, 5),
+            // ES: between(source, left, right[, greedy]); the Endgame 5th `case_sensitive` argument is not accepted.
+            Between => (3, 4),
             CidrMatch => (2, usize::MAX),
             Concat => (1, usize::MAX),
             EndsWith | StartsWith | StringContains => (2, 2),

@@ -30,6 +30,13 @@ impl EqlError {
         EqlError { kind: ErrorKind::Query, message: message.into(), span }
     }
 
+    /// Whether the query uses a feature that Elasticsearch EQL (or esdetect) does not support — `sample`,
+    /// `join`, pipes other than head/tail, lineage, Endgame-only functions — rather than being malformed.
+    /// Every such message produced by the parser says "not supported".
+    pub fn is_unsupported(&self) -> bool {
+        self.message.contains("not supported")
+    }
+
     /// Renders `line:col: message`, then the offending source line with a caret under the token.
     pub fn render(&self, source: &str) -> String {
         let line_text = source.lines().nth(self.span.line.saturating_sub(1) as usize).unwrap_or("");

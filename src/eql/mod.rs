@@ -12,6 +12,8 @@
 
 pub mod ast;
 pub mod error;
+pub mod lexer;
+pub mod parser;
 pub mod plan;
 
 pub mod analyze;
@@ -26,3 +28,4 @@ pub mod sequence;
 pub mod value;
 
 pub use error::{EqlError, ErrorKind};
+pub use parser::parse;
