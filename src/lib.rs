@@ -6,6 +6,9 @@
 //! detection-rules TOML; `simulate` writes realistic Windows Security events for labs and benchmarks.
 pub mod alert;
 pub mod eql;
+pub mod es;
 pub mod event;
 pub mod rules;
 pub mod simulate;
+pub mod sink;
+pub mod source;

@@ -1,0 +1,160 @@
+//! Connection settings for one Elasticsearch / OpenSearch cluster, as read from the config file.
+//!
+//! Secrets (API key, password) are wrapped in [`Secret`] so that `{:?}` / `{}` of a config, or of an
+//! error that carries one, can never print them into a log.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A credential that must never appear in logs: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The clear text, for the one place that needs it (the auth header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How to reach and authenticate to the cluster.
+///
+/// `api_key` is either Kibana's "encoded" form (base64 of `id:key`) or the raw `id:key` pair; it wins
+/// over `username`/`password` when both are set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// One or more node URLs (`https://host:9200`). Several URLs form a static round-robin pool;
+    /// a retry after a connection error goes to the next node.
+    pub urls: Vec<String>,
+    pub api_key: Option<Secret>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// PEM file with the CA (or CA chain) that signed the cluster's HTTP certificate.
+    pub ca_cert: Option<PathBuf>,
+    /// Accept any server certificate. For diagnosis only: it disables TLS's protection.
+    pub insecure_skip_verify: bool,
+    /// Per-request timeout: seconds as a number, or a string like `"30s"`, `"2m"`, `"500ms"`.
+    #[serde(deserialize_with = "de_duration")]
+    pub request_timeout: Duration,
+    /// Retries after the first attempt for connection errors, 429 and 502/503/504.
+    pub max_retries: u32,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            urls: vec!["http://localhost:9200".to_string()],
+            api_key: None,
+            username: None,
+            password: None,
+            ca_cert: None,
+            insecure_skip_verify: false,
+            request_timeout: Duration::from_secs(60),
+            max_retries: 3,
+        }
+    }
+}
+
+impl ConnectionConfig {
+    /// A config for one URL with defaults for everything else (handy for tests and the CLI).
+    pub fn for_url(url: impl Into<String>) -> Self {
+        ConnectionConfig { urls: vec![url.into()], ..Default::default() }
+    }
+}
+
+/// Parses `30`, `"30"`, `"30s"`, `"500ms"`, `"2m"`, `"1h"` into a `Duration`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    match unit.trim() {
+        "" | "s" => Some(Duration::from_secs(n)),
+        "ms" => Some(Duration::from_millis(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        _ => None,
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(n) => Ok(Duration::from_secs(n)),
+        Raw::Text(t) => parse_duration(&t).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid duration {t:?}: use seconds (30) or a number with ms/s/m/h (\"500ms\", \"2m\")"
+            ))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let cfg = ConnectionConfig {
+            api_key: Some(Secret::new("c2VjcmV0OmtleQ==")),
+            password: Some(Secret::new("hunter2")),
+            username: Some("elastic".into()),
+            ..Default::default()
+        };
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("hunter2") && !dbg.contains("c2VjcmV0"), "{dbg}");
+        assert!(dbg.contains("***") && dbg.contains("elastic"));
+        assert_eq!(Secret::new("x").to_string(), "***");
+        assert_eq!(Secret::new("x").expose(), "x");
+    }
+
+    #[test]
+    fn deserialises_with_defaults_and_durations() {
+        let cfg: ConnectionConfig =
+            toml::from_str("urls = [\"https://a:9200\", \"https://b:9200\"]\nrequest_timeout = \"2m\"\napi_key = \"k\"")
+                .unwrap();
+        assert_eq!(cfg.urls.len(), 2);
+        assert_eq!(cfg.request_timeout, Duration::from_secs(120));
+        assert_eq!(cfg.max_retries, 3);
+        assert_eq!(cfg.api_key.unwrap().expose(), "k");
+        let cfg: ConnectionConfig = toml::from_str("request_timeout = 5").unwrap();
+        assert_eq!(cfg.request_timeout, Duration::from_secs(5));
+        assert!(toml::from_str::<ConnectionConfig>("request_timeout = \"5 parsecs\"").is_err());
+        assert!(toml::from_str::<ConnectionConfig>("url = \"typo\"").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("-1s"), None);
+    }
+}

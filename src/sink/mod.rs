@@ -1,0 +1,3 @@
+//! Alert sinks.
+pub mod es;
+pub mod stdout;

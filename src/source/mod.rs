@@ -1,0 +1,3 @@
+//! Event sources.
+pub mod es;
+pub mod files;
