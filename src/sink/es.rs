@@ -92,7 +92,7 @@ fn check_alias_name(alias: &str) -> Result<(), SinkError> {
 
 /// Makes sure `alias` can take alerts. `template_body` is a composable index template body (at least
 /// `{"template": {"settings": …, "mappings": …}}`); its `index_patterns` are set to `<alias>-*` and a
-/// `priority` of 200 is added if absent. An existing template is left as it is (it may have been tuned).
+/// `priority` of 100 + alias length is added if absent (see `ensure_template`). An existing template is left as it is (it may have been tuned).
 /// Safe to call concurrently from several processes: "already exists" answers count as success.
 pub async fn ensure_alerts_index(client: &EsClient, alias: &str, template_body: Value) -> Result<AliasState, SinkError> {
     check_alias_name(alias)?;
@@ -118,7 +118,11 @@ pub async fn ensure_alerts_index(client: &EsClient, alias: &str, template_body: 
     // alias impossible; say so instead of failing obscurely.
     let (status, _) = client.raw(Method::Head, &format!("/{alias}"), &[], None).await?;
     if status == 200 {
-        return Err(SinkError::NotAnAlias { alias: alias.to_string() });
+        // HEAD also answers 200 for an alias another process created a moment ago.
+        return match get_alias(client, alias).await? {
+            Some(write_index) => Ok(AliasState { alias: alias.to_string(), write_index, created_index: None, created_template, kibana_managed: false }),
+            None => Err(SinkError::NotAnAlias { alias: alias.to_string() }),
+        };
     }
 
     let index = first_index_name(alias);
@@ -163,7 +167,10 @@ async fn ensure_template(client: &EsClient, alias: &str, mut body: Value) -> Res
         return Err(SinkError::Malformed("the alerts index template body must be a JSON object".into()));
     };
     obj.insert("index_patterns".into(), json!([format!("{alias}-*")]));
-    obj.entry("priority").or_insert(json!(200));
+    // Templates with overlapping patterns must differ in priority (`x-*` and `x-prod-*` overlap).
+    // Priority 100 + name length does it: equal lengths cannot overlap (the prefixes would be equal),
+    // and the longer, more specific alias wins for its own indices.
+    obj.entry("priority").or_insert(json!(100 + alias.len()));
     let (status, resp) = client.raw(Method::Put, &path, &[("create", "true".to_string())], Some(&body)).await?;
     if (200..300).contains(&status) {
         Ok(true)
