@@ -163,7 +163,7 @@ async fn pit_paging_returns_everything_in_order_and_closes_the_pit() {
 
     // A closed PIT cannot be searched any more.
     let flavour = c.info().await.unwrap().flavour;
-    let id = open_pit(&c, flavour, &[a.clone()]).await.unwrap();
+    let id = open_pit(&c, flavour, std::slice::from_ref(&a)).await.unwrap();
     close_pit(&c, flavour, &id).await.unwrap();
     let (status, resp) = c
         .raw(Method::Post, "/_search", &[], Some(&json!({"pit": {"id": id, "keep_alive": "1m"}, "size": 1})))
@@ -241,7 +241,7 @@ async fn ensure_alerts_index_is_idempotent() {
     assert_eq!(s2.created_index, None);
     assert_eq!(s2.write_index, s1.write_index);
     // The template's mapping reached the index.
-    let m = fetch_mapping(&c, &[alias.clone()]).await.unwrap();
+    let m = fetch_mapping(&c, std::slice::from_ref(&alias)).await.unwrap();
     assert_eq!(m[format!("{alias}-000001")]["mappings"]["dynamic"], json!("false"));
 
     // Concurrent callers on a fresh alias: all succeed, one index.
