@@ -150,7 +150,7 @@ fn check_query(q: &WindowQuery) -> Result<(), SourceError> {
 }
 
 /// Sort: the EQL clock ascending, then a per-document tiebreak that is unique inside a PIT
-/// (`_shard_doc`, supported by Elasticsearch ≥ 7.12 and OpenSearch ≥ 2.? — see report), so that
+/// (`_shard_doc`, Elasticsearch ≥ 7.12; not verified against OpenSearch, which may need another tiebreak), so that
 /// `search_after` neither skips nor repeats events that share a timestamp.
 fn sort_clause(q: &WindowQuery) -> Value {
     json!([
