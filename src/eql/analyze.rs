@@ -46,6 +46,8 @@ pub struct CompiledQuery {
     until: Option<CompiledStage>,
     maxspan_ms: Option<i64>,
     limit: Limit,
+    /// Cuts applied after `limit`, in order (the second and later pipes).
+    then_limits: Vec<Limit>,
     timestamp: FieldAcc,
     tiebreaker: Option<FieldAcc>,
     malformed: AtomicU64,
@@ -741,15 +743,18 @@ impl CompiledQuery {
                 (true, stages, until, s.maxspan_ms)
             }
         };
-        // Limit: the first pipe sets the direction of the implicit `size` limit; counts combine by min.
+        // Limits: the first pipe sets the direction of the implicit `size` limit (counts combine by min);
+        // every later pipe cuts the result of the one before (`| head 4 | tail 2` = results 3 and 4).
+        let pipe_limit = |p: &ast::Pipe| match p {
+            ast::Pipe::Head(n) => Limit { position: Position::Head, count: usize::try_from(*n).unwrap_or(usize::MAX) },
+            ast::Pipe::Tail(n) => Limit { position: Position::Tail, count: usize::try_from(*n).unwrap_or(usize::MAX) },
+        };
         let mut limit = Limit { position: opts.position, count: opts.size };
-        for p in &q.pipes {
-            let (pos, n) = match p {
-                ast::Pipe::Head(n) => (Position::Head, *n),
-                ast::Pipe::Tail(n) => (Position::Tail, *n),
-            };
-            let n = usize::try_from(n).unwrap_or(usize::MAX);
-            limit = Limit { position: pos, count: limit.count.min(n) };
+        let mut then_limits = Vec::new();
+        if let Some((first, rest)) = q.pipes.split_first() {
+            let first = pipe_limit(first);
+            limit = Limit { position: first.position, count: limit.count.min(first.count) };
+            then_limits = rest.iter().map(pipe_limit).collect();
         }
         let timestamp = ordering_field(mapping, &opts.timestamp_field, ValueKind::Date);
         let tiebreaker = opts.tiebreaker_field.as_deref().map(|t| ordering_field(mapping, t, ValueKind::Inferred));
@@ -759,6 +764,7 @@ impl CompiledQuery {
             until,
             maxspan_ms,
             limit,
+            then_limits,
             timestamp,
             tiebreaker,
             malformed: AtomicU64::new(0),
@@ -850,6 +856,9 @@ impl Plan for CompiledQuery {
     }
     fn limit(&self) -> Limit {
         self.limit
+    }
+    fn then_limits(&self) -> Vec<Limit> {
+        self.then_limits.clone()
     }
     fn timestamp_ms(&self, event: &Event) -> Option<i64> {
         match self.timestamp.first(&event.source, &self.malformed)? {

@@ -398,6 +398,31 @@ pub fn run_files(
     Ok(run_spec(&spec_file, &events, &with_mapping, tiebreaker))
 }
 
+/// Runs a spec with esdetect's own parser and analyser, typing fields the way the Elasticsearch QA runner's
+/// index would: the given mapping file (or none), plus Elasticsearch's dynamic-mapping defaults for fields
+/// the data holds but the mapping lacks.
+pub fn run_files_with_engine(
+    data: &Path,
+    spec: &Path,
+    mapping: Option<&Path>,
+    tiebreaker: &str,
+) -> Result<Report, ConformanceError> {
+    let spec_file = SpecFile::load(spec)?;
+    let events = load_events(data, tiebreaker)?;
+    let base = match mapping {
+        Some(path) => crate::eql::mapping::Mapping::from_es_mapping_file(path)
+            .map_err(|e| ConformanceError::Data { path: path.to_path_buf(), message: e.to_string() })?,
+        None => crate::eql::mapping::Mapping::new().infer_unknown(true),
+    };
+    let sources: Vec<Value> = events.iter().map(|e| e.source.clone()).collect();
+    let mapping = base.with_dynamic_defaults(&sources);
+    let compile = |text: &str, options: &QueryOptions| -> Result<Box<dyn Plan>, EqlError> {
+        let query = crate::eql::parse(text)?;
+        Ok(Box::new(crate::eql::analyze::CompiledQuery::compile(&query, &mapping, options)?))
+    };
+    Ok(run_spec(&spec_file, &events, &compile, tiebreaker))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,10 +180,17 @@ impl<'p, P: Plan + ?Sized> Runner<'p, P> {
             return Err(e);
         }
         self.flush()?;
+        let then_limits = self.plan.then_limits();
         let results = match self.collector {
-            Collector::Events(sel) => Results::Events(sel.items.into_iter().collect()),
+            Collector::Events(sel) => {
+                let mut items: Vec<Event> = sel.items.into_iter().collect();
+                then_limits.iter().for_each(|l| l.apply(&mut items));
+                Results::Events(items)
+            }
             Collector::Sequences { selected, .. } => {
-                Results::Sequences(selected.items.iter().map(Completed::to_match).collect())
+                let mut items: Vec<SequenceMatch> = selected.items.iter().map(Completed::to_match).collect();
+                then_limits.iter().for_each(|l| l.apply(&mut items));
+                Results::Sequences(items)
             }
         };
         self.stats.truncated = self.stats.total_results > results.len() as u64;

@@ -50,6 +50,20 @@ pub struct Limit {
     pub count: usize,
 }
 
+impl Limit {
+    /// Applies this cut to results that are in ascending order.
+    pub fn apply<T>(&self, items: &mut Vec<T>) {
+        if items.len() > self.count {
+            match self.position {
+                Position::Head => items.truncate(self.count),
+                Position::Tail => {
+                    items.drain(..items.len() - self.count);
+                }
+            }
+        }
+    }
+}
+
 /// One part of a join key or a tiebreaker, compared exactly and type-aware like Elasticsearch's
 /// `SequenceKey` (`Long 5` is not `String "5"`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -132,6 +146,11 @@ pub trait Plan {
     fn maxspan_ms(&self) -> Option<i64>;
     /// The effective limit (request size and position, narrowed by pipes).
     fn limit(&self) -> Limit;
+    /// Further cuts applied, in order, to what `limit` selected (from the second and later pipes, e.g.
+    /// `| head 4 | tail 2`). Empty by default.
+    fn then_limits(&self) -> Vec<Limit> {
+        Vec::new()
+    }
     /// The event's timestamp in epoch milliseconds (`timestamp_field`, ms resolution), or `None` when it is
     /// missing or unparseable (such events are never returned by Elasticsearch's EQL).
     fn timestamp_ms(&self, event: &Event) -> Option<i64>;

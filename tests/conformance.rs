@@ -1,0 +1,33 @@
+//! Elasticsearch's own EQL QA specs, run through esdetect's engine (`../shared/conformance`).
+//! The corpus sits beside the repository in CI; a missing corpus fails here rather than passing silently.
+
+use esdetect::eql::conformance::run_files_with_engine;
+use std::path::PathBuf;
+
+fn corpus(name: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = ["../shared/conformance", "../../shared/conformance"]
+        .iter()
+        .map(|d| root.join(d))
+        .find(|d| d.join("README.md").exists())
+        .expect("the EQL conformance corpus (../shared/conformance) is missing beside the repository");
+    dir.join(name)
+}
+
+fn check(data: &str, spec: &str, mapping: &str, tiebreaker: &str, min_passed: usize) {
+    let report = run_files_with_engine(&corpus(data), &corpus(spec), Some(&corpus(mapping)), tiebreaker).unwrap();
+    eprintln!("{spec}:\n{report}");
+    assert_eq!(report.failed(), 0, "{report}");
+    assert!(report.passed() >= min_passed, "only {} passed: {report}", report.passed());
+}
+
+#[test]
+fn endgame_test_queries() {
+    // 133 active queries; at least 95 % must pass, the rest may only be skipped for documented reasons.
+    check("endgame-140.test_data.json", "test_queries.toml", "endgame-140.mapping", "serial_event_id", 127);
+}
+
+#[test]
+fn extra_test_queries() {
+    check("extra.data", "test_extra.toml", "extra.mapping", "sequence", 38);
+}
