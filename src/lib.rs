@@ -5,6 +5,9 @@
 //! `scheduler` decides when runs happen; `cli` is a thin shell over all of it. `rules` reads
 //! detection-rules TOML; `simulate` writes realistic Windows Security events for labs and benchmarks.
 pub mod alert;
+pub mod cli;
+pub mod config;
+pub mod detect;
 pub mod eql;
 pub mod es;
 pub mod event;

@@ -52,7 +52,9 @@ pub fn alerts_properties() -> Map<String, Value> {
         add(&mut p, f, long());
     }
     add(&mut p, "kibana.alert.risk_score", json!({"type": "float"}));
-    add(&mut p, "kibana.alert.reason", json!({"type": "keyword", "ignore_above": 1024, "fields": {"text": {"type": "match_only_text"}}}));
+    // `text`, not Kibana's `match_only_text`: the latter lives in the mapper-extras module, which not every
+    // node has; searching the reason works the same.
+    add(&mut p, "kibana.alert.reason", json!({"type": "keyword", "ignore_above": 1024, "fields": {"text": {"type": "text"}}}));
     add(&mut p, "kibana.alert.rule.enabled", json!({"type": "keyword"}));
     add(&mut p, "kibana.alert.rule.immutable", json!({"type": "keyword"}));
     // Parameters are kept for display only, like Kibana's `flattened`-free mapping: not indexed.

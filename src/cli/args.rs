@@ -1,0 +1,146 @@
+//! Command-line arguments (clap derive). Only argument shapes live here; behaviour is in the library.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Run Elastic Security EQL detection rules outside Kibana, with Elasticsearch's EQL semantics,
+/// writing Kibana-compatible, deduplicated alerts.
+#[derive(Debug, Parser)]
+#[command(name = "esdetect", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (TOML). Connection settings can also come from ESDETECT_ES_URL,
+    /// ESDETECT_ES_API_KEY, ESDETECT_ES_USERNAME, ESDETECT_ES_PASSWORD, ESDETECT_ES_CA_CERT.
+    #[arg(long, short = 'c', global = true, env = "ESDETECT_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Rules folder (overrides `rules_dir` from the config).
+    #[arg(long, global = true)]
+    pub rules: Option<PathBuf>,
+
+    /// Disable colours in human output.
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `esdetect=debug`.
+    #[arg(long, global = true, env = "ESDETECT_LOG", default_value = "warn")]
+    pub log: String,
+
+    /// Log as JSON lines instead of human text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every enabled rule against the cluster. `--once` runs each rule's current window once.
+    Run(RunArgs),
+    /// Run rules over local event files, with no cluster, printing the alerts that would be written.
+    Test(TestArgs),
+    /// Parse and verify every rule; problems are printed as `file:line:col: message`.
+    Validate,
+    /// Print the parsed query and the Elasticsearch requests a run would send.
+    Explain(ExplainArgs),
+    /// Run an Elasticsearch EQL QA spec file (TOML) over a data file and compare results.
+    EqlSpec(EqlSpecArgs),
+    /// Write realistic Windows Security events (attacks and look-alikes) into the cluster.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run each enabled rule once over its window ending at `--now`, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// End of the window (RFC 3339); default: the current time.
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+    /// Only run these rule ids (repeatable).
+    #[arg(long = "rule", value_name = "RULE_ID")]
+    pub rule_ids: Vec<String>,
+    /// Summary format on stdout.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AlertFormat {
+    Table,
+    Ndjson,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Events: NDJSON, a JSON array, or either gzipped (`.gz`); bare events or search hits.
+    #[arg(long, value_name = "FILE")]
+    pub events: PathBuf,
+    /// Evaluate each rule over its own window `[T - from, T]` instead of the whole file as one window.
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+    /// Output: a table of alerts, or one alert document per line (`_index`, `_id`, `_source`).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: AlertFormat,
+    /// Only run these rule ids (repeatable).
+    #[arg(long = "rule", value_name = "RULE_ID")]
+    pub rule_ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The rule's `rule_id`.
+    pub rule_id: String,
+    /// End of the window to show (RFC 3339); default: the current time.
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EqlSpecArgs {
+    /// Data: a JSON array of documents.
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Spec: Elasticsearch QA TOML (`[[queries]]` with `query` and `expected_event_ids`).
+    #[arg(long, value_name = "FILE")]
+    pub spec: PathBuf,
+    /// Elasticsearch mapping JSON for the data (`#` comment lines allowed).
+    #[arg(long, value_name = "FILE")]
+    pub mapping: Option<PathBuf>,
+    /// Tiebreaker field; also the field that identifies events in `expected_event_ids`.
+    #[arg(long, value_name = "FIELD", default_value = "serial_event_id")]
+    pub tiebreaker: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioArg {
+    Krbrelayup,
+    SmbRelay,
+    Noise,
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Which events to write.
+    #[arg(long, value_enum, default_value = "all")]
+    pub scenario: ScenarioArg,
+    /// Number of events (noise included).
+    #[arg(long, default_value_t = 200)]
+    pub count: usize,
+    /// Time around which events are spread (RFC 3339); default: now.
+    #[arg(long, value_name = "RFC3339")]
+    pub start: Option<String>,
+    /// Random seed (same seed, same events).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the events as NDJSON search hits instead of writing them to the cluster.
+    #[arg(long)]
+    pub stdout: bool,
+}

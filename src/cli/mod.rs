@@ -1,0 +1,322 @@
+//! The command-line shell: parse arguments, load configuration, call the library, print, choose the exit
+//! code. No detection logic lives here.
+//!
+//! Exit codes: 0 every rule succeeded; 1 at least one rule run failed (or validation/conformance found
+//! errors); 2 usage, configuration or connection problem (nothing was run or written); 3 no failure, but
+//! at least one run ended in "partial failure" (a warning, e.g. the max_signals cap was hit).
+
+pub mod args;
+pub mod output;
+
+use crate::config::Config;
+use crate::detect::{self, prepare::Prepared, PreparedRule, RunOptions, RunStatus, RunSummary, Window};
+use crate::eql::mapping::Mapping;
+use crate::es::EsClient;
+use anyhow::{anyhow, bail, Context, Result};
+use args::{AlertFormat, Cli, Command, OutputFormat};
+use chrono::{DateTime, Utc};
+use output::Style;
+use std::io::Write;
+use std::path::Path;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_PARTIAL: i32 = 3;
+
+/// Runs the parsed command line; returns the process exit code. Errors are usage/config/connection
+/// problems and map to exit code 2.
+pub async fn run(cli: Cli) -> Result<i32> {
+    let config = load_config(&cli)?;
+    let style = Style::detect(cli.no_color);
+    match &cli.command {
+        Command::Run(a) => run_rules(&config, a, style).await,
+        Command::Test(a) => test_rules(&config, a, style),
+        Command::Validate => validate(&config, style),
+        Command::Explain(a) => explain(&config, a),
+        Command::EqlSpec(a) => eql_spec(a),
+        Command::Simulate(a) => simulate(&config, a).await,
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let env = |name: &str| std::env::var(name).ok();
+    let mut config = Config::load(cli.config.as_deref(), &env)?;
+    if let Some(dir) = &cli.rules {
+        config.rules_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+fn parse_time(text: Option<&str>, what: &str) -> Result<DateTime<Utc>> {
+    match text {
+        None => Ok(Utc::now()),
+        Some(t) => DateTime::parse_from_rfc3339(t)
+            .map(|d| d.with_timezone(&Utc))
+            .map_err(|e| anyhow!("{what}: `{t}` is not an RFC 3339 time such as 2026-05-20T10:05:00Z ({e})")),
+    }
+}
+
+/// Loads and prepares the rules; prints problems as `file:line:col: message`. Fails when none is usable.
+fn load_rules(config: &Config, only: &[String]) -> Result<Prepared> {
+    let mut prepared = detect::prepare_rules(&config.rules_dir, config);
+    for e in &prepared.errors {
+        eprintln!("{e}");
+    }
+    if !only.is_empty() {
+        prepared.rules.retain(|r| only.contains(&r.rule.rule_id));
+        if prepared.rules.is_empty() {
+            bail!("none of the rule ids {only:?} is in {}", config.rules_dir.display());
+        }
+    }
+    Ok(prepared)
+}
+
+/// The mapping for offline use: built-in ECS table, the configured mapping file, and value-typed unknowns.
+fn offline_mapping(config: &Config) -> Result<Mapping> {
+    let mut mapping = Mapping::builtin_ecs();
+    if let Some(path) = &config.mapping.file {
+        let file = Mapping::from_es_mapping_file(path).with_context(|| format!("mapping file {}", path.display()))?;
+        mapping.merge(&file);
+    }
+    mapping.set_infer_unknown(true);
+    Ok(mapping)
+}
+
+fn run_options(config: &Config) -> Result<RunOptions> {
+    let mut opts = RunOptions {
+        page_size: config.run.page_size,
+        kibana_version: config.alerts.kibana_version.clone(),
+        mapping_from_cluster: config.mapping.from_cluster,
+        ..RunOptions::default()
+    };
+    if let Some(path) = &config.mapping.file {
+        let file = Mapping::from_es_mapping_file(path).with_context(|| format!("mapping file {}", path.display()))?;
+        opts.base_mapping.merge(&file);
+    }
+    Ok(opts)
+}
+
+fn exit_code(summaries: &[RunSummary], had_rule_errors: bool) -> i32 {
+    if had_rule_errors || summaries.iter().any(|s| s.status == RunStatus::Failed) {
+        EXIT_FAILED
+    } else if summaries.iter().any(|s| s.status == RunStatus::PartialFailure) {
+        EXIT_PARTIAL
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Connects and checks the cluster answers, so an unreachable cluster is one clear error up front.
+async fn connect(config: &Config) -> Result<EsClient> {
+    let client = EsClient::new(&config.elasticsearch)?;
+    let info = client.info().await.map_err(|e| anyhow!("{e}"))?;
+    tracing::info!(version = %info.version, urls = %client.urls(), "connected");
+    Ok(client)
+}
+
+async fn run_rules(config: &Config, a: &args::RunArgs, style: Style) -> Result<i32> {
+    if !a.once {
+        bail!(
+            "daemon mode (`esdetect run` without --once) is not available in this build yet; \
+             run `esdetect run --once` from cron or a systemd timer meanwhile"
+        );
+    }
+    let now = parse_time(a.now.as_deref(), "--now")?;
+    let prepared = load_rules(config, &a.rule_ids)?;
+    let rules: Vec<&PreparedRule> = prepared.rules.iter().filter(|r| r.enabled).collect();
+    if rules.is_empty() {
+        bail!("no enabled rule to run in {}", config.rules_dir.display());
+    }
+    let client = connect(config).await?;
+    let opts = run_options(config)?;
+    // Privileges and alert indices first: a missing privilege or alias stops the run before any write.
+    let mut aliases: Vec<&str> = rules.iter().map(|r| r.alias.as_str()).collect();
+    aliases.sort();
+    aliases.dedup();
+    for alias in &aliases {
+        let read: Vec<String> = rules.iter().filter(|r| r.alias == *alias).flat_map(|r| r.rule.index.clone()).collect();
+        client.check_privileges(&read, Some(alias)).await.map_err(|e| anyhow!("{e}"))?;
+        let template = crate::alert::mapping::alerts_index_template(&[format!("{alias}-*")]);
+        crate::sink::es::ensure_alerts_index(&client, alias, template).await.map_err(|e| anyhow!("{e}"))?;
+    }
+    let mut summaries = Vec::new();
+    for rule in rules {
+        let window = Window::ending_at(&rule.rule, now);
+        summaries.push(detect::run_on_cluster(&client, rule, window, &opts, &Utc::now).await);
+    }
+    print_summaries(a.format, style, &summaries)?;
+    Ok(exit_code(&summaries, !prepared.errors.is_empty()))
+}
+
+fn print_summaries(format: OutputFormat, style: Style, summaries: &[RunSummary]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        OutputFormat::Json => {
+            for s in summaries {
+                writeln!(out, "{}", serde_json::to_string(s)?)?;
+            }
+        }
+        OutputFormat::Table => writeln!(out, "{}", output::summaries_table(style, summaries))?,
+    }
+    Ok(())
+}
+
+fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> {
+    let read = crate::source::files::read_events_file(&a.events, "offline")
+        .with_context(|| format!("reading events from {}", a.events.display()))?;
+    for (line, reason) in &read.skipped {
+        eprintln!("{}:{line}: skipped: {reason}", a.events.display());
+    }
+    let prepared = load_rules(config, &a.rule_ids)?;
+    let mapping = offline_mapping(config)?;
+    let now = a.now.as_deref().map(|t| parse_time(Some(t), "--now")).transpose()?;
+    let opts = run_options(config)?;
+    let mut out = std::io::stdout().lock();
+    let mut table = style.table(&["rule", "_id", "kind", "original time", "reason"]);
+    let mut failed = !prepared.errors.is_empty();
+    let mut partial = false;
+    for rule in prepared.rules.iter().filter(|r| r.enabled) {
+        let window = now.map(|t| Window::ending_at(&rule.rule, t));
+        let evaluation = match detect::run_on_events(rule, &mapping, &read.events, window.as_ref()) {
+            Ok(e) => e,
+            Err(err) => {
+                eprintln!("{}: query failed: {}", rule.rule.path.display(), err.render(&rule.rule.query));
+                failed = true;
+                continue;
+            }
+        };
+        if evaluation.output.results.len() as u64 >= rule.rule.max_signals as u64 {
+            eprintln!("warning [{}]: {}", rule.rule.rule_id, detect::MAX_SIGNALS_WARNING);
+            partial = true;
+        }
+        let ctx = detect::alert_context(rule, &opts, Utc::now());
+        for group in detect::alert_groups(rule, &ctx, &evaluation.output.results) {
+            match a.format {
+                AlertFormat::Ndjson => {
+                    let docs: Vec<(String, serde_json::Value)> = group.into_iter().map(|d| (d.id, d.source)).collect();
+                    crate::sink::stdout::write_ndjson(&mut out, &rule.alias, &docs)?;
+                }
+                AlertFormat::Table => {
+                    for doc in group {
+                        let field = |name: &str| doc.source.get(name).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                        let kind = if doc.source.get("kibana.alert.building_block_type").is_some() {
+                            "building block"
+                        } else if doc.source.get("kibana.alert.group.id").is_some() {
+                            "sequence"
+                        } else {
+                            "event"
+                        };
+                        table.add_row(vec![
+                            rule.rule.name.clone(),
+                            doc.id.clone(),
+                            kind.to_string(),
+                            field("kibana.alert.original_time"),
+                            field("kibana.alert.reason"),
+                        ]);
+                    }
+                }
+            }
+        }
+    }
+    if a.format == AlertFormat::Table {
+        writeln!(out, "{table}")?;
+    }
+    Ok(if failed { EXIT_FAILED } else if partial { EXIT_PARTIAL } else { EXIT_OK })
+}
+
+fn validate(config: &Config, _style: Style) -> Result<i32> {
+    let prepared = load_rules(config, &[])?;
+    let mapping = offline_mapping(config)?;
+    let mut errors = prepared.errors.len();
+    for rule in &prepared.rules {
+        if let Err(e) = detect::compile(rule, &mapping) {
+            let err = rule.rule.query_error(e.span.line, e.span.col, e.message);
+            eprintln!("{err}");
+            errors += 1;
+        }
+    }
+    for s in &prepared.skipped {
+        eprintln!("{s} (skipped)");
+    }
+    println!("{} rule(s) valid, {errors} error(s), {} skipped", prepared.rules.len() + prepared.errors.len() - errors, prepared.skipped.len());
+    Ok(if errors > 0 { EXIT_FAILED } else { EXIT_OK })
+}
+
+fn explain(config: &Config, a: &args::ExplainArgs) -> Result<i32> {
+    let prepared = load_rules(config, &[])?;
+    let rule = prepared
+        .rules
+        .iter()
+        .find(|r| r.rule.rule_id == a.rule_id)
+        .ok_or_else(|| anyhow!("no rule with rule_id {} in {}", a.rule_id, config.rules_dir.display()))?;
+    let now = parse_time(a.now.as_deref(), "--now")?;
+    let window = Window::ending_at(&rule.rule, now);
+    let query = detect::window_query(rule, &window, config.run.page_size, None);
+    let indices = rule.rule.index.join(",");
+    println!("rule:      {} ({})", rule.rule.name, rule.rule.rule_id);
+    println!("file:      {}", rule.rule.path.display());
+    println!("rule uuid: {}   space: {}   alerts alias: {}", rule.rule_uuid, rule.space, rule.alias);
+    println!("window:    [{}, {}] on {}", window.from.to_rfc3339(), window.to.to_rfc3339(), query.window_field);
+    println!("limit:     max_signals {} (tail: the most recent results are kept)\n", rule.rule.max_signals);
+    println!("query (normalised):\n  {}\n", rule.query);
+    println!("1. POST /{indices}/_pit?keep_alive={}&ignore_unavailable=true&allow_no_indices=true", crate::source::es::PIT_KEEP_ALIVE);
+    println!("2. POST /_search   (repeated with search_after until a page is short)");
+    println!("{}", serde_json::to_string_pretty(&crate::source::es::window_request_body(&query))?);
+    println!("3. DELETE /_pit");
+    println!("4. POST /{}/_search   (dedup lookup of candidate alert ids), then POST /_bulk with `create`", rule.alias);
+    Ok(EXIT_OK)
+}
+
+fn eql_spec(a: &args::EqlSpecArgs) -> Result<i32> {
+    let report = crate::eql::conformance::run_files_with_engine(&a.data, &a.spec, a.mapping.as_deref(), &a.tiebreaker)?;
+    println!("{report}");
+    Ok(if report.failed() == 0 { EXIT_OK } else { EXIT_FAILED })
+}
+
+async fn simulate(config: &Config, a: &args::SimulateArgs) -> Result<i32> {
+    use crate::simulate::{Scenario, Simulator};
+    let spread = chrono::Duration::minutes(4);
+    // By default events land in the four minutes before now, so the next run's window sees all of them.
+    let start = match &a.start {
+        Some(t) => parse_time(Some(t), "--start")?,
+        None => Utc::now() - spread,
+    };
+    let mut sim = Simulator::new(a.seed, start);
+    sim.window_ms = spread.num_milliseconds();
+    let scenario = match a.scenario {
+        args::ScenarioArg::Krbrelayup => Scenario::KrbRelayUp,
+        args::ScenarioArg::SmbRelay => Scenario::SmbRelay,
+        args::ScenarioArg::Noise => Scenario::Noise,
+        args::ScenarioArg::All => Scenario::All,
+    };
+    let docs = sim.generate(scenario, a.count);
+    if a.stdout {
+        let mut out = std::io::stdout().lock();
+        for (i, (index, doc)) in docs.iter().enumerate() {
+            let hit = serde_json::json!({"_index": index, "_id": format!("sim-{:x}-{i:06}", a.seed), "_source": doc});
+            writeln!(out, "{}", serde_json::to_string(&hit)?)?;
+        }
+        return Ok(EXIT_OK);
+    }
+    let client = connect(config).await?;
+    let bar = indicatif::ProgressBar::new(docs.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut written = 0;
+    for chunk in docs.chunks(1000) {
+        written += crate::sink::es::index_events(&client, chunk).await.map_err(|e| anyhow!("{e}"))?;
+        bar.set_position(written as u64);
+    }
+    bar.finish_and_clear();
+    let attacks = sim.planted().iter().filter(|p| p.is_attack()).count();
+    let lookalikes = sim.planted().len() - attacks;
+    eprintln!("wrote {written} events ({attacks} planted attacks, {lookalikes} look-alikes) starting {}", start.to_rfc3339());
+    Ok(EXIT_OK)
+}
+
+/// The path of the file a rule came from, for messages.
+pub fn rule_file(rule: &PreparedRule) -> &Path {
+    &rule.rule.path
+}

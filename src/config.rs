@@ -1,0 +1,263 @@
+//! One configuration, read once at the CLI edge and handed down.
+//!
+//! Sources, later ones winning: built-in defaults → the TOML file (`--config`) → `ESDETECT_*` environment
+//! variables for the connection (so secrets need not live in files). Nothing below the CLI reads the
+//! environment. esdetect-specific rule settings (enabled, Kibana rule uuid, space, alerts index, schedule)
+//! live here, never in the detection-rules files, so those files stay byte-identical to upstream.
+
+use crate::es::ConnectionConfig;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Folder of detection-rules TOML files.
+    pub rules_dir: PathBuf,
+    pub elasticsearch: ConnectionConfig,
+    pub alerts: AlertsConfig,
+    pub run: RunConfig,
+    /// Field mapping used to type fields when evaluating EQL.
+    pub mapping: MappingConfig,
+    /// Per-rule settings, keyed by the detection-rules `rule_id`.
+    pub rules: BTreeMap<String, RuleSettings>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            rules_dir: PathBuf::from("rules"),
+            elasticsearch: ConnectionConfig::default(),
+            alerts: AlertsConfig::default(),
+            run: RunConfig::default(),
+            mapping: MappingConfig::default(),
+            rules: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where and how alerts are written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Kibana space id (`kibana.space_ids`, part of event-alert ids).
+    pub space: String,
+    /// Alerts alias; `{space}` is replaced by the space id. Kibana's own alias
+    /// (`.alerts-security.alerts-<space>`) is allowed only when it already exists.
+    pub index: String,
+    /// `kibana.version` written on alerts.
+    pub kibana_version: String,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            space: "default".into(),
+            index: "esdetect-alerts-{space}".into(),
+            kibana_version: "9.0.1".into(),
+        }
+    }
+}
+
+/// How a detection run fetches and evaluates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Hits per search page (PIT + `search_after`).
+    pub page_size: usize,
+    /// `kibana`: each window on its own, exactly like Kibana. `complete`: sequences that straddle windows
+    /// are found too (the window is extended back by the sequence's maxspan).
+    pub sequence_mode: SequenceMode,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig { page_size: 1000, sequence_mode: SequenceMode::Kibana }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SequenceMode {
+    #[default]
+    Kibana,
+    Complete,
+}
+
+/// Where field types come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MappingConfig {
+    /// Ask the cluster for `_mapping` of the rule's indices (merged over the built-in ECS table).
+    pub from_cluster: bool,
+    /// A mapping JSON file merged over the built-in table (and under the cluster's).
+    pub file: Option<PathBuf>,
+}
+
+impl Default for MappingConfig {
+    fn default() -> Self {
+        MappingConfig { from_cluster: true, file: None }
+    }
+}
+
+/// esdetect-specific settings of one rule.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuleSettings {
+    /// Defaults to true.
+    pub enabled: Option<bool>,
+    /// Kibana's rule saved-object id; set it to make alert ids equal to Kibana's. Default: a UUIDv5 of the
+    /// rule_id (stable, and different from Kibana's so both can run side by side).
+    pub uuid: Option<String>,
+    /// Overrides `alerts.space` for this rule.
+    pub space: Option<String>,
+    /// Overrides `alerts.index` for this rule.
+    pub alerts_index: Option<String>,
+    /// Overrides `run.sequence_mode` for this rule.
+    pub sequence_mode: Option<SequenceMode>,
+}
+
+/// A configuration problem, with the file it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+}
+
+impl Config {
+    /// Loads `path` (or defaults when `None`), then applies `ESDETECT_*` variables from `env`.
+    pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: describe_toml_error(&text, &e),
+                })?;
+                // Relative paths in the file are relative to the file, not to the working directory.
+                if let Some(dir) = path.parent() {
+                    if config.rules_dir.is_relative() && text.contains("rules_dir") {
+                        config.rules_dir = dir.join(&config.rules_dir);
+                    }
+                }
+                config
+            }
+        };
+        config.apply_env(env)?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(urls) = env("ESDETECT_ES_URL") {
+            self.elasticsearch.urls = urls.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        }
+        if let Some(key) = env("ESDETECT_ES_API_KEY") {
+            self.elasticsearch.api_key = Some(crate::es::Secret::new(key));
+        }
+        if let Some(user) = env("ESDETECT_ES_USERNAME") {
+            self.elasticsearch.username = Some(user);
+        }
+        if let Some(password) = env("ESDETECT_ES_PASSWORD") {
+            self.elasticsearch.password = Some(crate::es::Secret::new(password));
+        }
+        if let Some(ca) = env("ESDETECT_ES_CA_CERT") {
+            self.elasticsearch.ca_cert = Some(PathBuf::from(ca));
+        }
+        if let Some(dir) = env("ESDETECT_RULES_DIR") {
+            self.rules_dir = PathBuf::from(dir);
+        }
+        if let Some(space) = env("ESDETECT_SPACE") {
+            self.alerts.space = space;
+        }
+        if let Some(index) = env("ESDETECT_ALERTS_INDEX") {
+            self.alerts.index = index;
+        }
+        if let Some(size) = env("ESDETECT_PAGE_SIZE") {
+            self.run.page_size = size.parse().map_err(|_| ConfigError::Env {
+                name: "ESDETECT_PAGE_SIZE".into(),
+                message: format!("`{size}` is not a whole number"),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Settings of one rule (defaults when the config does not name it).
+    pub fn rule_settings(&self, rule_id: &str) -> RuleSettings {
+        self.rules.get(rule_id).cloned().unwrap_or_default()
+    }
+
+    /// The alerts alias for a space, with `{space}` expanded.
+    pub fn alerts_alias(&self, settings: &RuleSettings) -> String {
+        let space = settings.space.as_deref().unwrap_or(&self.alerts.space);
+        settings.alerts_index.as_deref().unwrap_or(&self.alerts.index).replace("{space}", space)
+    }
+}
+
+/// `line:col: message` for a TOML error, so the user can jump to the place.
+fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
+    match err.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map(|s| s.chars().count()).unwrap_or(0) + 1;
+            format!("{line}:{col}: {}", err.message())
+        }
+        None => err.message().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_and_env_overrides() {
+        let env = |name: &str| match name {
+            "ESDETECT_ES_URL" => Some("http://a:9200, http://b:9200".to_string()),
+            "ESDETECT_SPACE" => Some("soc".to_string()),
+            _ => None,
+        };
+        let config = Config::load(None, &env).unwrap();
+        assert_eq!(config.elasticsearch.urls, vec!["http://a:9200", "http://b:9200"]);
+        assert_eq!(config.alerts_alias(&RuleSettings::default()), "esdetect-alerts-soc");
+        assert_eq!(config.run.sequence_mode, SequenceMode::Kibana);
+    }
+
+    #[test]
+    fn file_errors_name_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("esdetect.toml");
+        std::fs::write(&path, "[alerts]\nspace = \"a\"\nbogus = 1\n").unwrap();
+        let err = Config::load(Some(&path), &no_env).unwrap_err().to_string();
+        assert!(err.contains("esdetect.toml: 3:1:"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn per_rule_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[rules.\"d84a11c0-eb12-4e7d-8a0a-718e38351e29\"]\nuuid = \"5d0c1e1a-2b7f-4a39-8c4e-6f1b9d2a7e10\"\nalerts_index = \".alerts-security.alerts-{space}\"\nspace = \"soc\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), &no_env).unwrap();
+        let s = config.rule_settings("d84a11c0-eb12-4e7d-8a0a-718e38351e29");
+        assert_eq!(s.uuid.as_deref(), Some("5d0c1e1a-2b7f-4a39-8c4e-6f1b9d2a7e10"));
+        assert_eq!(config.alerts_alias(&s), ".alerts-security.alerts-soc");
+        assert!(config.rule_settings("other").uuid.is_none());
+    }
+}

@@ -1,0 +1,154 @@
+//! What one rule execution did, in Kibana's terms (status precedence of spec alert-documents §12.2).
+
+use super::{PreparedRule, Window, MAX_SIGNALS_WARNING};
+use crate::eql::engine::RunOutput;
+use crate::sink::es::WriteReport;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Final status of an execution: any error → failed; else any warning → partial failure; else succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RunStatus {
+    #[serde(rename = "succeeded")]
+    Succeeded,
+    #[serde(rename = "partial failure")]
+    PartialFailure,
+    #[serde(rename = "failed")]
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::PartialFailure => "partial failure",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Durations {
+    /// Fetching and evaluating the window (the two are streamed together).
+    pub search_ms: u64,
+    /// Dedup lookup and bulk writes.
+    pub index_ms: u64,
+    pub total_ms: u64,
+}
+
+/// One summary per rule run: printed as a table, as JSON, and logged.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub rule_id: String,
+    pub rule_name: String,
+    pub window: Window,
+    pub status: RunStatus,
+    /// Documents read from the window (after the pushdown pre-filter).
+    pub fetched: u64,
+    /// Events that matched at least one stage condition.
+    pub candidates: u64,
+    /// Results before the `max_signals` cut (events, or sequences for a sequence rule).
+    pub matches: u64,
+    /// Results kept after the cut.
+    pub kept: u64,
+    /// Alert documents built (a sequence gives a shell plus one building block per event).
+    pub alerts_built: u64,
+    pub alerts_written: u64,
+    pub duplicates: u64,
+    /// More than `max_signals` results: the oldest were cut (Kibana keeps the most recent).
+    pub truncated: bool,
+    /// Events or values skipped, by reason.
+    pub skipped: BTreeMap<String, u64>,
+    pub warnings: Vec<String>,
+    pub errors: Vec<String>,
+    pub durations: Durations,
+}
+
+impl RunSummary {
+    pub fn new(prepared: &PreparedRule, window: Window) -> RunSummary {
+        RunSummary {
+            rule_id: prepared.rule.rule_id.clone(),
+            rule_name: prepared.rule.name.clone(),
+            window,
+            status: RunStatus::Succeeded,
+            fetched: 0,
+            candidates: 0,
+            matches: 0,
+            kept: 0,
+            alerts_built: 0,
+            alerts_written: 0,
+            duplicates: 0,
+            truncated: false,
+            skipped: BTreeMap::new(),
+            warnings: Vec::new(),
+            errors: Vec::new(),
+            durations: Durations::default(),
+        }
+    }
+
+    /// Records the engine's counters and Kibana's max-signals warning (which fires whenever the run returns
+    /// `max_signals` results, even if all of them turn out to be duplicates).
+    pub fn record_evaluation(&mut self, output: &RunOutput, malformed_values: u64, max_signals: u32) {
+        let stats = &output.stats;
+        self.candidates = stats.stage_matches;
+        self.matches = stats.total_results;
+        self.kept = output.results.len() as u64;
+        self.truncated = stats.truncated;
+        if stats.events_skipped_no_timestamp > 0 {
+            self.skipped.insert("no usable timestamp".into(), stats.events_skipped_no_timestamp);
+        }
+        if malformed_values > 0 {
+            self.skipped.insert("malformed values treated as missing".into(), malformed_values);
+        }
+        if max_signals > 0 && self.kept >= max_signals as u64 {
+            self.warnings.push(MAX_SIGNALS_WARNING.to_string());
+        }
+    }
+
+    pub fn record_write(&mut self, report: &WriteReport) {
+        self.alerts_written = report.created as u64;
+        self.duplicates = report.duplicates as u64;
+        for (id, reason) in &report.failed {
+            self.errors.push(format!("alert {id} not written: {reason}"));
+        }
+        if !report.partial_groups.is_empty() {
+            self.errors.push(format!(
+                "{} sequence(s) only partly written (shell or building blocks missing); the next run retries them",
+                report.partial_groups.len()
+            ));
+        }
+    }
+
+    /// Ends the run with an error.
+    pub fn fail(mut self, error: String, started: Instant) -> RunSummary {
+        self.errors.push(error);
+        self.finish(started)
+    }
+
+    /// Sets the status from errors and warnings, and the total duration; logs the outcome.
+    pub fn finish(mut self, started: Instant) -> RunSummary {
+        self.durations.total_ms = started.elapsed().as_millis() as u64;
+        self.status = if !self.errors.is_empty() {
+            RunStatus::Failed
+        } else if !self.warnings.is_empty() {
+            RunStatus::PartialFailure
+        } else {
+            RunStatus::Succeeded
+        };
+        match self.status {
+            RunStatus::Failed => tracing::error!(rule_id = %self.rule_id, errors = ?self.errors, "rule run failed"),
+            _ => tracing::info!(
+                rule_id = %self.rule_id,
+                status = self.status.as_str(),
+                fetched = self.fetched,
+                matches = self.matches,
+                written = self.alerts_written,
+                duplicates = self.duplicates,
+                total_ms = self.durations.total_ms,
+                "rule run finished"
+            ),
+        }
+        self
+    }
+}
