@@ -12,6 +12,7 @@ pub mod eql;
 pub mod es;
 pub mod event;
 pub mod rules;
+pub mod scheduler;
 pub mod simulate;
 pub mod sink;
 pub mod source;

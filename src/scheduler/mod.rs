@@ -1,0 +1,12 @@
+//! Scheduler: decides when each rule runs, over which time windows, and makes sure that any number of
+//! daemon replicas against one cluster run every window of every rule exactly once.
+//!
+//! * [`clock`]: injectable time (wall clock in production, a hand-driven clock in tests).
+//! * [`schedule`]: interval and cron schedules, on a fixed grid so nothing drifts.
+//! * [`windows`]: which windows a tick must query: Kibana's catch-up formula, or full backfill.
+//! * [`state`]: the per-rule state document and per-execution ledger entries, and the store trait.
+//! * [`lease`]: claiming a rule through its state document with optimistic concurrency.
+//! * [`daemon`]: the loop that ties it together, with timeouts, renewals, backoff and shutdown.
+pub mod clock;
+pub mod schedule;
+pub mod windows;
