@@ -10,3 +10,5 @@
 pub mod clock;
 pub mod schedule;
 pub mod windows;
+pub mod state;
+pub mod lease;
