@@ -119,6 +119,9 @@ pub struct Release {
     /// Outcome of the execution, if one ran (`None` releases without recording a run).
     pub status: Option<(RunStatus, String)>,
     pub execution_id: Option<String>,
+    /// The window this execution failed on and the attempts so far (recorded with `status`; `None`
+    /// clears a previous failure).
+    pub failed_window: Option<(DateTime<Utc>, u32)>,
 }
 
 /// Gives the lease up, recording the execution's outcome and advancing the window end in the same
@@ -142,6 +145,8 @@ pub async fn release(
         s.last_message = Some(message);
         s.last_run_at = Some(now);
         s.consecutive_failures = if status == RunStatus::Failed { s.consecutive_failures.saturating_add(1) } else { 0 };
+        s.failed_window_end = release.failed_window.map(|f| f.0);
+        s.failed_window_attempts = release.failed_window.map_or(0, |f| f.1);
     }
     if release.execution_id.is_some() {
         s.last_execution_id = release.execution_id;
@@ -197,7 +202,12 @@ mod tests {
             &store,
             &l,
             t(3),
-            Release { window_end: Some(t(0)), status: Some((RunStatus::Failed, "x".into())), execution_id: Some("e1".into()) },
+            Release {
+                window_end: Some(t(0)),
+                status: Some((RunStatus::Failed, "x".into())),
+                execution_id: Some("e1".into()),
+                failed_window: None,
+            },
         )
         .await
         .unwrap();

@@ -12,3 +12,7 @@ pub mod schedule;
 pub mod windows;
 pub mod state;
 pub mod lease;
+pub mod daemon;
+
+#[cfg(test)]
+mod daemon_tests;

@@ -87,6 +87,10 @@ pub struct RuleState {
     pub last_run_at: Option<DateTime<Utc>>,
     /// Executions in a row whose status was `failed`.
     pub consecutive_failures: u32,
+    /// End of the window the last execution failed on, and how many executions in a row failed on it;
+    /// after `max_window_attempts` the window is given up so one poison window cannot stall the rule.
+    pub failed_window_end: Option<DateTime<Utc>>,
+    pub failed_window_attempts: u32,
     /// Replica that holds the rule, if any (unique per process: two processes must never share it).
     pub lease_owner: Option<String>,
     /// After this instant the lease is void and any replica may claim the rule.
@@ -105,6 +109,8 @@ impl RuleState {
             last_execution_id: None,
             last_run_at: None,
             consecutive_failures: 0,
+            failed_window_end: None,
+            failed_window_attempts: 0,
             lease_owner: None,
             lease_expires: None,
             updated_at: None,

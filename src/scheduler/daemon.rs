@@ -1,0 +1,751 @@
+//! The scheduler loop: runs every rule on its schedule, forever, beside a cluster.
+//!
+//! Each rule gets its own task, so rules run concurrently while one rule never overlaps itself (in this
+//! process, because its task is sequential; across replicas, because of the lease). For every tick the
+//! task claims the rule's lease, plans the windows ([`windows::plan`]), runs them oldest first through
+//! the injected [`Executor`] with a per-window timeout while renewing the lease, and releases the lease
+//! in a write that advances the window end to the last window that completed. One ledger entry is
+//! written per execution.
+//!
+//! * **Ticks** come from [`Schedule`]; a tick that passes while the previous run is still going is run
+//!   late (the newest missed tick only) and the older missed ones are recorded as a skip. The windows of
+//!   skipped ticks are not lost: the late run's gap handling covers them.
+//! * **Failures** never stop the loop. An executor error or timeout leaves the window end where it was,
+//!   so the next tick retries that time as catch-up/backfill. Store errors (cluster down) are retried
+//!   with jittered exponential backoff and make [`SchedulerStats::is_ready`] false meanwhile.
+//! * **Shutdown**: cancelling the token stops new claims at once; a run in progress gets
+//!   `shutdown_grace` to finish, after which it is abandoned; either way the lease is released, so
+//!   another replica can continue immediately.
+//! * **Time** is the injected [`Clock`]: timeouts, renewals, grace and backoff all use it (not tokio's
+//!   timer directly), so tests drive hours of schedule with a [`super::clock::ManualClock`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::clock::{BoxFuture, Clock};
+use super::lease::{self, Claim, Lease, LeaseError, Release};
+use super::schedule::Schedule;
+use super::state::{Counts, LedgerEntry, RunStatus, StateStore, StoreError};
+use super::windows::{self, GapPolicy, Window, WindowPlan};
+
+/// How sequence rules treat sequences that straddle the window start. The scheduler only passes it on;
+/// the detect layer does the querying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SequenceMode {
+    /// Query exactly the window, as Kibana does (a sequence that started before it is missed).
+    #[default]
+    Kibana,
+    /// Query an extra `maxspan` before the window and emit only sequences whose last event is new
+    /// (after [`RunRequest::previous_window_end`]).
+    Complete,
+}
+
+/// Scheduling parameters of one rule.
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    pub rule_id: String,
+    /// When ticks happen.
+    pub schedule: Schedule,
+    /// The rule's `interval`: the step between catch-up/backfill windows (for cron schedules too).
+    pub interval: Duration,
+    /// Window length, from the rule's `from` (`now-9m` → 9 minutes).
+    pub lookback: Duration,
+    pub gap_policy: GapPolicy,
+    pub sequence_mode: SequenceMode,
+    /// Longest one window's run may take before it is stopped and counted as failed.
+    pub run_timeout: Duration,
+}
+
+/// Default `max_backfill` of [`GapPolicy::Backfill`].
+pub fn default_max_backfill() -> Duration {
+    Duration::hours(24)
+}
+
+impl RuleSpec {
+    /// A rule on an interval schedule with esdetect's defaults: backfill on (24 h), Kibana sequence
+    /// mode, 5 minute run timeout (the Kibana alerting default).
+    pub fn every(rule_id: impl Into<String>, interval: Duration, lookback: Duration) -> Result<RuleSpec, String> {
+        let schedule = Schedule::interval(interval).map_err(|e| e.to_string())?;
+        RuleSpec {
+            rule_id: rule_id.into(),
+            schedule,
+            interval,
+            lookback,
+            gap_policy: GapPolicy::Backfill { max_backfill: default_max_backfill() },
+            sequence_mode: SequenceMode::Kibana,
+            run_timeout: Duration::minutes(5),
+        }
+        .validated()
+    }
+
+    /// Checks the durations; the error names the rule and the setting to fix.
+    pub fn validated(self) -> Result<RuleSpec, String> {
+        let positive = |what: &str, d: Duration| {
+            if d > Duration::zero() {
+                Ok(())
+            } else {
+                Err(format!("rule `{}`: {what} must be longer than zero (got {d})", self.rule_id))
+            }
+        };
+        positive("interval", self.interval)?;
+        positive("the look-back (`from`)", self.lookback)?;
+        positive("the run timeout", self.run_timeout)?;
+        if let GapPolicy::Backfill { max_backfill } = self.gap_policy {
+            if max_backfill < Duration::zero() {
+                return Err(format!("rule `{}`: max_backfill must not be negative", self.rule_id));
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// What the executor is asked to do: query one window of one rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRequest {
+    pub rule_id: String,
+    /// Shared by all windows of one execution; also the ledger entry's id.
+    pub execution_id: String,
+    pub window: Window,
+    /// End of the window completed before this one (the stored end for the first window of an
+    /// execution, `None` if the rule never ran). In [`SequenceMode::Complete`] only sequences whose
+    /// last event is after this are new.
+    pub previous_window_end: Option<DateTime<Utc>>,
+    pub sequence_mode: SequenceMode,
+    /// The tick this window belongs to.
+    pub scheduled_at: DateTime<Utc>,
+}
+
+/// What one window's run produced. Any `errors` make the window count as failed (the window end does not
+/// advance past it); `warnings` make the status `partial failure` but the window counts as done.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub counts: Counts,
+    pub warnings: Vec<String>,
+    pub errors: Vec<String>,
+    pub search_duration_ms: u64,
+    pub indexing_duration_ms: u64,
+}
+
+impl RunOutcome {
+    /// An outcome with one error.
+    pub fn failed(error: impl Into<String>) -> RunOutcome {
+        RunOutcome { errors: vec![error.into()], ..RunOutcome::default() }
+    }
+}
+
+/// Runs one window of one rule (the detect layer). Dropping the future abandons the run (timeout,
+/// shutdown), so it must not leave anything that a rerun of the same window would not repair.
+pub type Executor = Arc<dyn Fn(RunRequest) -> BoxFuture<'static, RunOutcome> + Send + Sync>;
+
+/// Jittered exponential backoff settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffConfig {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig { initial: Duration::seconds(1), max: Duration::seconds(60) }
+    }
+}
+
+/// Exponential backoff with "equal jitter": each delay is uniformly drawn from the upper half of
+/// `min(max, initial·2^attempt)`, so replicas that failed together do not retry together, yet never
+/// retry much sooner than planned.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    config: BackoffConfig,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new(config: BackoffConfig) -> Self {
+        Backoff { config, attempt: 0 }
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let initial = self.config.initial.num_milliseconds().max(1);
+        let max = self.config.max.num_milliseconds().max(initial);
+        let base = initial.saturating_mul(1i64 << self.attempt.min(30)).min(max);
+        self.attempt = self.attempt.saturating_add(1);
+        let half = base / 2;
+        Duration::milliseconds(base - half + fastrand::i64(0..=half))
+    }
+}
+
+/// Process-wide settings of a [`Scheduler`].
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// This replica's id in leases and the ledger. Must be unique per process (e.g. host + random id).
+    pub owner: String,
+    /// Added to `max(interval, run_timeout)` to get the lease length.
+    pub lease_margin: Duration,
+    /// How long a run in progress may go on after shutdown was requested.
+    pub shutdown_grace: Duration,
+    /// Most windows run under one claim (one ledger entry); a longer backfill releases and claims again,
+    /// so its progress is saved as it goes. At least 5, so Kibana's catch-up is never split.
+    pub max_windows_per_execution: usize,
+    /// Backoff when the store is unreachable.
+    pub backoff: BackoffConfig,
+    /// How often a failed release or ledger write is retried before giving up (the lease then expires
+    /// on its own, and the windows are run again by whoever claims next).
+    pub write_attempts: u32,
+    /// Executions in a row that may fail on the same window before it is given up (reported as an error,
+    /// and the window end moves past it). Without this one poison window would stall a rule forever.
+    pub max_window_attempts: u32,
+}
+
+impl SchedulerConfig {
+    pub fn new(owner: impl Into<String>) -> Self {
+        SchedulerConfig {
+            owner: owner.into(),
+            lease_margin: Duration::minutes(1),
+            shutdown_grace: Duration::seconds(30),
+            max_windows_per_execution: 12,
+            backoff: BackoffConfig::default(),
+            write_attempts: 3,
+            max_window_attempts: 3,
+        }
+    }
+
+    /// Lease length for a rule: at least as long as its interval and its run timeout, plus the margin.
+    pub fn lease_length(&self, rule: &RuleSpec) -> Duration {
+        rule.interval.max(rule.run_timeout) + self.lease_margin.max(Duration::zero())
+    }
+}
+
+/// Counters for readiness and metrics, shared with whoever serves them.
+#[derive(Debug, Default)]
+pub struct SchedulerStats {
+    ready: AtomicBool,
+    pub executions_succeeded: AtomicU64,
+    pub executions_partial: AtomicU64,
+    pub executions_failed: AtomicU64,
+    pub windows_completed: AtomicU64,
+    pub windows_failed: AtomicU64,
+    /// Ticks this replica did not run because its previous run of the rule was still going.
+    pub ticks_skipped: AtomicU64,
+    /// Ticks another replica held the rule for.
+    pub ticks_held_elsewhere: AtomicU64,
+    pub store_errors: AtomicU64,
+    pub leases_lost: AtomicU64,
+    pub timeouts: AtomicU64,
+    /// Sum of unfilled gaps reported, in seconds.
+    pub gap_seconds: AtomicU64,
+    /// Per rule: windows of the current plan still to run (backfill progress).
+    windows_pending: Mutex<HashMap<String, u64>>,
+}
+
+impl SchedulerStats {
+    /// True once the store has answered, false while it is being retried.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn windows_pending(&self) -> HashMap<String, u64> {
+        self.windows_pending.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn set_pending(&self, rule_id: &str, n: u64) {
+        if let Ok(mut m) = self.windows_pending.lock() {
+            m.insert(rule_id.to_string(), n);
+        }
+    }
+
+    fn count_execution(&self, status: RunStatus) {
+        let c = match status {
+            RunStatus::Succeeded | RunStatus::Skipped => &self.executions_succeeded,
+            RunStatus::PartialFailure => &self.executions_partial,
+            RunStatus::Failed => &self.executions_failed,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Ledger entries of the executions run (several for a long backfill).
+    pub executions: Vec<LedgerEntry>,
+    /// Set when another replica held the rule.
+    pub held_by: Option<(String, DateTime<Utc>)>,
+    /// True when the tick's windows had already been run (by another replica).
+    pub already_done: bool,
+}
+
+/// Runs rules on their schedules. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn StateStore>,
+    executor: Executor,
+    config: SchedulerConfig,
+    stats: Arc<SchedulerStats>,
+}
+
+/// How one window's run ended.
+enum WindowResult {
+    Done(RunOutcome),
+    TimedOut,
+    LeaseLost,
+    Abandoned,
+}
+
+impl Scheduler {
+    pub fn new(clock: Arc<dyn Clock>, store: Arc<dyn StateStore>, executor: Executor, config: SchedulerConfig) -> Self {
+        let mut config = config;
+        config.max_windows_per_execution = config.max_windows_per_execution.max(windows::KIBANA_MAX_CATCHUP as usize + 1);
+        Scheduler { inner: Arc::new(Inner { clock, store, executor, config, stats: Arc::new(SchedulerStats::default()) }) }
+    }
+
+    pub fn stats(&self) -> Arc<SchedulerStats> {
+        self.inner.stats.clone()
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.inner.config
+    }
+
+    /// Runs every rule on its schedule until `shutdown` is cancelled, then returns once every rule has
+    /// released its lease (within `shutdown_grace` plus a few store round trips).
+    pub async fn run(&self, rules: Vec<RuleSpec>, shutdown: CancellationToken) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for rule in rules {
+            let me = self.clone();
+            let token = shutdown.clone();
+            tasks.spawn(async move { me.rule_loop(rule, token).await });
+        }
+        while let Some(res) = tasks.join_next().await {
+            if let Err(e) = res {
+                // A bug in one rule's loop must not take the others down.
+                tracing::error!(error = %e, "a rule's scheduling task ended abnormally");
+            }
+        }
+    }
+
+    /// One rule's loop: wait for the tick, run it, repeat.
+    async fn rule_loop(&self, rule: RuleSpec, shutdown: CancellationToken) {
+        let inner = &self.inner;
+        let Some(mut next) = rule.schedule.latest_at_or_before(inner.clock.now()) else {
+            tracing::warn!(rule = %rule.rule_id, "the schedule has no times; the rule will not run");
+            return;
+        };
+        let mut backoff = Backoff::new(inner.config.backoff);
+        // Skipped ticks not yet recorded: (first skipped, how many). Recorded once the store answers again.
+        let mut skipped: Option<(DateTime<Utc>, u64)> = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                _ = inner.clock.sleep_until(next) => {}
+            }
+            let now = inner.clock.now();
+            // Run the newest tick that is due; older due ticks were skipped (a slow run, a cluster outage).
+            let due = rule.schedule.latest_at_or_before(now).filter(|t| *t > next).unwrap_or(next);
+            if due > next {
+                let n = 1 + rule.schedule.count_between(next, due, u32::MAX as u64);
+                inner.stats.ticks_skipped.fetch_add(n, Ordering::Relaxed);
+                let (first, before) = skipped.unwrap_or((next, 0));
+                skipped = Some((first, before + n));
+            }
+            match self.run_tick(&rule, due, &shutdown).await {
+                Ok(_) => {
+                    backoff.reset();
+                    if let Some((first, n)) = skipped.take() {
+                        self.record_skip(&rule, first, due, n, now).await;
+                    }
+                    match rule.schedule.next_after(due) {
+                        Some(n) => next = n,
+                        None => {
+                            tracing::info!(rule = %rule.rule_id, "the schedule has no further times; stopping");
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    inner.stats.ready.store(false, Ordering::SeqCst);
+                    inner.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(rule = %rule.rule_id, error = %e, retry_in_ms = delay.num_milliseconds(),
+                        "cannot reach the state store; retrying");
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => return,
+                        _ = inner.clock.sleep_until(now + delay) => {}
+                    }
+                    next = due; // retry this tick (or the newest one due by then)
+                }
+            }
+        }
+    }
+
+    /// Runs one tick of `rule` scheduled at `scheduled_at`: claim, plan, run, release, ledger; repeated
+    /// while a long backfill has windows left. Returns `Err` only when the store could not be reached to
+    /// claim. Usable on its own for `esdetect run --once` (with `scheduled_at` = a schedule point ≤ now).
+    pub async fn run_tick(
+        &self,
+        rule: &RuleSpec,
+        scheduled_at: DateTime<Utc>,
+        shutdown: &CancellationToken,
+    ) -> Result<TickReport, StoreError> {
+        let inner = &self.inner;
+        let lease_len = inner.config.lease_length(rule);
+        let mut report = TickReport::default();
+        while !shutdown.is_cancelled() {
+            let claim =
+                lease::try_claim(inner.store.as_ref(), &rule.rule_id, &inner.config.owner, inner.clock.now(), lease_len)
+                    .await?;
+            inner.stats.ready.store(true, Ordering::SeqCst);
+            let lease = match claim {
+                Claim::Acquired(l) => l,
+                Claim::HeldBy { owner, until } => {
+                    inner.stats.ticks_held_elsewhere.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(rule = %rule.rule_id, %owner, %until, "another replica holds the rule");
+                    report.held_by = Some((owner, until));
+                    return Ok(report);
+                }
+            };
+            let plan = windows::plan(
+                scheduled_at,
+                rule.lookback,
+                rule.interval,
+                lease.state.value.last_window_end,
+                rule.gap_policy,
+            );
+            if plan.windows.is_empty() {
+                report.already_done = true;
+                self.release_with_retries(&lease, Release::default()).await;
+                return Ok(report);
+            }
+            let batch = plan.windows.len().min(inner.config.max_windows_per_execution);
+            let (entry, all_done) = self.execute(rule, lease, &plan, batch, scheduled_at, shutdown).await;
+            report.executions.push(entry);
+            if !(all_done && batch < plan.windows.len()) {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Runs the first `batch` windows of `plan` under `lease`, then releases it and writes the ledger.
+    /// Returns the ledger entry and whether every window of the batch completed.
+    async fn execute(
+        &self,
+        rule: &RuleSpec,
+        mut lease: Lease,
+        plan: &WindowPlan,
+        batch: usize,
+        scheduled_at: DateTime<Utc>,
+        shutdown: &CancellationToken,
+    ) -> (LedgerEntry, bool) {
+        let inner = &self.inner;
+        let execution_id = uuid::Uuid::new_v4().to_string();
+        let started_at = inner.clock.now();
+        let windows: Vec<Window> = plan.windows[..batch].to_vec();
+        let remaining = (plan.windows.len() - batch) as u32;
+        let mut counts = Counts::default();
+        let (mut warnings, mut errors) = (Vec::new(), Vec::new());
+        let (mut search_ms, mut indexing_ms) = (0u64, 0u64);
+        if let Some(gap) = &plan.unfilled {
+            errors.push(gap.message());
+            inner.stats.gap_seconds.fetch_add(gap.seconds_rounded().max(0) as u64, Ordering::Relaxed);
+            tracing::warn!(rule = %rule.rule_id, gap_ms = gap.millis(), from = %gap.from, to = %gap.to,
+                "time was left unqueried");
+        }
+        if plan.windows.len() > 1 {
+            tracing::info!(rule = %rule.rule_id, windows = plan.windows.len(), this_execution = batch,
+                gap_ms = plan.gap.num_milliseconds(), "catching up");
+        }
+        let mut completed = 0u32; // windows that succeeded
+        let mut settled = 0usize; // windows the window end may move past (succeeded or given up)
+        let mut done_end = None;
+        let mut previous_end = lease.state.value.last_window_end;
+        let mut lease_lost = false;
+        let mut failed_window = None;
+        for w in &windows {
+            let req = RunRequest {
+                rule_id: rule.rule_id.clone(),
+                execution_id: execution_id.clone(),
+                window: *w,
+                previous_window_end: previous_end,
+                sequence_mode: rule.sequence_mode,
+                scheduled_at,
+            };
+            let ok = match self.run_window(rule, req, &mut lease, shutdown).await {
+                WindowResult::Done(out) => {
+                    counts.add(&out.counts);
+                    search_ms += out.search_duration_ms;
+                    indexing_ms += out.indexing_duration_ms;
+                    warnings.extend(out.warnings);
+                    let ok = out.errors.is_empty();
+                    errors.extend(out.errors);
+                    ok
+                }
+                WindowResult::TimedOut => {
+                    inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                    errors.push(format!(
+                        "the run of window {} to {} did not finish within the run timeout ({}s) and was stopped; \
+                         it will be retried",
+                        w.from, w.to, rule.run_timeout.num_seconds()
+                    ));
+                    false
+                }
+                WindowResult::LeaseLost => {
+                    inner.stats.leases_lost.fetch_add(1, Ordering::Relaxed);
+                    lease_lost = true;
+                    errors.push(format!(
+                        "lost the lease on the rule while running window {} to {} (it could not be renewed in \
+                         time and another replica took over); this run's progress is not recorded",
+                        w.from, w.to
+                    ));
+                    false
+                }
+                WindowResult::Abandoned => {
+                    errors.push(format!(
+                        "window {} to {} was abandoned at shutdown after the {}s grace period; it will be run again",
+                        w.from, w.to, inner.config.shutdown_grace.num_seconds()
+                    ));
+                    false
+                }
+            };
+            if !ok {
+                inner.stats.windows_failed.fetch_add(1, Ordering::Relaxed);
+                if lease_lost || shutdown.is_cancelled() {
+                    break; // not the window's fault: run it again next time
+                }
+                let st = &lease.state.value;
+                let prior = if st.failed_window_end == Some(w.to) { st.failed_window_attempts } else { 0 };
+                let attempts = prior.saturating_add(1);
+                if attempts < inner.config.max_window_attempts.max(1) {
+                    failed_window = Some((w.to, attempts));
+                    break;
+                }
+                errors.push(format!(
+                    "window {} to {} failed {attempts} times in a row and was given up so the rule can move on;                      events in it may have been missed",
+                    w.from, w.to
+                ));
+                tracing::error!(rule = %rule.rule_id, from = %w.from, to = %w.to, attempts, "giving up on a window");
+            } else {
+                inner.stats.windows_completed.fetch_add(1, Ordering::Relaxed);
+                completed += 1;
+            }
+            settled += 1;
+            done_end = Some(w.to);
+            previous_end = Some(w.to);
+            inner.stats.set_pending(&rule.rule_id, (plan.windows.len() as u64).saturating_sub(settled as u64));
+            if shutdown.is_cancelled() {
+                break; // stop between windows; what completed is recorded below
+            }
+        }
+        let all_done = settled == windows.len();
+        let (status, message) = RunStatus::from_problems(&errors, &warnings);
+        let finished_at = inner.clock.now();
+        let mut window_end = lease.state.value.last_window_end;
+        if !lease_lost {
+            let release = Release {
+                window_end: done_end,
+                status: Some((status, message.clone())),
+                execution_id: Some(execution_id.clone()),
+                failed_window,
+            };
+            if let Some(v) = self.release_with_retries(&lease, release).await {
+                window_end = v.value.last_window_end;
+            }
+        }
+        inner.stats.count_execution(status);
+        if remaining > 0 {
+            tracing::info!(rule = %rule.rule_id, completed, remaining, "backfill progress");
+        }
+        let entry = LedgerEntry {
+            rule_id: rule.rule_id.clone(),
+            execution_id,
+            owner: inner.config.owner.clone(),
+            scheduled_at,
+            started_at,
+            finished_at,
+            window_from: windows.first().map(|w| w.from),
+            window_to: windows.last().map(|w| w.to),
+            windows,
+            windows_completed: completed,
+            windows_remaining: remaining,
+            window_end,
+            status,
+            message,
+            counts,
+            warnings,
+            errors,
+            gap_ms: plan.unfilled.map(|g| g.millis()),
+            gap_from: plan.unfilled.map(|g| g.from),
+            gap_to: plan.unfilled.map(|g| g.to),
+            search_duration_ms: search_ms,
+            indexing_duration_ms: indexing_ms,
+            duration_ms: (finished_at - started_at).num_milliseconds().max(0) as u64,
+            delay_ms: (started_at - scheduled_at).num_milliseconds(),
+            skipped_tick: false,
+            skipped_ticks: 0,
+        };
+        tracing::info!(rule = %entry.rule_id, status = %entry.status, windows = entry.windows.len(),
+            completed, alerts = entry.counts.alerts_written, "execution finished");
+        self.append_with_retries(&entry).await;
+        (entry, all_done && !lease_lost)
+    }
+
+    /// Runs one window with the timeout, lease renewal and shutdown grace, all on the injected clock.
+    async fn run_window(
+        &self,
+        rule: &RuleSpec,
+        req: RunRequest,
+        lease: &mut Lease,
+        shutdown: &CancellationToken,
+    ) -> WindowResult {
+        let inner = &self.inner;
+        let clock = &inner.clock;
+        let lease_len = inner.config.lease_length(rule);
+        let renew_every = (lease_len / 3).max(Duration::seconds(1));
+        let start = clock.now();
+        let deadline = start + rule.run_timeout;
+        let mut next_renew = start + renew_every;
+        let mut grace_until = shutdown.is_cancelled().then(|| start + inner.config.shutdown_grace);
+        let run = (inner.executor)(req);
+        tokio::pin!(run);
+        loop {
+            let grace = {
+                let sleep = grace_until.map(|t| clock.sleep_until(t));
+                async move {
+                    match sleep {
+                        Some(s) => s.await,
+                        None => std::future::pending().await,
+                    }
+                }
+            };
+            tokio::select! {
+                biased;
+                out = &mut run => return WindowResult::Done(out),
+                _ = clock.sleep_until(deadline) => return WindowResult::TimedOut,
+                _ = grace => return WindowResult::Abandoned,
+                _ = shutdown.cancelled(), if grace_until.is_none() => {
+                    grace_until = Some(clock.now() + inner.config.shutdown_grace);
+                }
+                _ = clock.sleep_until(next_renew) => {
+                    let now = clock.now();
+                    match lease::renew(inner.store.as_ref(), lease, now, lease_len).await {
+                        Ok(()) => next_renew = now + renew_every,
+                        Err(LeaseError::Lost { .. }) => return WindowResult::LeaseLost,
+                        Err(LeaseError::Store(e)) => {
+                            inner.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                            // Keep running while the lease is still ours; retry the renewal sooner.
+                            if lease.expires().is_none_or(|exp| now >= exp) {
+                                return WindowResult::LeaseLost;
+                            }
+                            tracing::warn!(rule = %rule.rule_id, error = %e, "could not renew the lease; retrying");
+                            next_renew = now + (renew_every / 4).max(Duration::seconds(1));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Releases the lease, retrying store errors a few times. Returns the new state, or `None` if the
+    /// release did not happen (the lease then expires by itself).
+    async fn release_with_retries(&self, lease: &Lease, release: Release) -> Option<super::state::Versioned<super::state::RuleState>> {
+        let inner = &self.inner;
+        let mut backoff = Backoff::new(inner.config.backoff);
+        for attempt in 1..=inner.config.write_attempts.max(1) {
+            match lease::release(inner.store.as_ref(), lease, inner.clock.now(), release.clone()).await {
+                Ok(v) => return Some(v),
+                Err(LeaseError::Lost { .. }) => {
+                    inner.stats.leases_lost.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(rule = %lease.rule_id(), "lease lost before release; results not recorded");
+                    return None;
+                }
+                Err(LeaseError::Store(e)) => {
+                    inner.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(rule = %lease.rule_id(), error = %e, attempt, "could not release the lease");
+                    if attempt < inner.config.write_attempts {
+                        let until = inner.clock.now() + backoff.next_delay();
+                        inner.clock.sleep_until(until).await;
+                    }
+                }
+            }
+        }
+        tracing::error!(rule = %lease.rule_id(), "giving up releasing the lease; it will expire on its own");
+        None
+    }
+
+    async fn append_with_retries(&self, entry: &LedgerEntry) {
+        let inner = &self.inner;
+        let mut backoff = Backoff::new(inner.config.backoff);
+        for attempt in 1..=inner.config.write_attempts.max(1) {
+            match inner.store.append_ledger(entry).await {
+                Ok(()) => return,
+                Err(e) => {
+                    inner.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(rule = %entry.rule_id, error = %e, attempt, "could not write the ledger entry");
+                    if attempt < inner.config.write_attempts {
+                        let until = inner.clock.now() + backoff.next_delay();
+                        inner.clock.sleep_until(until).await;
+                    }
+                }
+            }
+        }
+        tracing::error!(rule = %entry.rule_id, execution = %entry.execution_id, "ledger entry lost");
+    }
+
+    /// Records ticks `[first, due)` as skipped (best effort: no lease needed, failures only logged).
+    async fn record_skip(&self, rule: &RuleSpec, first: DateTime<Utc>, due: DateTime<Utc>, skipped: u64, now: DateTime<Utc>) {
+        let inner = &self.inner;
+        let message = format!(
+            "{skipped} scheduled run(s) from {first} to before {due} were skipped because this replica's previous \
+             run of the rule was still going or the cluster was unreachable; the run scheduled at {due} covers \
+             their time"
+        );
+        tracing::warn!(rule = %rule.rule_id, skipped, %first, %due, "skipped ticks");
+        let entry = LedgerEntry {
+            rule_id: rule.rule_id.clone(),
+            execution_id: uuid::Uuid::new_v4().to_string(),
+            owner: inner.config.owner.clone(),
+            scheduled_at: first,
+            started_at: now,
+            finished_at: now,
+            window_from: None,
+            window_to: None,
+            windows: Vec::new(),
+            windows_completed: 0,
+            windows_remaining: 0,
+            window_end: None,
+            status: RunStatus::Skipped,
+            message,
+            counts: Counts::default(),
+            warnings: Vec::new(),
+            errors: Vec::new(),
+            gap_ms: None,
+            gap_from: None,
+            gap_to: None,
+            search_duration_ms: 0,
+            indexing_duration_ms: 0,
+            duration_ms: 0,
+            delay_ms: (now - first).num_milliseconds(),
+            skipped_tick: true,
+            skipped_ticks: u32::try_from(skipped).unwrap_or(u32::MAX),
+        };
+        if let Err(e) = inner.store.append_ledger(&entry).await {
+            tracing::warn!(rule = %rule.rule_id, error = %e, "could not record skipped ticks");
+        }
+    }
+}

@@ -1,0 +1,545 @@
+//! Behaviour tests of the scheduler loop: a hand-driven clock, the in-memory store and a fake executor
+//! that records which windows it was asked to run. Hours of schedule pass in milliseconds.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::clock::{Clock, ManualClock};
+use super::daemon::{Executor, RuleSpec, RunOutcome, RunRequest, Scheduler, SchedulerConfig};
+use super::state::{Counts, InMemoryStateStore, LedgerEntry, RuleState, RunStatus, StateStore};
+use super::windows::{GapPolicy, Window, WindowKind};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap() // on the 5-minute grid
+}
+fn m(n: i64) -> Duration {
+    Duration::minutes(n)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Act {
+    Instant,
+    Take(Duration),
+    Hang,
+    Fail,
+}
+
+/// Records what the executors were asked to run and what they finished.
+#[derive(Default)]
+struct Fake {
+    started: Mutex<Vec<(String, RunRequest)>>,
+    done: Mutex<Vec<(String, RunRequest)>>,
+}
+
+impl Fake {
+    fn done_windows(&self) -> Vec<Window> {
+        self.done.lock().unwrap().iter().map(|(_, r)| r.window).collect()
+    }
+    fn done_ends(&self) -> Vec<DateTime<Utc>> {
+        self.done_windows().iter().map(|w| w.to).collect()
+    }
+}
+
+fn executor(
+    clock: &ManualClock,
+    owner: &str,
+    fake: &Arc<Fake>,
+    act: impl Fn(&RunRequest) -> Act + Send + Sync + 'static,
+) -> Executor {
+    let (clock, owner, fake, act) = (clock.clone(), owner.to_string(), fake.clone(), Arc::new(act));
+    Arc::new(move |req: RunRequest| {
+        let (clock, owner, fake, act) = (clock.clone(), owner.clone(), fake.clone(), act.clone());
+        Box::pin(async move {
+            fake.started.lock().unwrap().push((owner.clone(), req.clone()));
+            match act(&req) {
+                Act::Instant => {}
+                Act::Take(d) => clock.sleep_until(clock.now() + d).await,
+                Act::Hang => std::future::pending::<()>().await,
+                Act::Fail => return RunOutcome::failed("boom"),
+            }
+            fake.done.lock().unwrap().push((owner, req));
+            RunOutcome { counts: Counts { fetched: 1, ..Counts::default() }, ..RunOutcome::default() }
+        })
+    })
+}
+
+fn scheduler(clock: &ManualClock, store: &Arc<InMemoryStateStore>, exec: Executor, owner: &str) -> Scheduler {
+    Scheduler::new(Arc::new(clock.clone()), store.clone(), exec, SchedulerConfig::new(owner))
+}
+
+fn rule() -> RuleSpec {
+    RuleSpec::every("r1", m(5), m(9)).unwrap()
+}
+
+async fn seed(store: &InMemoryStateStore, last_end: DateTime<Utc>) {
+    let mut s = RuleState::new("r1");
+    s.last_window_end = Some(last_end);
+    store.create(&s).await.unwrap();
+}
+
+/// Lets every ready task run until all are waiting again (current-thread runtime).
+async fn settle() {
+    for _ in 0..300 {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn drive(clock: &ManualClock, until: DateTime<Utc>, step: Duration) {
+    settle().await;
+    while clock.now() < until {
+        clock.advance(step);
+        settle().await;
+    }
+}
+
+fn spawn_run(s: &Scheduler, rules: Vec<RuleSpec>, token: &CancellationToken) -> tokio::task::JoinHandle<()> {
+    let (s, token) = (s.clone(), token.clone());
+    tokio::spawn(async move { s.run(rules, token).await })
+}
+
+fn executions(store: &InMemoryStateStore) -> Vec<LedgerEntry> {
+    store.ledger().into_iter().filter(|e| !e.skipped_tick).collect()
+}
+
+/// Windows sorted by end: no window twice, ends exactly `step` apart, each `lookback` long.
+fn assert_exactly_once_no_holes(ws: &[Window], first_end: DateTime<Utc>, last_end: DateTime<Utc>) {
+    let mut sorted = ws.to_vec();
+    sorted.sort_by_key(|w| w.to);
+    let distinct: HashSet<(DateTime<Utc>, DateTime<Utc>)> = ws.iter().map(|w| (w.from, w.to)).collect();
+    assert_eq!(distinct.len(), ws.len(), "a window ran twice: {sorted:?}");
+    assert_eq!(sorted.first().map(|w| w.to), Some(first_end));
+    assert_eq!(sorted.last().map(|w| w.to), Some(last_end));
+    for pair in sorted.windows(2) {
+        assert_eq!(pair[1].to - pair[0].to, m(5), "hole or misaligned window between {pair:?}");
+    }
+    assert!(sorted.iter().all(|w| w.to - w.from == m(9)));
+}
+
+#[tokio::test]
+async fn interval_ticks_do_not_drift_even_when_runs_take_time() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    let fake = Arc::new(Fake::default());
+    let s = scheduler(&clock, &store, executor(&clock, "A", &fake, |_| Act::Take(Duration::seconds(37))), "A");
+    let token = CancellationToken::new();
+    let h = spawn_run(&s, vec![rule()], &token);
+    drive(&clock, t0() + m(61), Duration::seconds(10)).await;
+
+    let ex = executions(&store);
+    let scheduled: Vec<_> = ex.iter().map(|e| e.scheduled_at).collect();
+    let expected: Vec<_> = (0..=12).map(|k| t0() + m(5 * k)).collect();
+    assert_eq!(scheduled, expected, "ticks must stay on the grid, not drift by the 37s run time");
+    assert!(ex.iter().all(|e| e.started_at == e.scheduled_at && e.status == RunStatus::Succeeded));
+    assert_eq!(fake.done_ends(), expected);
+    assert_eq!(fake.done_windows()[1], Window { from: t0() - m(4), to: t0() + m(5), kind: WindowKind::Scheduled });
+
+    token.cancel();
+    settle().await;
+    assert!(h.is_finished());
+    assert!(store.ledger().iter().all(|e| !e.skipped_tick));
+}
+
+#[tokio::test]
+async fn slow_runs_delay_or_skip_the_next_tick_and_it_is_recorded() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    let fake = Arc::new(Fake::default());
+    let exec = executor(&clock, "A", &fake, |r| {
+        if r.window.to == t0() {
+            Act::Take(m(12)) // runs past two ticks: t0+5 is skipped, t0+10 runs late
+        } else if r.window.to == t0() + m(20) {
+            Act::Take(m(7)) // runs past one tick: t0+25 runs late, nothing skipped
+        } else {
+            Act::Instant
+        }
+    });
+    let s = scheduler(&clock, &store, exec, "A");
+    let token = CancellationToken::new();
+    let mut r = rule();
+    r.run_timeout = m(20);
+    let _h = spawn_run(&s, vec![r], &token);
+    drive(&clock, t0() + m(36), Duration::seconds(30)).await;
+
+    // Every 5-minute window ran once, in order, even the skipped tick's.
+    let ends = fake.done_ends();
+    assert_eq!(ends, (0..=7).map(|k| t0() + m(5 * k)).collect::<Vec<_>>());
+    assert_exactly_once_no_holes(&fake.done_windows(), t0(), t0() + m(35));
+
+    let skips: Vec<_> = store.ledger().into_iter().filter(|e| e.skipped_tick).collect();
+    assert_eq!(skips.len(), 1, "{skips:?}");
+    assert_eq!((skips[0].scheduled_at, skips[0].skipped_ticks, skips[0].status), (t0() + m(5), 1, RunStatus::Skipped));
+
+    let ex = executions(&store);
+    assert!(ex.iter().all(|e| e.scheduled_at != t0() + m(5)));
+    let late = ex.iter().find(|e| e.scheduled_at == t0() + m(10)).unwrap();
+    assert_eq!((late.started_at, late.delay_ms, late.windows.len()), (t0() + m(12), 120_000, 2));
+    assert_eq!(late.windows[0].kind, WindowKind::Backfill);
+    let late2 = ex.iter().find(|e| e.scheduled_at == t0() + m(25)).unwrap();
+    assert_eq!((late2.started_at, late2.windows.len()), (t0() + m(27), 1));
+    assert_eq!(s.stats().ticks_skipped.load(Ordering::Relaxed), 1);
+    token.cancel();
+}
+
+#[tokio::test]
+async fn kibana_mode_twenty_minute_gap_is_caught_up_without_error() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    seed(&store, t0() - m(20)).await;
+    let fake = Arc::new(Fake::default());
+    let s = scheduler(&clock, &store, executor(&clock, "A", &fake, |_| Act::Instant), "A");
+    let mut r = rule();
+    r.gap_policy = GapPolicy::Kibana;
+    let report = s.run_tick(&r, t0(), &CancellationToken::new()).await.unwrap();
+
+    // gap = 20m − 9m = 11m → ceil(11/5) = 3 catch-up windows + the scheduled one.
+    assert_eq!(fake.done_ends(), vec![t0() - m(15), t0() - m(10), t0() - m(5), t0()]);
+    let kinds: Vec<_> = fake.done_windows().iter().map(|w| w.kind).collect();
+    assert_eq!(kinds, vec![WindowKind::CatchUp, WindowKind::CatchUp, WindowKind::CatchUp, WindowKind::Scheduled]);
+    let e = &report.executions[0];
+    assert_eq!((report.executions.len(), e.status, e.gap_ms), (1, RunStatus::Succeeded, None));
+    assert_eq!(e.counts.fetched, 4);
+    let st = store.state("r1").unwrap().value;
+    assert_eq!((st.last_window_end, st.lease_owner), (Some(t0()), None));
+}
+
+#[tokio::test]
+async fn kibana_mode_two_hour_gap_runs_four_catchups_and_fails_with_the_gap() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    seed(&store, t0() - m(120)).await;
+    let fake = Arc::new(Fake::default());
+    let s = scheduler(&clock, &store, executor(&clock, "A", &fake, |_| Act::Instant), "A");
+    let mut r = rule();
+    r.gap_policy = GapPolicy::Kibana;
+    let report = s.run_tick(&r, t0(), &CancellationToken::new()).await.unwrap();
+
+    assert_eq!(fake.done_ends(), (0..5).rev().map(|k| t0() - m(5 * k)).collect::<Vec<_>>());
+    let e = &report.executions[0];
+    assert_eq!(e.status, RunStatus::Failed);
+    assert_eq!(e.gap_ms, Some(91 * 60_000)); // 111m gap − 4 × 5m
+    assert_eq!((e.gap_from, e.gap_to), (Some(t0() - m(120)), Some(t0() - m(29))));
+    assert_eq!(
+        e.message,
+        "2 hours (5460000ms) were not queried between this rule execution and the last execution, so signals may \
+         have been missed. Consider increasing your look behind time or adding more Kibana instances"
+    );
+    // As in Kibana, the gap is reported once and the rule moves on.
+    let st = store.state("r1").unwrap().value;
+    assert_eq!((st.last_window_end, st.last_status), (Some(t0()), Some(RunStatus::Failed)));
+    assert_eq!(st.lease_owner, None);
+    assert_eq!(s.stats().gap_seconds.load(Ordering::Relaxed), 5460);
+}
+
+#[tokio::test]
+async fn backfill_mode_fills_the_whole_gap_oldest_first_in_saved_steps() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    seed(&store, t0() - m(120)).await;
+    let fake = Arc::new(Fake::default());
+    let s = scheduler(&clock, &store, executor(&clock, "A", &fake, |_| Act::Instant), "A");
+    let report = s.run_tick(&rule(), t0(), &CancellationToken::new()).await.unwrap();
+
+    // ceil(111/5) = 23 backfill windows + the scheduled one, 12 per execution.
+    let ends = fake.done_ends();
+    assert_eq!(ends, (0..24).rev().map(|k| t0() - m(5 * k)).collect::<Vec<_>>());
+    assert!(fake.done_windows()[0].from <= t0() - m(120), "the oldest window must reach back to the last end");
+    assert_exactly_once_no_holes(&fake.done_windows(), t0() - m(115), t0());
+    let ex = &report.executions;
+    assert_eq!(ex.len(), 2);
+    assert_eq!((ex[0].windows_completed, ex[0].windows_remaining, ex[0].window_end), (12, 12, Some(t0() - m(60))));
+    assert_eq!((ex[1].windows_completed, ex[1].windows_remaining, ex[1].window_end), (12, 0, Some(t0())));
+    assert!(ex.iter().all(|e| e.status == RunStatus::Succeeded && e.gap_ms.is_none()));
+    assert_eq!(store.state("r1").unwrap().value.last_window_end, Some(t0()));
+}
+
+#[tokio::test]
+async fn backfill_beyond_max_backfill_reports_the_oldest_part_once() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    seed(&store, t0() - Duration::hours(30)).await;
+    let fake = Arc::new(Fake::default());
+    let s = scheduler(&clock, &store, executor(&clock, "A", &fake, |_| Act::Instant), "A");
+    let report = s.run_tick(&rule(), t0(), &CancellationToken::new()).await.unwrap();
+
+    let ws = fake.done_windows();
+    assert_eq!(ws.len(), 24 * 12 + 1);
+    assert_eq!(ws[0].from, t0() - Duration::hours(30) + m(351));
+    assert_exactly_once_no_holes(&ws, t0() - Duration::hours(24), t0());
+    let ex = &report.executions;
+    assert_eq!(ex.len(), 25);
+    assert_eq!((ex[0].status, ex[0].gap_ms), (RunStatus::Failed, Some(351 * 60_000)));
+    assert!(ex[0].message.starts_with("6 hours (21060000ms) were not queried"));
+    assert!(ex[1..].iter().all(|e| e.gap_ms.is_none() && e.status == RunStatus::Succeeded));
+}
+
+async fn replicas_run_each_window_exactly_once(n: usize) {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::with_yields());
+    let fake = Arc::new(Fake::default());
+    let token = CancellationToken::new();
+    let mut schedulers = Vec::new();
+    let mut handles = Vec::new();
+    for i in 0..n {
+        let owner = format!("replica-{i}");
+        // Run times vary by window and replica, up to longer than the interval.
+        let exec = executor(&clock, &owner, &fake, move |r| {
+            let k = r.window.to.timestamp() / 300;
+            Act::Take(Duration::seconds((k * 37 + i as i64 * 71) % 420))
+        });
+        let s = scheduler(&clock, &store, exec, &owner);
+        let mut r = rule();
+        r.run_timeout = m(10);
+        handles.push(spawn_run(&s, vec![r], &token));
+        schedulers.push(s);
+        // Replicas start at different times.
+        drive(&clock, clock.now() + m(2), Duration::seconds(20)).await;
+    }
+    drive(&clock, t0() + m(180), Duration::seconds(20)).await;
+    token.cancel();
+    drive(&clock, clock.now() + m(1), Duration::seconds(5)).await;
+    assert!(handles.iter().all(|h| h.is_finished()));
+
+    let ws = fake.done_windows();
+    let last = ws.iter().map(|w| w.to).max().unwrap();
+    assert!(last >= t0() + m(170), "runs stopped early: last window ends {last}");
+    assert_exactly_once_no_holes(&ws, t0(), last);
+    // Runs never overlapped: no window was even started twice. At most one run was still going at
+    // shutdown (and abandoned after the grace period), and it is newer than every finished one.
+    let started: Vec<Window> = fake.started.lock().unwrap().iter().map(|(_, r)| r.window).collect();
+    let distinct: HashSet<DateTime<Utc>> = started.iter().map(|w| w.to).collect();
+    assert_eq!(distinct.len(), started.len(), "a window was started twice");
+    assert!(started.len() - ws.len() <= 1);
+    assert!(started.iter().all(|w| w.to <= last || w.to == last + m(5)));
+    let held: u64 = schedulers.iter().map(|s| s.stats().ticks_held_elsewhere.load(Ordering::Relaxed)).sum();
+    assert!(held > 0, "replicas should have found the rule held by another");
+    let st = store.state("r1").unwrap().value;
+    assert_eq!((st.lease_owner, st.last_window_end), (None, Some(last)));
+    // Every completed window appears in exactly one ledger entry.
+    let ledgered: usize = executions(&store).iter().map(|e| e.windows_completed as usize).sum();
+    assert_eq!(ledgered, ws.len());
+}
+
+#[tokio::test]
+async fn two_replicas_run_each_window_exactly_once() {
+    replicas_run_each_window_exactly_once(2).await;
+}
+
+#[tokio::test]
+async fn three_replicas_run_each_window_exactly_once() {
+    replicas_run_each_window_exactly_once(3).await;
+}
+
+#[tokio::test]
+async fn a_crashed_owners_lease_expires_and_another_replica_runs_its_window() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    seed(&store, t0() - m(5)).await;
+    let fake = Arc::new(Fake::default());
+    let token = CancellationToken::new();
+    let a = scheduler(&clock, &store, executor(&clock, "A", &fake, |_| Act::Hang), "A");
+    let ha = spawn_run(&a, vec![rule()], &token);
+    drive(&clock, t0() + m(1), Duration::seconds(30)).await;
+    assert_eq!(store.state("r1").unwrap().value.lease_owner.as_deref(), Some("A"));
+    ha.abort(); // crash: no renewal, no release
+    settle().await;
+
+    let b = scheduler(&clock, &store, executor(&clock, "B", &fake, |_| Act::Instant), "B");
+    let _hb = spawn_run(&b, vec![rule()], &token);
+    drive(&clock, t0() + m(9), Duration::seconds(30)).await;
+    assert!(fake.done_ends().is_empty(), "B must wait for A's lease (6 min) to expire");
+    assert!(b.stats().ticks_held_elsewhere.load(Ordering::Relaxed) >= 2);
+    drive(&clock, t0() + m(16), Duration::seconds(30)).await;
+
+    // B took over at t0+10 and ran A's window (ending t0) as well: no gap, nothing twice.
+    assert_eq!(fake.done_ends(), vec![t0(), t0() + m(5), t0() + m(10), t0() + m(15)]);
+    assert!(fake.done.lock().unwrap().iter().all(|(o, _)| o == "B"));
+    let ex = executions(&store);
+    assert!(ex.iter().all(|e| e.owner == "B" && e.status == RunStatus::Succeeded && e.gap_ms.is_none()));
+    assert_eq!(ex[0].scheduled_at, t0() + m(10));
+    token.cancel();
+}
+
+#[tokio::test]
+async fn long_executions_renew_the_lease_so_nobody_else_steps_in() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    seed(&store, t0() - m(20)).await; // three catch-up windows of 4 minutes each: 16 minutes
+    let fake = Arc::new(Fake::default());
+    let token = CancellationToken::new();
+    let mut cfg = SchedulerConfig::new("A");
+    cfg.lease_margin = Duration::zero(); // lease 5 min, shorter than the execution
+    let mut r = rule();
+    r.gap_policy = GapPolicy::Kibana;
+    let a = Scheduler::new(
+        Arc::new(clock.clone()),
+        store.clone(),
+        executor(&clock, "A", &fake, |_| Act::Take(m(4))),
+        cfg,
+    );
+    let _ha = spawn_run(&a, vec![r.clone()], &token);
+    settle().await;
+    let b = scheduler(&clock, &store, executor(&clock, "B", &fake, |_| Act::Instant), "B");
+    let _hb = spawn_run(&b, vec![r], &token);
+    drive(&clock, t0() + m(16), Duration::seconds(10)).await;
+
+    let done = fake.done.lock().unwrap().clone();
+    assert_eq!(done.len(), 4);
+    assert!(done.iter().all(|(o, _)| o == "A"), "B ran something while A was still running: {done:?}");
+    assert!(b.stats().ticks_held_elsewhere.load(Ordering::Relaxed) >= 3);
+    token.cancel();
+}
+
+#[tokio::test]
+async fn shutdown_abandons_a_hung_run_after_the_grace_period_and_releases_the_lease() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    seed(&store, t0() - m(5)).await;
+    let fake = Arc::new(Fake::default());
+    let s = scheduler(&clock, &store, executor(&clock, "A", &fake, |_| Act::Hang), "A");
+    let token = CancellationToken::new();
+    let h = spawn_run(&s, vec![rule()], &token);
+    drive(&clock, t0() + m(1), Duration::seconds(30)).await;
+    token.cancel();
+    drive(&clock, t0() + m(1) + Duration::seconds(29), Duration::seconds(1)).await;
+    assert!(!h.is_finished(), "the run gets the whole 30s grace");
+    drive(&clock, t0() + m(1) + Duration::seconds(30), Duration::seconds(1)).await;
+    assert!(h.is_finished(), "shutdown must complete once the grace period is over");
+
+    let st = store.state("r1").unwrap().value;
+    assert_eq!((st.lease_owner, st.lease_expires), (None, None));
+    assert_eq!(st.last_window_end, Some(t0() - m(5)), "an abandoned window must not count as done");
+    let e = executions(&store).pop().unwrap();
+    assert_eq!(e.status, RunStatus::Failed);
+    assert!(e.message.contains("abandoned at shutdown"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_run_finish_within_grace_and_claims_nothing_more() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    let fake = Arc::new(Fake::default());
+    let s = scheduler(&clock, &store, executor(&clock, "A", &fake, |_| Act::Take(Duration::seconds(20))), "A");
+    let token = CancellationToken::new();
+    let h = spawn_run(&s, vec![rule()], &token);
+    drive(&clock, t0() + Duration::seconds(5), Duration::seconds(5)).await;
+    token.cancel();
+    drive(&clock, t0() + Duration::seconds(20), Duration::seconds(5)).await;
+    assert!(h.is_finished());
+    assert_eq!(fake.done_ends(), vec![t0()]);
+    let st = store.state("r1").unwrap().value;
+    assert_eq!((st.lease_owner, st.last_window_end, st.last_status), (None, Some(t0()), Some(RunStatus::Succeeded)));
+    drive(&clock, t0() + m(11), Duration::seconds(30)).await;
+    assert_eq!(fake.started.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_cluster_down_at_start_is_retried_and_readiness_follows_it() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    seed(&store, t0() - m(5)).await;
+    store.set_unavailable(true);
+    let fake = Arc::new(Fake::default());
+    let s = scheduler(&clock, &store, executor(&clock, "A", &fake, |_| Act::Instant), "A");
+    let token = CancellationToken::new();
+    let _h = spawn_run(&s, vec![rule()], &token);
+    drive(&clock, t0() + m(7), Duration::seconds(5)).await;
+    assert!(!s.stats().is_ready());
+    assert!(fake.started.lock().unwrap().is_empty());
+    assert!(s.stats().store_errors.load(Ordering::Relaxed) >= 3, "should keep retrying");
+
+    store.set_unavailable(false);
+    drive(&clock, t0() + m(9), Duration::seconds(5)).await;
+    assert!(s.stats().is_ready());
+    // The newest due tick (t0+5) ran and covered the missed one's window too.
+    assert_eq!(fake.done_ends(), vec![t0(), t0() + m(5)]);
+    let skip = store.ledger().into_iter().find(|e| e.skipped_tick).expect("the missed tick is recorded");
+    assert_eq!(skip.scheduled_at, t0());
+    token.cancel();
+}
+
+#[tokio::test]
+async fn a_failed_run_keeps_the_window_end_and_the_next_tick_retries_it() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    seed(&store, t0() - m(5)).await;
+    let fake = Arc::new(Fake::default());
+    let failed_once = Arc::new(AtomicBool::new(false));
+    let f = failed_once.clone();
+    let exec = executor(&clock, "A", &fake, move |r| {
+        if r.window.to == t0() && !f.swap(true, Ordering::SeqCst) {
+            Act::Fail
+        } else {
+            Act::Instant
+        }
+    });
+    let s = scheduler(&clock, &store, exec, "A");
+    let token = CancellationToken::new();
+    let _h = spawn_run(&s, vec![rule()], &token);
+    drive(&clock, t0() + m(1), Duration::seconds(30)).await;
+    let st = store.state("r1").unwrap().value;
+    assert_eq!((st.last_window_end, st.last_status, st.consecutive_failures), (Some(t0() - m(5)), Some(RunStatus::Failed), 1));
+    assert_eq!(st.lease_owner, None);
+    assert_eq!(executions(&store)[0].message, "boom");
+
+    drive(&clock, t0() + m(6), Duration::seconds(30)).await;
+    assert_eq!(fake.done_ends(), vec![t0(), t0() + m(5)]);
+    let st = store.state("r1").unwrap().value;
+    assert_eq!((st.last_window_end, st.consecutive_failures), (Some(t0() + m(5)), 0));
+    // The retried window's request says where the last completed window ended.
+    let done = fake.done.lock().unwrap().clone();
+    assert_eq!(done[0].1.previous_window_end, Some(t0() - m(5)));
+    assert_eq!(done[1].1.previous_window_end, Some(t0()));
+    token.cancel();
+}
+
+#[tokio::test]
+async fn a_run_past_its_timeout_is_stopped_and_counted_failed() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    seed(&store, t0() - m(5)).await;
+    let fake = Arc::new(Fake::default());
+    let s = scheduler(&clock, &store, executor(&clock, "A", &fake, |_| Act::Take(m(3))), "A");
+    let mut r = rule();
+    r.run_timeout = m(2);
+    let token = CancellationToken::new();
+    let _h = spawn_run(&s, vec![r], &token);
+    drive(&clock, t0() + m(4), Duration::seconds(10)).await;
+    assert!(fake.done_ends().is_empty());
+    let e = executions(&store).pop().unwrap();
+    assert_eq!(e.status, RunStatus::Failed);
+    assert!(e.message.contains("run timeout"), "{}", e.message);
+    assert_eq!(e.finished_at, t0() + m(2));
+    let st = store.state("r1").unwrap().value;
+    assert_eq!((st.lease_owner, st.last_window_end), (None, Some(t0() - m(5))));
+    token.cancel();
+}
+
+#[tokio::test]
+async fn a_window_that_keeps_failing_is_given_up_after_three_attempts() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    seed(&store, t0() - m(5)).await;
+    let fake = Arc::new(Fake::default());
+    let exec = executor(&clock, "A", &fake, |r| if r.window.to == t0() { Act::Fail } else { Act::Instant });
+    let s = scheduler(&clock, &store, exec, "A");
+    let token = CancellationToken::new();
+    let _h = spawn_run(&s, vec![rule()], &token);
+    drive(&clock, t0() + m(6), Duration::seconds(30)).await;
+    // Two attempts so far (t0, t0+5): still stuck before the poison window.
+    assert!(fake.done_ends().is_empty());
+    assert_eq!(store.state("r1").unwrap().value.failed_window_attempts, 2);
+    drive(&clock, t0() + m(16), Duration::seconds(30)).await;
+    // Third attempt at t0+10 gives it up and runs the rest; t0+15 runs normally.
+    assert_eq!(fake.done_ends(), vec![t0() + m(5), t0() + m(10), t0() + m(15)]);
+    let ex = executions(&store);
+    let third = ex.iter().find(|e| e.scheduled_at == t0() + m(10)).unwrap();
+    assert_eq!(third.status, RunStatus::Failed);
+    assert!(third.message.contains("failed 3 times in a row"), "{}", third.message);
+    let st = store.state("r1").unwrap().value;
+    assert_eq!((st.last_window_end, st.failed_window_end, st.last_status), (Some(t0() + m(15)), None, Some(RunStatus::Succeeded)));
+    token.cancel();
+}
