@@ -314,6 +314,9 @@ async fn replicas_run_each_window_exactly_once(n: usize) {
     assert_eq!(distinct.len(), started.len(), "a window was started twice");
     assert!(started.len() - ws.len() <= 1);
     assert!(started.iter().all(|w| w.to <= last || w.to == last + m(5)));
+    let owners: HashSet<String> = fake.done.lock().unwrap().iter().map(|(o, _)| o.clone()).collect();
+    assert!(owners.len() >= 2, "the work should really have been shared: {owners:?}");
+    assert!(store.conflicts() > 0, "the replicas should really have raced for the lease");
     let held: u64 = schedulers.iter().map(|s| s.stats().ticks_held_elsewhere.load(Ordering::Relaxed)).sum();
     assert!(held > 0, "replicas should have found the rule held by another");
     let st = store.state("r1").unwrap().value;
