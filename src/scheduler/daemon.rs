@@ -338,6 +338,20 @@ impl Scheduler {
         }
     }
 
+    /// Runs the newest due tick of every rule once (`esdetect run --once`), rules one after another.
+    pub async fn run_once(
+        &self,
+        rules: &[RuleSpec],
+        shutdown: &CancellationToken,
+    ) -> Vec<(String, Result<TickReport, StoreError>)> {
+        let mut out = Vec::new();
+        for rule in rules {
+            let Some(tick) = rule.schedule.latest_at_or_before(self.inner.clock.now()) else { continue };
+            out.push((rule.rule_id.clone(), self.run_tick(rule, tick, shutdown).await));
+        }
+        out
+    }
+
     /// One rule's loop: wait for the tick, run it, repeat.
     async fn rule_loop(&self, rule: RuleSpec, shutdown: CancellationToken) {
         let inner = &self.inner;

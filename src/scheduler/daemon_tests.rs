@@ -546,3 +546,18 @@ async fn a_window_that_keeps_failing_is_given_up_after_three_attempts() {
     assert_eq!((st.last_window_end, st.failed_window_end, st.last_status), (Some(t0() + m(15)), None, Some(RunStatus::Succeeded)));
     token.cancel();
 }
+
+#[tokio::test]
+async fn run_once_runs_the_newest_due_tick() {
+    let clock = ManualClock::new(t0() + m(3));
+    let store = Arc::new(InMemoryStateStore::new());
+    let fake = Arc::new(Fake::default());
+    let s = scheduler(&clock, &store, executor(&clock, "A", &fake, |_| Act::Instant), "A");
+    let out = s.run_once(&[rule()], &CancellationToken::new()).await;
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.as_ref().unwrap().executions.len(), 1);
+    assert_eq!(fake.done_windows(), vec![Window { from: t0() - m(9), to: t0(), kind: WindowKind::Scheduled }]);
+    // A second call within the same tick finds it done.
+    let again = s.run_once(&[rule()], &CancellationToken::new()).await;
+    assert!(again[0].1.as_ref().unwrap().already_done);
+}

@@ -16,3 +16,11 @@ pub mod daemon;
 
 #[cfg(test)]
 mod daemon_tests;
+
+pub use clock::{BoxFuture, Clock, ManualClock, SystemClock};
+pub use daemon::{
+    Executor, RuleSpec, RunOutcome, RunRequest, Scheduler, SchedulerConfig, SchedulerStats, SequenceMode, TickReport,
+};
+pub use schedule::{Schedule, ScheduleError};
+pub use state::{Counts, InMemoryStateStore, LedgerEntry, RuleState, RunStatus, StateStore, StoreError, Versioned};
+pub use windows::{GapPolicy, Window, WindowKind};

@@ -34,8 +34,8 @@ pub enum WindowKind {
     Manual,
 }
 
-/// A half-open-in-spirit time range `[from, to]` that one EQL search covers (the search itself uses
-/// `gte from`, `lte to`, as Kibana does).
+/// The time range `[from, to]` that one EQL search covers (`@timestamp` `gte from`, `lte to`, as in
+/// Kibana's request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Window {
     pub from: DateTime<Utc>,
