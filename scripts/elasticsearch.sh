@@ -52,6 +52,14 @@ pid_alive() {
     tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'EsNode.java'
 }
 
+# True while process $1 exists and is not a zombie. Used during startup, when the freshly forked child may not
+# have exec'd java yet (so its command line does not show EsNode.java).
+proc_running() {
+    local state
+    state="$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null)" || return 1
+    [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]]
+}
+
 version_line() {
     local body
     body="$(curl -fsS --max-time 5 "$1/" 2>/dev/null)" || { echo "unknown version (GET / failed)"; return; }
@@ -170,16 +178,20 @@ fail_start() {
         say "last lines of $LOG_FILE:"
         tail -n 60 "$LOG_FILE" >&2
     fi
-    if pid_alive; then
-        kill -TERM "$(cat "$PID_FILE")" 2>/dev/null || true
-        sleep 2
-        pid_alive && kill -KILL "$(cat "$PID_FILE")" 2>/dev/null || true
+    local pid="${launched:-}"
+    if [[ -z "$pid" ]] && pid_alive; then pid="$(cat "$PID_FILE")"; fi
+    if [[ -n "$pid" ]] && proc_running "$pid"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        local i
+        for i in $(seq 1 20); do proc_running "$pid" || break; sleep 0.5; done
+        proc_running "$pid" && kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$PID_FILE" "$URL_FILE"
     exit 1
 }
 
 cmd_start() {
+    local launched=""
     # Reuse a node this checkout already runs.
     if [[ -f "$URL_FILE" ]] && answers "$(cat "$URL_FILE")"; then
         say "reusing running node ($(version_line "$(cat "$URL_FILE")"))"
@@ -202,13 +214,18 @@ cmd_start() {
             "$ROOT/scripts/es-node/EsNode.java" "$HOME_DIR" "$PORTS" "$HOME_DIR/http.url" \
             >"$LOG_FILE" 2>&1 </dev/null 9>&- &
         echo $! >"$PID_FILE"
+        launched=$!
     else
         say "a node started by this checkout is still coming up (pid $(cat "$PID_FILE")); waiting for it"
     fi
 
     local deadline=$((SECONDS + START_TIMEOUT)) url=""
     while (( SECONDS < deadline )); do
-        pid_alive || fail_start "the node exited during startup"
+        if [[ -n "$launched" ]]; then
+            proc_running "$launched" || fail_start "the node exited during startup"
+        else
+            pid_alive || fail_start "the node exited during startup"
+        fi
         if [[ -s "$HOME_DIR/http.url" ]]; then
             url="$(cat "$HOME_DIR/http.url")"
             if curl -fsS --max-time 10 "$url/_cluster/health?wait_for_status=yellow&timeout=5s" >/dev/null 2>&1; then
