@@ -10,7 +10,8 @@
 use super::ids::{building_block_ids_from_ancestors, event_alert_id, shell_id_from_ancestors};
 use super::intersect::intersect_all;
 use super::reason::build_reason;
-use super::source::{copy_source, parse_date_ms};
+use super::source::copy_source;
+use crate::eql::value::{format_date_ms, parse_date_ms};
 use super::get_path;
 use crate::event::Event;
 use crate::rules::Rule;
@@ -100,7 +101,7 @@ pub struct AlertDoc {
 
 /// `YYYY-MM-DDTHH:mm:ss.sssZ`, JavaScript's `toISOString()`.
 pub fn iso_ms(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    format_date_ms(t.timestamp_millis())
 }
 
 /// An event's `@timestamp` as `toISOString()` (ms precision, UTC); `None` if missing or unparseable.

@@ -75,24 +75,10 @@ fn valid_primitive(t: EcsType, v: &Value) -> bool {
         EcsType::Boolean => matches!(v, Value::Bool(_)) || matches!(v.as_str(), Some("true" | "false")),
         EcsType::Date => match v {
             Value::Number(_) => true,
-            Value::String(s) => parse_date_ms(s).is_some(),
+            Value::String(s) => crate::eql::value::parse_date_ms(s).is_some(),
             _ => false,
         },
     }
-}
-
-/// Parses an ISO-8601 date or date-time (zone-less values are taken as UTC) to epoch milliseconds.
-pub fn parse_date_ms(s: &str) -> Option<i64> {
-    use chrono::{DateTime, NaiveDate, NaiveDateTime};
-    if let Ok(d) = DateTime::parse_from_rfc3339(s) {
-        return Some(d.timestamp_millis());
-    }
-    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
-        if let Ok(d) = NaiveDateTime::parse_from_str(s, f) {
-            return Some(d.and_utc().timestamp_millis());
-        }
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|d| d.and_utc().timestamp_millis())
 }
 
 /// The copied source plus the flat `original_event` / `original_data_stream` keys to add.
