@@ -300,6 +300,13 @@ async fn simulate(config: &Config, a: &args::SimulateArgs) -> Result<i32> {
         return Ok(EXIT_OK);
     }
     let client = connect(config).await?;
+    // A bare cluster would map strings as `text` and IPs as strings, and the rules would then fail; put
+    // ECS templates first (weak priority: a real cluster's own templates win).
+    for (name, body) in crate::simulate::templates::event_index_templates() {
+        if crate::sink::es::put_index_template_if_absent(&client, &name, &body).await.map_err(|e| anyhow!("{e}"))? {
+            eprintln!("created index template {name}");
+        }
+    }
     let bar = indicatif::ProgressBar::new(docs.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),

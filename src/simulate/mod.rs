@@ -10,6 +10,7 @@
 
 pub mod events;
 pub mod scenarios;
+pub mod templates;
 
 use crate::event::Event;
 use chrono::{DateTime, Utc};

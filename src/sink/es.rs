@@ -181,6 +181,25 @@ async fn ensure_template(client: &EsClient, alias: &str, mut body: Value) -> Res
     }
 }
 
+/// Puts the composable index template `name` unless one of that name exists (`PUT
+/// _index_template/<name>?create=true`). Returns whether this call created it; an existing template is
+/// left untouched (it may be the cluster's own, tuned one). Used for the event indices the simulator
+/// writes (`simulate::templates`).
+pub async fn put_index_template_if_absent(client: &EsClient, name: &str, body: &Value) -> Result<bool, SinkError> {
+    if name.is_empty() || name.contains(['*', ',', '/', ' ']) {
+        return Err(SinkError::Malformed(format!("invalid index template name `{name}`")));
+    }
+    let path = format!("/_index_template/{name}");
+    let (status, resp) = client.raw(Method::Put, &path, &[("create", "true".to_string())], Some(body)).await?;
+    if (200..300).contains(&status) {
+        Ok(true)
+    } else if already_exists(status, &resp) {
+        Ok(false)
+    } else {
+        Err(EsError::from_response(&format!("put index template {name}"), status, &resp).into())
+    }
+}
+
 /// `Some(write index)` if `alias` is an alias (the write index may be unknown: `Some(None)`), `None` if not.
 async fn get_alias(client: &EsClient, alias: &str) -> Result<Option<Option<String>>, SinkError> {
     let (status, resp) = client.raw(Method::Get, &format!("/_alias/{alias}"), &[], None).await?;
