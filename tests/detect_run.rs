@@ -495,6 +495,17 @@ async fn smb_machine_account_relay_windowed_on_event_ingested() {
     let expected = id_set([0, 1, 8].iter().map(|&i| event_alert_id(&hits[i], SMB_UUID)));
     assert_eq!(id_set(lab.alerts().await.keys().cloned()), expected, "{summary:#?}");
     assert_eq!((summary.alerts_written, summary.duplicates), (3, 0));
+    // The alert of the plain attack, as spec alert-documents §4–§5 and §7 describe it.
+    let alert = &lab.alerts().await[&event_alert_id(&hits[0], SMB_UUID)];
+    assert_eq!(alert["kibana.alert.rule.uuid"], json!(SMB_UUID));
+    assert_eq!(alert["kibana.space_ids"], json!([SPACE]));
+    assert_eq!(alert["kibana.alert.original_time"], json!("2026-05-20T10:03:00.000Z"));
+    assert_eq!(alert["kibana.alert.ancestors"][0]["id"], json!(hits[0].id));
+    assert_eq!(alert["kibana.alert.ancestors"][0]["index"], json!(hits[0].index));
+    assert_eq!(
+        alert["kibana.alert.reason"],
+        json!("network, file event with source 10.0.0.99 by FS01$ on fs01.corp.local created high alert Potential Machine Account Relay Attack via SMB.")
+    );
 
     // The next, overlapping window [09:57, 10:06]: 0 and 8 again (duplicates, nothing rewritten); 1 has
     // left the window; 2 (ingested at 10:05:00.001) has entered it and is new.
