@@ -666,6 +666,12 @@ async fn garbage_documents_are_skipped_and_valid_events_still_alert() {
     // Not-an-ip source and the two timestamp-less documents never reach the engine.
     assert_eq!(summary.fetched, 4, "{summary:#?}");
     assert!(summary.skipped.get("malformed values treated as missing").copied().unwrap_or(0) >= 1, "{summary:#?}");
+    // ...but they are counted: in the window by event.ingested, without a usable @timestamp.
+    assert_eq!(
+        summary.skipped.get("no `@timestamp` (Elasticsearch's EQL ignores such events)").copied(),
+        Some(2),
+        "{summary:#?}"
+    );
 }
 
 #[tokio::test]

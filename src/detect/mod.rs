@@ -22,7 +22,7 @@ use crate::eql::EqlError;
 use crate::es::EsClient;
 use crate::event::Event;
 use crate::sink::es::{write_alerts, WriteOptions};
-use crate::source::es::{fetch_mapping, stream_window, SourceError, WindowQuery};
+use crate::source::es::{count_without_timestamp, fetch_mapping, stream_window, SourceError, WindowQuery};
 use chrono::{DateTime, Utc};
 use std::time::Instant;
 
@@ -225,6 +225,13 @@ pub async fn run_on_cluster(
         keep_new_sequences(&plan, &window, &mut output.results);
     }
     summary.record_evaluation(&output, plan.malformed_values(), prepared.rule.max_signals);
+    match count_without_timestamp(client, &query).await {
+        Ok(0) => {}
+        Ok(n) => {
+            summary.skipped.insert(format!("no `{}` (Elasticsearch's EQL ignores such events)", query.timestamp_field), n);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not count events without a timestamp"),
+    }
 
     let ctx = alert_context(prepared, opts, now());
     let groups = alert_groups(prepared, &ctx, &output.results);
