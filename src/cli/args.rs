@@ -5,8 +5,18 @@ use std::path::PathBuf;
 
 /// Run Elastic Security EQL detection rules outside Kibana, with Elasticsearch's EQL semantics,
 /// writing Kibana-compatible, deduplicated alerts.
+/// Exit codes, shown at the end of `esdetect --help` (keep in step with `cli::EXIT_*`).
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success: every rule ran (or every rule is valid)
+  1  at least one rule failed: a run error, an invalid rule (validate/test), or a failed conformance query
+  2  usage, configuration or connection problem: nothing was run or written
+  3  no failure, but a warning made a run a \"partial failure\" (e.g. the max_signals cap was reached)
+
+Colour: tables are coloured only when stdout is a terminal; --no-color or a non-empty NO_COLOR turns it off.";
+
 #[derive(Debug, Parser)]
-#[command(name = "esdetect", version, propagate_version = true)]
+#[command(name = "esdetect", version, propagate_version = true, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
     /// Configuration file (TOML). Connection settings can also come from ESDETECT_ES_URL,
     /// ESDETECT_ES_API_KEY, ESDETECT_ES_USERNAME, ESDETECT_ES_PASSWORD, ESDETECT_ES_CA_CERT.
@@ -143,4 +153,11 @@ pub struct SimulateArgs {
     /// Print the events as NDJSON search hits instead of writing them to the cluster.
     #[arg(long)]
     pub stdout: bool,
+    /// Data stream namespace: events go to `logs-system.security-<NS>`, `logs-windows.forwarded-<NS>` and
+    /// `winlogbeat-8.19.0-<NS>` (the last only when NS is not `default`). Lower case, digits and `_`.
+    #[arg(long, value_name = "NS", default_value = "default")]
+    pub namespace: String,
+    /// Also write what was planted (attacks and look-alikes, with record ids and indices) to FILE as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub planted_out: Option<PathBuf>,
 }

@@ -168,6 +168,9 @@ fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> 
     for (line, reason) in &read.skipped {
         eprintln!("{}:{line}: skipped: {reason}", a.events.display());
     }
+    if !read.skipped.is_empty() {
+        eprintln!("{}: {} event(s) read, {} line(s) skipped", a.events.display(), read.events.len(), read.skipped.len());
+    }
     let prepared = load_rules(config, &a.rule_ids)?;
     let mapping = offline_mapping(config)?;
     let now = a.now.as_deref().map(|t| parse_time(Some(t), "--now")).transpose()?;
@@ -252,10 +255,14 @@ fn explain(config: &Config, a: &args::ExplainArgs) -> Result<i32> {
         .ok_or_else(|| anyhow!("no rule with rule_id {} in {}", a.rule_id, config.rules_dir.display()))?;
     let now = parse_time(a.now.as_deref(), "--now")?;
     let window = Window::ending_at(&rule.rule, now);
-    let query = detect::window_query(rule, &window, config.run.page_size, None);
+    // The built-in ECS table (and the configured mapping file) decide how the pushdown names fields; a run
+    // also merges the cluster's `_mapping`, which can only turn a `text` field into its keyword sub-field.
+    let mapping = offline_mapping(config)?;
+    let query = detect::window_query(rule, &window, config.run.page_size, Some(&mapping));
     let indices = rule.rule.index.join(",");
     println!("rule:      {} ({})", rule.rule.name, rule.rule.rule_id);
     println!("file:      {}", rule.rule.path.display());
+    println!("indices:   {}", rule.rule.index.join(" "));
     println!("rule uuid: {}   space: {}   alerts alias: {}", rule.rule_uuid, rule.space, rule.alias);
     println!("window:    [{}, {}] on {}", window.from.to_rfc3339(), window.to.to_rfc3339(), query.window_field);
     println!("limit:     max_signals {} (tail: the most recent results are kept)\n", rule.rule.max_signals);
@@ -276,6 +283,7 @@ fn eql_spec(a: &args::EqlSpecArgs) -> Result<i32> {
 
 async fn simulate(config: &Config, a: &args::SimulateArgs) -> Result<i32> {
     use crate::simulate::{Scenario, Simulator};
+    check_namespace(&a.namespace)?;
     let spread = chrono::Duration::minutes(4);
     // By default events land in the four minutes before now, so the next run's window sees all of them.
     let start = match &a.start {
@@ -290,7 +298,32 @@ async fn simulate(config: &Config, a: &args::SimulateArgs) -> Result<i32> {
         args::ScenarioArg::Noise => Scenario::Noise,
         args::ScenarioArg::All => Scenario::All,
     };
-    let docs = sim.generate(scenario, a.count);
+    let mut docs = sim.generate(scenario, a.count);
+    for (index, doc) in docs.iter_mut() {
+        *index = namespaced_index(index, &a.namespace);
+        if let Some(ns) = doc.pointer_mut("/data_stream/namespace") {
+            *ns = serde_json::Value::String(a.namespace.clone());
+        }
+    }
+    if let Some(path) = &a.planted_out {
+        let planted: Vec<serde_json::Value> = sim
+            .planted()
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "scenario": format!("{:?}", p.scenario),
+                    "attack": p.is_attack(),
+                    "lookalike": p.lookalike.map(|l| format!("{l:?}")),
+                    "computer_name": p.computer_name,
+                    "logon_id": p.logon_id,
+                    "record_ids": p.record_ids,
+                    "indices": p.indices.iter().map(|i| namespaced_index(i, &a.namespace)).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        std::fs::write(path, serde_json::to_string_pretty(&planted)?)
+            .with_context(|| format!("writing --planted-out {}", path.display()))?;
+    }
     if a.stdout {
         let mut out = std::io::stdout().lock();
         for (i, (index, doc)) in docs.iter().enumerate() {
@@ -307,6 +340,7 @@ async fn simulate(config: &Config, a: &args::SimulateArgs) -> Result<i32> {
             eprintln!("created index template {name}");
         }
     }
+    // indicatif draws only when stderr is a terminal, so logs and CI output stay clean.
     let bar = indicatif::ProgressBar::new(docs.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -319,8 +353,35 @@ async fn simulate(config: &Config, a: &args::SimulateArgs) -> Result<i32> {
     bar.finish_and_clear();
     let attacks = sim.planted().iter().filter(|p| p.is_attack()).count();
     let lookalikes = sim.planted().len() - attacks;
-    eprintln!("wrote {written} events ({attacks} planted attacks, {lookalikes} look-alikes) starting {}", start.to_rfc3339());
+    let mut indices: Vec<&str> = docs.iter().map(|(i, _)| i.as_str()).collect();
+    indices.sort();
+    indices.dedup();
+    eprintln!(
+        "wrote {written} events ({attacks} planted attacks, {lookalikes} look-alikes) from {} into {}",
+        start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        indices.join(", ")
+    );
     Ok(EXIT_OK)
+}
+
+/// Data stream namespaces: lower case letters, digits and `_` (Elastic forbids `-` and upper case).
+fn check_namespace(ns: &str) -> Result<()> {
+    if ns.is_empty() || ns.len() > 100 || !ns.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        bail!("--namespace `{ns}`: use 1 to 100 lower-case letters, digits or `_` (no `-`), e.g. `lab` or `test_42`");
+    }
+    Ok(())
+}
+
+/// The simulator's index for namespace `ns`: `…-default` data streams get `-<ns>` instead; other indices
+/// (Winlogbeat's `winlogbeat-8.19.0`) get `-<ns>` appended, so `winlogbeat-*` still matches them.
+fn namespaced_index(index: &str, ns: &str) -> String {
+    if ns == "default" {
+        index.to_string()
+    } else if let Some(base) = index.strip_suffix("-default") {
+        format!("{base}-{ns}")
+    } else {
+        format!("{index}-{ns}")
+    }
 }
 
 /// The path of the file a rule came from, for messages.

@@ -12,7 +12,9 @@ pub struct Style {
 impl Style {
     pub fn detect(no_color: bool) -> Style {
         use std::io::IsTerminal;
-        Style { color: !no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal() }
+        // no-color.org: a NO_COLOR that is present and not empty disables colour.
+        let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Style { color: !no_color && !no_color_env && std::io::stdout().is_terminal() }
     }
 
     pub fn table(&self, header: &[&str]) -> Table {
