@@ -1,7 +1,8 @@
 # esdetect container image (used by docker-compose.yml's lab).
 #
 # Stage 1 builds the release binary with the exact dependency versions of Cargo.lock;
-# stage 2 is a slim Debian runtime with CA certificates (for https Elasticsearch), running as a non-root user.
+# stage 2 is a slim Debian runtime with CA certificates (for https Elasticsearch) and curl (the lab's seeder
+# creates a Kibana data view with it), running as a non-root user.
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src
@@ -11,7 +12,7 @@ RUN cargo build --release --locked --bin esdetect
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin esdetect
 COPY --from=builder /src/target/release/esdetect /usr/local/bin/esdetect
