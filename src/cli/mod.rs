@@ -177,6 +177,12 @@ fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> 
     let opts = run_options(config)?;
     let mut out = std::io::stdout().lock();
     let mut table = style.table(&["rule", "_id", "kind", "original time", "reason"]);
+    // Never wrap an alert id (it must stay copyable) nor a timestamp; the rule name and reason wrap instead.
+    for i in [1, 3] {
+        if let Some(column) = table.column_mut(i) {
+            column.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+        }
+    }
     let mut failed = !prepared.errors.is_empty();
     let mut partial = false;
     for rule in prepared.rules.iter().filter(|r| r.enabled) {

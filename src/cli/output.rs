@@ -23,6 +23,11 @@ impl Style {
         if !self.color {
             t.force_no_tty();
         }
+        // A terminal that reports no usable width (e.g. a pty without a size) would squeeze every column to
+        // one character: print the table at its natural width instead.
+        if t.width().is_none_or(|w| w < 40) {
+            t.set_content_arrangement(ContentArrangement::Disabled);
+        }
         t.set_header(header.iter().map(|h| {
             let c = Cell::new(h);
             if self.color {
