@@ -113,12 +113,12 @@ pub fn alerts_properties() -> Map<String, Value> {
     p
 }
 
-/// Composable index template body (`PUT _index_template/<name>`) for `index_patterns`.
+/// Composable index template body (`PUT _index_template/<name>`) for `index_patterns`. No `priority`:
+/// the sink sets one per alias so that templates of overlapping aliases never tie.
 /// Compatible subset of Kibana's security alerts mapping (see module docs).
 pub fn alerts_index_template(index_patterns: &[String]) -> Value {
     json!({
         "index_patterns": index_patterns,
-        "priority": 200,
         "template": {
             "settings": {"index": {"hidden": true}},
             "mappings": {
