@@ -21,6 +21,8 @@ pub struct Config {
     pub run: RunConfig,
     /// Field mapping used to type fields when evaluating EQL.
     pub mapping: MappingConfig,
+    /// Daemon mode (`esdetect run` without `--once`): state, ledger, gaps, timeouts, HTTP endpoints.
+    pub scheduler: SchedulerSettings,
     /// Per-rule settings, keyed by the detection-rules `rule_id`.
     pub rules: BTreeMap<String, RuleSettings>,
 }
@@ -33,6 +35,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             run: RunConfig::default(),
             mapping: MappingConfig::default(),
+            scheduler: SchedulerSettings::default(),
             rules: BTreeMap::new(),
         }
     }
@@ -117,6 +120,97 @@ pub struct RuleSettings {
     pub alerts_index: Option<String>,
     /// Overrides `run.sequence_mode` for this rule.
     pub sequence_mode: Option<SequenceMode>,
+    /// A cron expression (UTC) replacing the rule's `interval` as its schedule in daemon mode: 5 fields
+    /// (crontab: `*/5 * * * *`), 6 fields (with seconds first: `0 */5 * * * *`) or a shorthand such as
+    /// `@hourly`. Catch-up and backfill windows still step by the rule's `interval`.
+    pub schedule: Option<String>,
+}
+
+/// Log line format of the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[scheduler]`: how the daemon keeps state, fills gaps and reports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerSettings {
+    /// Address of the `/metrics`, `/healthz` and `/readyz` endpoints.
+    pub listen: String,
+    /// Index of the per-rule state documents (last window end, lease).
+    pub state_index: String,
+    /// Index of the per-execution ledger documents (what `esdetect status` reads).
+    pub ledger_index: String,
+    /// `number_of_replicas` of the two indices when esdetect creates them; unset: the cluster default.
+    pub index_replicas: Option<u32>,
+    /// This replica's id in leases and the ledger; default: host name + a random id (must be unique
+    /// per process).
+    pub owner: Option<String>,
+    /// true: fill the whole gap after an outage (up to `max_backfill`) in window-sized steps; false:
+    /// Kibana's behaviour (at most 4 catch-up windows, the rest reported as a failed run with the gap).
+    pub backfill_gaps: bool,
+    #[serde(deserialize_with = "de_duration")]
+    pub max_backfill: std::time::Duration,
+    /// Longest one window's run may take; it is then stopped, counted as failed and retried.
+    #[serde(deserialize_with = "de_duration")]
+    pub run_timeout: std::time::Duration,
+    /// After SIGTERM/SIGINT, how long a run in progress may continue before it is abandoned.
+    #[serde(deserialize_with = "de_duration")]
+    pub shutdown_grace: std::time::Duration,
+    /// Added to max(interval, run_timeout) to get the lease length (how long a crashed replica holds a
+    /// rule before another takes over).
+    #[serde(deserialize_with = "de_duration")]
+    pub lease_margin: std::time::Duration,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        SchedulerSettings {
+            listen: "127.0.0.1:9464".into(),
+            state_index: "esdetect-state".into(),
+            ledger_index: "esdetect-ledger".into(),
+            index_replicas: None,
+            owner: None,
+            backfill_gaps: true,
+            max_backfill: std::time::Duration::from_secs(24 * 3600),
+            run_timeout: std::time::Duration::from_secs(300),
+            shutdown_grace: std::time::Duration::from_secs(30),
+            lease_margin: std::time::Duration::from_secs(60),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// A duration as seconds (`30`) or text with a unit: `"500ms"`, `"30s"`, `"5m"`, `"24h"`, `"2d"`.
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(n) => Ok(std::time::Duration::from_secs(n)),
+        Raw::Text(t) => parse_duration_days(&t).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid duration {t:?}: use seconds (30) or a number with ms/s/m/h/d (\"500ms\", \"5m\", \"24h\")"
+            ))
+        }),
+    }
+}
+
+/// `es::config::parse_duration` plus days (`"2d"`), for backfill bounds.
+pub fn parse_duration_days(text: &str) -> Option<std::time::Duration> {
+    match text.trim().strip_suffix('d') {
+        Some(days) => days.trim().parse::<u64>().ok()?.checked_mul(86_400).map(std::time::Duration::from_secs),
+        None => crate::es::config::parse_duration(text),
+    }
 }
 
 /// A configuration problem, with the file it came from.
@@ -243,6 +337,32 @@ mod tests {
         let err = Config::load(Some(&path), &no_env).unwrap_err().to_string();
         assert!(err.contains("esdetect.toml: 3:1:"), "{err}");
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn scheduler_section_and_rule_schedule() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[scheduler]\nlisten = \"127.0.0.1:0\"\nbackfill_gaps = false\nmax_backfill = \"2d\"\nrun_timeout = 90\n\
+             log_format = \"json\"\nindex_replicas = 0\n[rules.r1]\nschedule = \"*/5 * * * *\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), &no_env).unwrap();
+        let s = &config.scheduler;
+        assert_eq!((s.listen.as_str(), s.backfill_gaps, s.index_replicas), ("127.0.0.1:0", false, Some(0)));
+        assert_eq!(s.max_backfill, std::time::Duration::from_secs(2 * 86_400));
+        assert_eq!(s.run_timeout, std::time::Duration::from_secs(90));
+        assert_eq!(s.shutdown_grace, std::time::Duration::from_secs(30));
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(config.rule_settings("r1").schedule.as_deref(), Some("*/5 * * * *"));
+        assert_eq!(Config::default().scheduler.listen, "127.0.0.1:9464");
+        std::fs::write(&path, "[scheduler]\nmax_backfill = \"forever\"\n").unwrap();
+        let err = Config::load(Some(&path), &no_env).unwrap_err().to_string();
+        assert!(err.contains("invalid duration"), "{err}");
+        std::fs::write(&path, "[scheduler]\nlistn = \"x\"\n").unwrap();
+        assert!(Config::load(Some(&path), &no_env).is_err(), "unknown keys are refused");
     }
 
     #[test]

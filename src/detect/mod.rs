@@ -41,6 +41,10 @@ pub struct RunOptions {
     pub mapping_from_cluster: bool,
     /// A mapping merged over the built-in table, under the cluster's.
     pub base_mapping: Mapping,
+    /// Complete sequence mode only: end of the window completed before this one. Sequences whose last
+    /// event is at or before it were already found by that window and are not emitted again (so
+    /// overlapping windows do not report them twice). `None`: keep those ending at or after `from`.
+    pub previous_window_end: Option<DateTime<Utc>>,
 }
 
 impl Default for RunOptions {
@@ -51,6 +55,7 @@ impl Default for RunOptions {
             manual: false,
             mapping_from_cluster: true,
             base_mapping: Mapping::builtin_ecs(),
+            previous_window_end: None,
         }
     }
 }
@@ -101,11 +106,16 @@ pub fn alert_context(prepared: &PreparedRule, opts: &RunOptions, now: DateTime<U
 
 /// In complete mode a sequence window is read from `from - maxspan`, and only sequences whose last event
 /// falls inside the real window are kept: earlier ones belong to (and were found by) the previous window.
-fn keep_new_sequences(plan: &CompiledQuery, window: &Window, results: &mut Results) {
+/// With `previous_end` (the end of the window completed before, inside this one when windows overlap),
+/// only sequences whose last event is after it are new.
+fn keep_new_sequences(plan: &CompiledQuery, window: &Window, previous_end: Option<DateTime<Utc>>, results: &mut Results) {
+    let from = window.from.timestamp_millis();
+    let is_new = |ts: i64| match previous_end {
+        Some(p) if p >= window.from && p <= window.to => ts > p.timestamp_millis(),
+        _ => ts >= from,
+    };
     if let Results::Sequences(seqs) = results {
-        seqs.retain(|s| {
-            s.events.last().and_then(|e| plan.timestamp_ms(e)).map(|ts| ts >= window.from.timestamp_millis()).unwrap_or(false)
-        });
+        seqs.retain(|s| s.events.last().and_then(|e| plan.timestamp_ms(e)).map(is_new).unwrap_or(false));
     }
 }
 
@@ -134,7 +144,7 @@ pub fn run_on_events(
     });
     let mut output = crate::eql::engine::run(&plan, selected.cloned())?;
     if let (Some(w), Some(_)) = (window, extend) {
-        keep_new_sequences(&plan, w, &mut output.results);
+        keep_new_sequences(&plan, w, None, &mut output.results);
     }
     Ok(Evaluation { output, malformed_values: plan.malformed_values() })
 }
@@ -222,7 +232,7 @@ pub async fn run_on_cluster(
         Err(e) => return summary.fail(format!("query failed while evaluating: {e}"), started),
     };
     if extend.is_some() {
-        keep_new_sequences(&plan, &window, &mut output.results);
+        keep_new_sequences(&plan, &window, opts.previous_window_end, &mut output.results);
     }
     summary.record_evaluation(&output, plan.malformed_values(), prepared.rule.max_signals);
     match count_without_timestamp(client, &query).await {

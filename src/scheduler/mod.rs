@@ -7,12 +7,18 @@
 //! * [`state`]: the per-rule state document and per-execution ledger entries, and the store trait.
 //! * [`lease`]: claiming a rule through its state document with optimistic concurrency.
 //! * [`daemon`]: the loop that ties it together, with timeouts, renewals, backoff and shutdown.
+//! * [`store_es`]: the [`StateStore`] in Elasticsearch; [`executor`]: the executor on top of `detect`;
+//!   [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` endpoints.
 pub mod clock;
 pub mod schedule;
 pub mod windows;
 pub mod state;
 pub mod lease;
 pub mod daemon;
+pub mod executor;
+pub mod http;
+pub mod metrics;
+pub mod store_es;
 
 #[cfg(test)]
 mod daemon_tests;
@@ -24,3 +30,4 @@ pub use daemon::{
 pub use schedule::{Schedule, ScheduleError};
 pub use state::{Counts, InMemoryStateStore, LedgerEntry, RuleState, RunStatus, StateStore, StoreError, Versioned};
 pub use windows::{GapPolicy, Window, WindowKind};
+pub use store_es::{EsStateStore, StoreIndices};
