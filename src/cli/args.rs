@@ -57,6 +57,36 @@ pub enum Command {
     EqlSpec(EqlSpecArgs),
     /// Write realistic Windows Security events (attacks and look-alikes) into the cluster.
     Simulate(SimulateArgs),
+    /// Show each rule's state and its latest runs from the ledger (why was there no alert?).
+    Status(StatusArgs),
+    /// Run rules over a past time range now, window by window (execution type `manual`).
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this rule id.
+    #[arg(long, value_name = "RULE_ID")]
+    pub rule: Option<String>,
+    /// Latest runs shown per rule.
+    #[arg(long, default_value_t = 5)]
+    pub limit: usize,
+    /// Output format (`json`: one `{"state":…}` or `{"run":…}` object per line).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Start of the range (RFC 3339).
+    #[arg(long, value_name = "RFC3339")]
+    pub from: String,
+    /// End of the range (RFC 3339); default: now.
+    #[arg(long, value_name = "RFC3339")]
+    pub to: Option<String>,
+    /// Only these rule ids (repeatable; disabled rules named here run too).
+    #[arg(long = "rule", value_name = "RULE_ID")]
+    pub rule_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,7 +97,8 @@ pub enum OutputFormat {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Run each enabled rule once over its window ending at `--now`, then exit.
+    /// Run each enabled rule once over its window ending at `--now`, then exit. Without it, run as a
+    /// daemon: every rule on its schedule until SIGTERM/SIGINT (see `[scheduler]` in the config).
     #[arg(long)]
     pub once: bool,
     /// End of the window (RFC 3339); default: the current time.

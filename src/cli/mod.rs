@@ -6,6 +6,7 @@
 //! at least one run ended in "partial failure" (a warning, e.g. the max_signals cap was hit).
 
 pub mod args;
+pub mod daemon;
 pub mod output;
 
 use crate::config::Config;
@@ -36,6 +37,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Explain(a) => explain(&config, a),
         Command::EqlSpec(a) => eql_spec(a),
         Command::Simulate(a) => simulate(&config, a).await,
+        Command::Status(a) => daemon::status(&config, a, style).await,
+        Command::Backfill(a) => daemon::backfill(&config, a).await,
     }
 }
 
@@ -117,10 +120,10 @@ async fn connect(config: &Config) -> Result<EsClient> {
 
 async fn run_rules(config: &Config, a: &args::RunArgs, style: Style) -> Result<i32> {
     if !a.once {
-        bail!(
-            "daemon mode (`esdetect run` without --once) is not available in this build yet; \
-             run `esdetect run --once` from cron or a systemd timer meanwhile"
-        );
+        if a.now.is_some() {
+            bail!("--now only applies to `run --once`; the daemon always runs on the current time");
+        }
+        return daemon::run_daemon(config, a).await;
     }
     let now = parse_time(a.now.as_deref(), "--now")?;
     let prepared = load_rules(config, &a.rule_ids)?;

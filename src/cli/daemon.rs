@@ -1,0 +1,424 @@
+//! The long-running commands: `esdetect run` (daemon mode), `esdetect status` (what the ledger says
+//! about recent runs: "why was there no alert?") and `esdetect backfill` (run a past range on demand).
+//!
+//! All three only wire configuration to the library: scheduling is `scheduler::Scheduler`, state is
+//! `scheduler::EsStateStore`, a window's run is `scheduler::executor` over `detect`.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Result};
+use chrono::{DateTime, Duration, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::args::{BackfillArgs, OutputFormat, RunArgs, StatusArgs};
+use super::output::Style;
+use super::{load_rules, run_options, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL};
+use crate::config::Config;
+use crate::detect::{PreparedRule, RunStatus as DetectStatus};
+use crate::es::EsClient;
+use crate::scheduler::executor::{self, detect_executor, scheduler_sequence_mode};
+use crate::scheduler::http::{self, HttpState, Readiness};
+use crate::scheduler::metrics::Metrics;
+use crate::scheduler::windows::{self, GapPolicy};
+use crate::scheduler::{
+    Counts, EsStateStore, LedgerEntry, RuleSpec, RunRequest, RunStatus, Schedule, Scheduler, SchedulerConfig,
+    StateStore, StoreIndices, SystemClock,
+};
+
+/// A process-unique replica id: host name plus a random suffix (two processes on one host must differ).
+pub fn default_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "esdetect".to_string());
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &id[..12])
+}
+
+/// Whether the config file asks for JSON logs (`[scheduler] log_format = "json"`). Read before logging
+/// starts, so problems with the file are ignored here and reported when the command loads it.
+pub fn config_wants_json_logs(cli: &super::args::Cli) -> bool {
+    let env = |name: &str| std::env::var(name).ok();
+    Config::load(cli.config.as_deref(), &env)
+        .map(|c| c.scheduler.log_format == crate::config::LogFormat::Json)
+        .unwrap_or(false)
+}
+
+fn chrono_duration(d: std::time::Duration, what: &str) -> Result<Duration> {
+    Duration::from_std(d).map_err(|_| anyhow!("[scheduler] {what} is too long"))
+}
+
+/// The state store the config names.
+pub fn state_store(config: &Config, client: EsClient) -> EsStateStore {
+    let s = &config.scheduler;
+    EsStateStore::new(
+        client,
+        StoreIndices { state_index: s.state_index.clone(), ledger_index: s.ledger_index.clone(), replicas: s.index_replicas },
+    )
+}
+
+/// Scheduler settings from `[scheduler]`.
+pub fn scheduler_config(config: &Config) -> Result<SchedulerConfig> {
+    let s = &config.scheduler;
+    let mut c = SchedulerConfig::new(s.owner.clone().filter(|o| !o.trim().is_empty()).unwrap_or_else(default_owner));
+    c.shutdown_grace = chrono_duration(s.shutdown_grace, "shutdown_grace")?;
+    c.lease_margin = chrono_duration(s.lease_margin, "lease_margin")?;
+    Ok(c)
+}
+
+/// Scheduling parameters of one prepared rule: its `interval` (or the configured cron `schedule`), its
+/// look-back, the gap policy, sequence mode and run timeout.
+pub fn rule_spec(rule: &PreparedRule, config: &Config) -> Result<RuleSpec> {
+    let id = &rule.rule.rule_id;
+    let settings = config.rule_settings(id);
+    let schedule = match settings.schedule.as_deref() {
+        Some(expr) => Schedule::cron(expr).map_err(|e| anyhow!("[rules.\"{id}\"] schedule: {e}"))?,
+        None => Schedule::interval(rule.rule.interval_duration)
+            .map_err(|e| anyhow!("rule {id} ({}): interval: {e}", rule.rule.path.display()))?,
+    };
+    let s = &config.scheduler;
+    let gap_policy = if s.backfill_gaps {
+        GapPolicy::Backfill { max_backfill: chrono_duration(s.max_backfill, "max_backfill")? }
+    } else {
+        GapPolicy::Kibana
+    };
+    RuleSpec {
+        rule_id: id.clone(),
+        schedule,
+        interval: rule.rule.interval_duration,
+        lookback: rule.rule.lookback,
+        gap_policy,
+        sequence_mode: scheduler_sequence_mode(rule.sequence_mode),
+        run_timeout: chrono_duration(s.run_timeout, "run_timeout")?,
+    }
+    .validated()
+    .map_err(|e| anyhow!(e))
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the daemon"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `esdetect run` without `--once`: schedules every enabled rule until SIGTERM/SIGINT, then exits 0.
+pub async fn run_daemon(config: &Config, a: &RunArgs) -> Result<i32> {
+    let prepared = load_rules(config, &a.rule_ids)?;
+    let rules: Vec<PreparedRule> = prepared.rules.into_iter().filter(|r| r.enabled).collect();
+    if rules.is_empty() {
+        bail!("no enabled rule to run in {}", config.rules_dir.display());
+    }
+    let specs = rules.iter().map(|r| rule_spec(r, config)).collect::<Result<Vec<_>>>()?;
+    let sched_config = scheduler_config(config)?;
+    let grace = sched_config.shutdown_grace;
+    let client = EsClient::new(&config.elasticsearch)?;
+    let store = Arc::new(state_store(config, client.clone()));
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Arc::new(Readiness::default());
+    readiness.set_rules_loaded(rules.len());
+    let listener = http::bind(&config.scheduler.listen).await.map_err(|e| anyhow!(e))?;
+    let exec = detect_executor(client, rules, run_options(config)?, Some(metrics.clone()));
+    let scheduler = Scheduler::new(Arc::new(SystemClock), store.clone(), exec, sched_config);
+    tracing::info!(owner = %scheduler.config().owner, rules = specs.len(), listen = ?listener.local_addr().ok(),
+        "esdetect daemon starting");
+
+    let shutdown = CancellationToken::new();
+    let http_stop = CancellationToken::new();
+    let store_for_metrics = store.clone();
+    let http_state = HttpState {
+        metrics,
+        stats: scheduler.stats(),
+        readiness: readiness.clone(),
+        takeovers: Arc::new(move || store_for_metrics.lease_takeovers()),
+    };
+    let http_task = tokio::spawn(http::serve(listener, http_state, http_stop.clone()));
+    // Readiness: the cluster answers (retried every few seconds while it does not; a cluster that is down
+    // at start is not fatal, the scheduler retries with backoff meanwhile).
+    let probe_store = store.clone();
+    let probe_stop = shutdown.clone();
+    let probe = tokio::spawn(async move {
+        loop {
+            let ok = match probe_store.ping().await {
+                Ok(()) => probe_store.ensure_indices().await,
+                Err(e) => Err(e),
+            };
+            let wait = if ok.is_ok() { 15 } else { 3 };
+            if let Err(e) = &ok {
+                tracing::warn!(error = %e, "cluster not ready");
+            }
+            readiness.set_cluster(ok.map_err(|e| e.to_string()));
+            tokio::select! {
+                _ = probe_stop.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(wait)) => {}
+            }
+        }
+    });
+
+    let signal_token = shutdown.clone();
+    tokio::spawn(async move {
+        termination_signal().await;
+        signal_token.cancel();
+    });
+    let run = scheduler.run(specs, shutdown.clone());
+    tokio::pin!(run);
+    tokio::select! {
+        _ = &mut run => {}
+        _ = shutdown.cancelled() => {
+            // Runs in progress get the grace period, then a bounded time to release their leases.
+            let bound = grace.to_std().unwrap_or_default() + std::time::Duration::from_secs(10);
+            if tokio::time::timeout(bound, &mut run).await.is_err() {
+                tracing::warn!("rules did not stop within the grace period; exiting anyway (their leases expire)");
+            }
+        }
+    }
+    shutdown.cancel();
+    http_stop.cancel();
+    probe.abort();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http_task).await;
+    tracing::info!("esdetect daemon stopped");
+    Ok(EXIT_OK)
+}
+
+fn ts(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn gap_text(e: &LedgerEntry) -> String {
+    match e.gap_ms {
+        Some(ms) if ms > 0 => format!("{}s", (ms + 500) / 1000),
+        _ => "-".into(),
+    }
+}
+
+/// `esdetect status`: the newest ledger entries per rule, and each rule's state.
+pub async fn status(config: &Config, a: &StatusArgs, style: Style) -> Result<i32> {
+    let client = EsClient::new(&config.elasticsearch)?;
+    let store = state_store(config, client);
+    let limit = a.limit.max(1);
+    let mut states = store.all_states().await.map_err(|e| anyhow!("{e}"))?;
+    if let Some(rule) = &a.rule {
+        states.retain(|s| &s.rule_id == rule);
+        if states.is_empty() {
+            bail!("rule `{rule}` has no state in {}: it never ran in daemon mode here", config.scheduler.state_index);
+        }
+    }
+    let mut entries = Vec::new();
+    for s in &states {
+        entries.extend(store.recent_runs(Some(&s.rule_id), limit).await.map_err(|e| anyhow!("{e}"))?);
+    }
+    if a.format == OutputFormat::Json {
+        for s in &states {
+            println!("{}", serde_json::json!({"state": s}));
+        }
+        for e in &entries {
+            println!("{}", serde_json::json!({"run": e}));
+        }
+        return Ok(EXIT_OK);
+    }
+    if states.is_empty() {
+        println!("no rule has run in daemon mode yet (state index {})", config.scheduler.state_index);
+        return Ok(EXIT_OK);
+    }
+    let mut t = style.table(&["rule", "queried up to", "last status", "lease"]);
+    for s in &states {
+        let lease = match (&s.lease_owner, s.lease_expires) {
+            (Some(o), Some(until)) if until > Utc::now() => format!("{o} until {}", ts(Some(until))),
+            _ => "free".into(),
+        };
+        t.add_row(vec![
+            s.rule_id.clone(),
+            ts(s.last_window_end),
+            s.last_status.map(|x| x.to_string()).unwrap_or_else(|| "never ran".into()),
+            lease,
+        ]);
+    }
+    println!("{t}\n");
+    let mut t = style.table(&[
+        "rule", "started", "status", "window", "windows", "fetched", "matches", "alerts", "dups", "gap", "owner", "message",
+    ]);
+    for e in &entries {
+        let windows = if e.skipped_tick {
+            format!("{} skipped", e.skipped_ticks)
+        } else {
+            format!("{}/{} (+{} left)", e.windows_completed, e.windows.len(), e.windows_remaining)
+        };
+        let mut message = e.message.replace('\n', " ");
+        if message.chars().count() > 160 {
+            message = message.chars().take(157).collect::<String>() + "...";
+        }
+        t.add_row(vec![
+            e.rule_id.clone(),
+            ts(Some(e.started_at)),
+            e.status.to_string(),
+            format!("{} → {}", ts(e.window_from), ts(e.window_to)),
+            windows,
+            e.counts.fetched.to_string(),
+            e.counts.matches.to_string(),
+            e.counts.alerts_written.to_string(),
+            e.counts.duplicates.to_string(),
+            gap_text(e),
+            e.owner.clone(),
+            message,
+        ]);
+    }
+    println!("{t}");
+    Ok(EXIT_OK)
+}
+
+fn parse_time(text: &str, what: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| anyhow!("{what}: `{text}` is not an RFC 3339 time such as 2026-05-20T10:05:00Z ({e})"))
+}
+
+/// `esdetect backfill --from --to [--rule]`: runs each rule over `[from, to]` in windows shaped like its
+/// scheduled ones (execution type `manual`), with a progress bar, and records one ledger entry per rule.
+/// Existing alerts are never duplicated (alert ids are deterministic). Leaves the rule state alone.
+pub async fn backfill(config: &Config, a: &BackfillArgs) -> Result<i32> {
+    let from = parse_time(&a.from, "--from")?;
+    let to = match &a.to {
+        Some(t) => parse_time(t, "--to")?,
+        None => Utc::now(),
+    };
+    if to <= from {
+        bail!("--to ({to}) must be after --from ({from})");
+    }
+    let prepared = load_rules(config, &a.rule_ids)?;
+    let rules: Vec<PreparedRule> = prepared.rules.into_iter().filter(|r| r.enabled || !a.rule_ids.is_empty()).collect();
+    if rules.is_empty() {
+        bail!("no rule to backfill in {}", config.rules_dir.display());
+    }
+    let client = EsClient::new(&config.elasticsearch)?;
+    client.info().await.map_err(|e| anyhow!("{e}"))?;
+    let mut opts = run_options(config)?;
+    opts.manual = true;
+    let store = state_store(config, client.clone());
+    let owner = config.scheduler.owner.clone().unwrap_or_else(default_owner);
+    let plans: Vec<(&PreparedRule, Vec<windows::Window>)> = rules
+        .iter()
+        .map(|r| (r, windows::backfill(from, to, r.rule.lookback, r.rule.interval_duration)))
+        .collect();
+    let total: u64 = plans.iter().map(|(_, w)| w.len() as u64).sum();
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} windows {msg} (eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let aliases = executor::AliasGuard::default();
+    let (mut any_failed, mut any_partial) = (false, false);
+    let mut totals = Counts::default();
+    for (rule, ws) in plans {
+        bar.set_message(rule.rule.name.clone());
+        let execution_id = uuid::Uuid::new_v4().to_string();
+        let started_at = Utc::now();
+        let mut counts = Counts::default();
+        let (mut warnings, mut errors) = (Vec::new(), Vec::new());
+        let (mut search_ms, mut index_ms, mut completed) = (0u64, 0u64, 0u32);
+        let mut previous_end = None;
+        if let Err(e) = aliases.ensure(&client, &rule.alias).await {
+            errors.push(e);
+        } else {
+            for w in &ws {
+                let req = RunRequest {
+                    rule_id: rule.rule.rule_id.clone(),
+                    execution_id: execution_id.clone(),
+                    window: *w,
+                    previous_window_end: previous_end,
+                    sequence_mode: scheduler_sequence_mode(rule.sequence_mode),
+                    scheduled_at: started_at,
+                };
+                let summary = executor::run_request(&client, rule, &req, &opts).await;
+                let out = executor::outcome_of(&summary);
+                counts.add(&out.counts);
+                search_ms += out.search_duration_ms;
+                index_ms += out.indexing_duration_ms;
+                if summary.status != DetectStatus::Failed {
+                    completed += 1;
+                }
+                warnings.extend(out.warnings);
+                errors.extend(out.errors);
+                previous_end = Some(w.to);
+                bar.inc(1);
+                tracing::info!(rule = %rule.rule.rule_id, from = %w.from, to = %w.to, status = summary.status.as_str(),
+                    alerts = summary.alerts_written, "backfill window done");
+            }
+        }
+        let (status, message) = RunStatus::from_problems(&errors, &warnings);
+        any_failed |= status == RunStatus::Failed;
+        any_partial |= status == RunStatus::PartialFailure;
+        totals.add(&counts);
+        let finished_at = Utc::now();
+        let entry = LedgerEntry {
+            rule_id: rule.rule.rule_id.clone(),
+            execution_id,
+            owner: owner.clone(),
+            scheduled_at: started_at,
+            started_at,
+            finished_at,
+            window_from: ws.first().map(|w| w.from),
+            window_to: ws.last().map(|w| w.to),
+            windows_completed: completed,
+            windows_remaining: 0,
+            window_end: None,
+            windows: ws,
+            status,
+            message,
+            counts,
+            warnings,
+            errors,
+            gap_ms: None,
+            gap_from: None,
+            gap_to: None,
+            search_duration_ms: search_ms,
+            indexing_duration_ms: index_ms,
+            duration_ms: (finished_at - started_at).num_milliseconds().max(0) as u64,
+            delay_ms: 0,
+            skipped_tick: false,
+            skipped_ticks: 0,
+        };
+        if let Err(e) = store.append_ledger(&entry).await {
+            bar.suspend(|| eprintln!("warning: could not record the backfill of {} in the ledger: {e}", entry.rule_id));
+        }
+        if entry.status != RunStatus::Succeeded {
+            bar.suspend(|| eprintln!("{} [{}]: {}", entry.rule_id, entry.status, entry.message));
+        }
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "backfilled {} rule(s) over {} → {}: {} events scanned, {} alerts written, {} duplicates skipped",
+        rules.len(),
+        from.to_rfc3339(),
+        to.to_rfc3339(),
+        totals.fetched,
+        totals.alerts_written,
+        totals.duplicates
+    );
+    Ok(if any_failed { EXIT_FAILED } else if any_partial { EXIT_PARTIAL } else { EXIT_OK })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_are_unique_per_call() {
+        let (a, b) = (default_owner(), default_owner());
+        assert_ne!(a, b);
+        assert!(!a.is_empty());
+    }
+}
