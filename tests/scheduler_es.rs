@@ -76,7 +76,7 @@ fn names(label: &str) -> Names {
     let state = common::unique_index_name(&format!("{label}-state"));
     let ledger = common::unique_index_name(&format!("{label}-ledger"));
     let cleanup = Cleanup {
-        indices: vec![events.clone(), format!("{alias}-*"), state.clone(), ledger.clone()],
+        indices: vec![events.clone(), esdetect::sink::es::first_index_name(&alias), state.clone(), ledger.clone()],
         templates: vec![esdetect::sink::es::template_name(&alias)],
     };
     Names { events, alias, state, ledger, _cleanup: cleanup }

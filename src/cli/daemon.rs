@@ -211,15 +211,27 @@ pub async fn status(config: &Config, a: &StatusArgs, style: Style) -> Result<i32
     let store = state_store(config, client);
     let limit = a.limit.max(1);
     let mut states = store.all_states().await.map_err(|e| anyhow!("{e}"))?;
+    // Rules with ledger entries but no state (only ever backfilled by hand) are listed too.
+    let mut rule_ids: Vec<String> = states.iter().map(|s| s.rule_id.clone()).collect();
+    for e in store.recent_runs(None, 1000).await.map_err(|e| anyhow!("{e}"))? {
+        if !rule_ids.contains(&e.rule_id) {
+            rule_ids.push(e.rule_id);
+        }
+    }
     if let Some(rule) = &a.rule {
         states.retain(|s| &s.rule_id == rule);
-        if states.is_empty() {
-            bail!("rule `{rule}` has no state in {}: it never ran in daemon mode here", config.scheduler.state_index);
+        rule_ids.retain(|id| id == rule);
+        if rule_ids.is_empty() {
+            bail!(
+                "rule `{rule}` has no state in {} and no runs in {}: it never ran in daemon mode or backfill here",
+                config.scheduler.state_index,
+                config.scheduler.ledger_index
+            );
         }
     }
     let mut entries = Vec::new();
-    for s in &states {
-        entries.extend(store.recent_runs(Some(&s.rule_id), limit).await.map_err(|e| anyhow!("{e}"))?);
+    for id in &rule_ids {
+        entries.extend(store.recent_runs(Some(id), limit).await.map_err(|e| anyhow!("{e}"))?);
     }
     if a.format == OutputFormat::Json {
         for s in &states {
@@ -230,8 +242,11 @@ pub async fn status(config: &Config, a: &StatusArgs, style: Style) -> Result<i32
         }
         return Ok(EXIT_OK);
     }
-    if states.is_empty() {
-        println!("no rule has run in daemon mode yet (state index {})", config.scheduler.state_index);
+    if rule_ids.is_empty() {
+        println!(
+            "no rule has run yet (state index {}, ledger index {})",
+            config.scheduler.state_index, config.scheduler.ledger_index
+        );
         return Ok(EXIT_OK);
     }
     let mut t = style.table(&["rule", "queried up to", "last status", "lease"]);
@@ -247,7 +262,9 @@ pub async fn status(config: &Config, a: &StatusArgs, style: Style) -> Result<i32
             lease,
         ]);
     }
-    println!("{t}\n");
+    if !states.is_empty() {
+        println!("{t}\n");
+    }
     let mut t = style.table(&[
         "rule", "started", "status", "window", "windows", "fetched", "matches", "alerts", "dups", "gap", "owner", "message",
     ]);
