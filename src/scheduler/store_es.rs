@@ -40,6 +40,9 @@ impl Default for StoreIndices {
     }
 }
 
+/// `(seq_no, primary_term, lease_owner)` of the last version read of a state document.
+type ReadVersion = (i64, i64, Option<String>);
+
 /// The Elasticsearch-backed state store. Cheap to share behind an `Arc`.
 pub struct EsStateStore {
     client: EsClient,
@@ -47,7 +50,7 @@ pub struct EsStateStore {
     ensured: OnceCell<()>,
     /// Per rule, the lease owner of the version last read: lets `compare_and_set` notice that a claim
     /// takes over another replica's (expired) lease, for the `lease takeovers` metric.
-    last_read: Mutex<HashMap<String, (i64, i64, Option<String>)>>,
+    last_read: Mutex<HashMap<String, ReadVersion>>,
     takeovers: AtomicU64,
 }
 
