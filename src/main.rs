@@ -5,7 +5,7 @@ use esdetect::cli::{self, args::Cli};
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(&cli.log, cli.log_json || cli::daemon::config_wants_json_logs(&cli));
+    init_logging(cli.log_filter(), cli.log_json || cli::daemon::config_wants_json_logs(&cli));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -15,6 +15,17 @@ Exit codes:
 
 Colour: tables are coloured only when stdout is a terminal; --no-color or a non-empty NO_COLOR turns it off.";
 
+impl Cli {
+    /// The log filter in force: `--log`/`ESDETECT_LOG`, else `info` for the daemon and `warn` otherwise.
+    pub fn log_filter(&self) -> &str {
+        match (&self.log, &self.command) {
+            (Some(filter), _) => filter,
+            (None, Command::Run(run)) if !run.once => "info",
+            (None, _) => "warn",
+        }
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "esdetect", version, propagate_version = true, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
@@ -31,9 +42,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub no_color: bool,
 
-    /// Log filter (tracing env-filter syntax), e.g. `info` or `esdetect=debug`.
-    #[arg(long, global = true, env = "ESDETECT_LOG", default_value = "warn")]
-    pub log: String,
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `esdetect=debug`. Default: `info` for the
+    /// daemon (`run` without --once), `warn` for everything else.
+    #[arg(long, global = true, env = "ESDETECT_LOG")]
+    pub log: Option<String>,
 
     /// Log as JSON lines instead of human text.
     #[arg(long, global = true)]
