@@ -11,13 +11,9 @@ use elasticsearch::{Bulk, BulkParts};
 use esdetect::es::{ConnectionConfig, EsClient};
 use serde_json::{json, Value};
 
+/// The live node's URL; panics with instructions when there is none (see `tests/common`).
 pub fn es_url() -> String {
-    std::env::var("ESDETECT_TEST_ES_URL").unwrap_or_else(|_| {
-        panic!(
-            "ESDETECT_TEST_ES_URL is not set: these tests need a live Elasticsearch/OpenSearch node \
-             (e.g. ESDETECT_TEST_ES_URL=http://127.0.0.1:9200)"
-        )
-    })
+    crate::common::es_url()
 }
 
 /// A client for the test node, after checking that it answers.
