@@ -9,13 +9,16 @@
 # libraries, the transport-netty4 module), run by scripts/es-node/EsNode.java. It binds to 127.0.0.1 only,
 # has security disabled and must never be exposed.
 #
-# Files (all under .es/, which is gitignored):
+# Files (all under .es/, which is gitignored; or under $ESDETECT_ES_STATE):
 #   .es/url        http://127.0.0.1:PORT of the running node
 #   .es/pid        its process id
 #   .es/node.log   its log (printed in part when start fails)
 #   .es/home/      the assembled Elasticsearch home (jars, config, data)
 #
 # Environment:
+#   ESDETECT_ES_STATE          state directory holding the files above, default .es/ of this checkout. Each
+#                              state directory is its own node: tests use one to run a private node (which
+#                              they may stop) beside the shared one.
 #   ESDETECT_ES_HEAP           JVM heap, default 1g (at most 1g is the project rule for the dev node)
 #   ESDETECT_ES_PORTS          HTTP port range, default 9200-9299 (first free port is used)
 #   ESDETECT_ES_START_TIMEOUT  seconds to wait for health yellow, default 240
@@ -23,7 +26,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STATE="$ROOT/.es"
+STATE="${ESDETECT_ES_STATE:-$ROOT/.es}"
 HOME_DIR="$STATE/home"
 URL_FILE="$STATE/url"
 PID_FILE="$STATE/pid"
