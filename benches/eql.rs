@@ -1,0 +1,115 @@
+//! Throughput of the in-memory EQL evaluator on the seed rules (`rules/*.toml`).
+//!
+//! Input: `esdetect::simulate::benchmark_events(N, 1)` — N parsed Windows Security documents (the mix of
+//! 4624/4625/4634/4672/4688/4697/5140/5145 with ~1 % planted attacks), generated once, outside every timed
+//! loop. N is 1 000 000 unless `ESDETECT_BENCH_EVENTS` says otherwise.
+//!
+//! Two groups, both reported as elements (= events) per second:
+//! - `predicate/<rule>`: `CompiledQuery::matches_stage` for every stage over every event — the cost of
+//!   deciding matches, nothing else;
+//! - `engine/<rule>`: the full streaming engine (`Runner::push` for every event, then `finish`): timestamp
+//!   and ordinal handling, per-millisecond buffering, join keys, the sequence state machine and the tail
+//!   selection. The runner owns its events, so each iteration gets a fresh copy of the event vector; making
+//!   the copy is not timed, dropping the events the runner discards is (as in a real run).
+//!
+//! Run with `cargo bench --bench eql`; see `benches/README.md` for the figures.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use esdetect::eql::analyze::CompiledQuery;
+use esdetect::eql::engine::Runner;
+use esdetect::eql::mapping::Mapping;
+use esdetect::eql::plan::{Plan, Position, QueryOptions};
+use esdetect::event::Event;
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Duration;
+
+/// Each seed rule's short name and its compiled query.
+fn seed_rules() -> Vec<(String, CompiledQuery)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let opts = QueryOptions { size: 100, position: Position::Tail, ..QueryOptions::default() };
+    let mapping = Mapping::builtin_ecs();
+    paths
+        .iter()
+        .map(|p| {
+            let rule = esdetect::rules::load_file(p).unwrap_or_else(|e| panic!("{e}"));
+            let q = esdetect::eql::parse(&rule.query).unwrap_or_else(|e| panic!("{}: {e:?}", p.display()));
+            let plan = CompiledQuery::compile(&q, &mapping, &opts).unwrap_or_else(|e| panic!("{}: {e:?}", p.display()));
+            let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            (name, plan)
+        })
+        .collect()
+}
+
+fn event_count() -> usize {
+    std::env::var("ESDETECT_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+}
+
+/// Matches of every stage over all events (the predicate-only workload); also a sanity check that the
+/// benchmark input really contains matches.
+fn stage_matches(plan: &CompiledQuery, events: &[Event]) -> usize {
+    let mut n = 0;
+    for e in events {
+        for s in 0..plan.stage_count() {
+            if plan.matches_stage(s, e).unwrap_or(false) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+fn bench(c: &mut Criterion) {
+    let n = event_count();
+    let events = esdetect::simulate::benchmark_events(n, 1);
+    let rules = seed_rules();
+    assert!(!rules.is_empty(), "no rules/*.toml found");
+
+    for (name, plan) in &rules {
+        let hits = stage_matches(plan, &events);
+        let out = esdetect::eql::engine::run(plan, events.clone()).expect("engine run");
+        eprintln!(
+            "{name}: {hits} stage matches over {n} events; engine: {} results ({} before the tail cut)",
+            out.results.len(),
+            out.stats.total_results
+        );
+        assert!(hits > 0, "{name}: the benchmark input has no matches; the workload is not representative");
+    }
+
+    let mut g = c.benchmark_group("predicate");
+    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Elements(n as u64));
+    for (name, plan) in &rules {
+        g.bench_function(name.as_str(), |b| b.iter(|| black_box(stage_matches(plan, black_box(&events)))));
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("engine");
+    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5));
+    g.throughput(Throughput::Elements(n as u64));
+    for (name, plan) in &rules {
+        g.bench_function(name.as_str(), |b| {
+            b.iter_batched(
+                || events.clone(),
+                |batch| {
+                    let mut runner = Runner::new(plan);
+                    for e in batch {
+                        runner.push(e).expect("push");
+                    }
+                    black_box(runner.finish().expect("finish"))
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
