@@ -189,8 +189,7 @@ impl<'m> Compiler<'m> {
                     }
                     (x, y) => vec![x, y],
                 };
-                // Conjuncts are independent (§4.1): run the cheap index-like ones before scripts.
-                v.sort_by_key(|p| matches!(p, Pred::Script(_)) as u8);
+                sort_conjuncts(&mut v);
                 Ok(Pred::And(v))
             }
             Expr::Or(a, b) => Ok(match (self.pred(a)?, self.pred(b)?) {
@@ -658,16 +657,22 @@ impl<'m> Compiler<'m> {
                     },
                 };
                 let cat_pred = Pred::Cmp(acc, CompareOp::Eq, Val::Str(Cow::Owned(cat.clone())));
-                match cond {
-                    Pred::Const(true) => cat_pred,
+                let mut v = match cond {
+                    Pred::Const(true) => return Ok(self.with_keys(cat_pred, by)?),
                     Pred::And(mut v) => {
                         v.insert(0, cat_pred);
-                        Pred::And(v)
+                        v
                     }
-                    other => Pred::And(vec![cat_pred, other]),
-                }
+                    other => vec![cat_pred, other],
+                };
+                sort_conjuncts(&mut v);
+                Pred::And(v)
             }
         };
+        self.with_keys(pred, by)
+    }
+
+    fn with_keys(&self, pred: Pred, by: &[&FieldRef]) -> Result<CompiledStage, EqlError> {
         let mut keys = Vec::new();
         for k in by {
             let acc = self.field(k)?;
@@ -678,6 +683,38 @@ impl<'m> Compiler<'m> {
         }
         Ok(CompiledStage { pred, keys })
     }
+}
+
+/// ECS fields that say *which* event a document is; in Windows data a test on them rejects most documents.
+const DISCRIMINATING_FIELDS: &[&str] = &["event.code", "event.action", "winlog.event_id", "event.category", "event.type"];
+
+/// Evaluation order of a conjunct (lower first). Conjuncts of an `and` are evaluated independently and
+/// the non-script ones are pure and infallible, so their order changes nothing but speed: tests on the
+/// fields that identify the event type go first (they reject most documents with one lookup), then other
+/// index-like tests, then negations and disjunctions. Scripts stay last and keep their written order,
+/// so which script error (if any) a document raises is unchanged.
+fn conjunct_rank(p: &Pred) -> u8 {
+    match p {
+        Pred::Const(false) => 0,
+        Pred::Cmp(acc, CompareOp::Eq, _) | Pred::In(acc, _) | Pred::Globs(acc, _)
+            if DISCRIMINATING_FIELDS.contains(&acc.name.as_str()) =>
+        {
+            if acc.name == "event.category" || acc.name == "event.type" {
+                2
+            } else {
+                1
+            }
+        }
+        Pred::Cmp(..) | Pred::In(..) | Pred::Globs(..) | Pred::Cidr(..) | Pred::Regexes(..) => 3,
+        Pred::Script(_) => 6,
+        Pred::Exists(_) => 4,
+        _ => 5,
+    }
+}
+
+/// Sorts the conjuncts of an `and` by [`conjunct_rank`] (stable: equal ranks keep their written order).
+fn sort_conjuncts(v: &mut [Pred]) {
+    v.sort_by_key(conjunct_rank);
 }
 
 fn ordering_field(mapping: &Mapping, name: &str, default_kind: ValueKind) -> FieldAcc {

@@ -1,0 +1,15 @@
+//! Arbitrary bytes → (UTF-8) → `eql::parse`. Must never panic; when a query parses, its normalised
+//! printout (`Display`) must parse again to the same printout (the printer is the canonical form rules
+//! and error messages show).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(query) = esdetect::eql::parse(text) else { return };
+    let printed = query.to_string();
+    let reparsed = esdetect::eql::parse(&printed)
+        .unwrap_or_else(|e| panic!("printout of a parsed query does not parse: {printed:?}: {e:?}"));
+    assert_eq!(reparsed.to_string(), printed, "printout is not a fixed point for input {text:?}");
+});
