@@ -1040,6 +1040,9 @@ impl fmt::Display for Expr {
                 write!(f, "{} {sym} {}", Wrap(left, p), Wrap(right, p + 1))
             }
             // The parser never builds `Neg` of a number literal (it folds), so `-x` reads back the same.
+            // A chain of minuses prints as `- -x`, not `-(-x)`: parentheses would add nesting levels, and a
+            // chain that parsed within the nesting limit must print back within it too.
+            Expr::Neg(e, _) if matches!(**e, Expr::Neg(..)) => write!(f, "- {e}"),
             Expr::Neg(e, _) => write!(f, "-{}", Wrap(e, 8)),
             Expr::Match { op, case_insensitive, expr, patterns, .. } => {
                 let sym = match (op, case_insensitive) {
@@ -1207,6 +1210,17 @@ mod tests {
 
     fn s(q: &str) -> String {
         shape(&cond(&format!("any where {q}")))
+    }
+
+    #[test]
+    fn minus_chains_print_back_within_the_nesting_limit() {
+        // Found by the `parse` fuzz target: `-(-(...))` doubled the nesting of a chain of unary minuses.
+        let text = format!("process where x {}w == 1", "-".repeat(60));
+        let q = parse(&text).unwrap();
+        let printed = q.to_string();
+        let again = parse(&printed).unwrap_or_else(|e| panic!("{printed}: {e}"));
+        assert_eq!(again.to_string(), printed);
+        assert!(!printed.contains('('), "{printed}");
     }
 
     #[test]
