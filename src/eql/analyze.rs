@@ -1536,45 +1536,6 @@ mod tests {
         assert!(cq.matches_stage(0, &ev(json!({"x": "abc", "y": "ab"}))).unwrap());
     }
 
-    /// Throughput check; run with `cargo test --release --lib throughput -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn throughput_seed_rules() {
-        let r1 = compile(&rule1());
-        let r2 = compile(&rule2());
-        let docs: Vec<Event> = (0..1000)
-            .map(|i| match i % 4 {
-                0 => ev(r2_base()),
-                1 => ev(r1a_base()),
-                2 => ev(r1b_base()),
-                _ => ev(set(r2_base(), "event.code", Some(json!("4624")))),
-            })
-            .collect();
-        let rounds = 500;
-        let t = std::time::Instant::now();
-        let mut hits = 0usize;
-        for _ in 0..rounds {
-            for e in &docs {
-                hits += r2.matches_stage(0, e).unwrap() as usize;
-                hits += r1.matches_stage(0, e).unwrap() as usize;
-                hits += r1.matches_stage(1, e).unwrap() as usize;
-            }
-        }
-        let secs = t.elapsed().as_secs_f64();
-        let n = (rounds * docs.len()) as f64;
-        println!("{:.0} events/s (all three stage predicates per event), hits {hits}", n / secs);
-        for (name, q, st) in [("r2", &r2, 0), ("r1a", &r1, 0), ("r1b", &r1, 1)] {
-            let t = std::time::Instant::now();
-            for _ in 0..50 {
-                for e in &docs {
-                    let _ = q.matches_stage(st, e);
-                }
-            }
-            println!("{name}: {:.0} events/s", 50.0 * docs.len() as f64 / t.elapsed().as_secs_f64());
-        }
-        assert_eq!(hits, rounds * (250 + 250 + 250));
-    }
-
     mod props {
         use super::*;
         use proptest::prelude::*;
