@@ -153,17 +153,17 @@ pub struct SchedulerSettings {
     /// true: fill the whole gap after an outage (up to `max_backfill`) in window-sized steps; false:
     /// Kibana's behaviour (at most 4 catch-up windows, the rest reported as a failed run with the gap).
     pub backfill_gaps: bool,
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "crate::es::config::de_duration")]
     pub max_backfill: std::time::Duration,
     /// Longest one window's run may take; it is then stopped, counted as failed and retried.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "crate::es::config::de_duration")]
     pub run_timeout: std::time::Duration,
     /// After SIGTERM/SIGINT, how long a run in progress may continue before it is abandoned.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "crate::es::config::de_duration")]
     pub shutdown_grace: std::time::Duration,
     /// Added to max(interval, run_timeout) to get the lease length (how long a crashed replica holds a
     /// rule before another takes over).
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "crate::es::config::de_duration")]
     pub lease_margin: std::time::Duration,
     /// `text` or `json` log lines.
     pub log_format: LogFormat,
@@ -184,32 +184,6 @@ impl Default for SchedulerSettings {
             lease_margin: std::time::Duration::from_secs(60),
             log_format: LogFormat::Text,
         }
-    }
-}
-
-/// A duration as seconds (`30`) or text with a unit: `"500ms"`, `"30s"`, `"5m"`, `"24h"`, `"2d"`.
-fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Secs(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Secs(n) => Ok(std::time::Duration::from_secs(n)),
-        Raw::Text(t) => parse_duration_days(&t).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "invalid duration {t:?}: use seconds (30) or a number with ms/s/m/h/d (\"500ms\", \"5m\", \"24h\")"
-            ))
-        }),
-    }
-}
-
-/// `es::config::parse_duration` plus days (`"2d"`), for backfill bounds.
-pub fn parse_duration_days(text: &str) -> Option<std::time::Duration> {
-    match text.trim().strip_suffix('d') {
-        Some(days) => days.trim().parse::<u64>().ok()?.checked_mul(86_400).map(std::time::Duration::from_secs),
-        None => crate::es::config::parse_duration(text),
     }
 }
 

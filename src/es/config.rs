@@ -83,7 +83,7 @@ impl ConnectionConfig {
     }
 }
 
-/// Parses `30`, `"30"`, `"30s"`, `"500ms"`, `"2m"`, `"1h"` into a `Duration`.
+/// Parses `30`, `"30"`, `"30s"`, `"500ms"`, `"2m"`, `"1h"`, `"2d"` into a `Duration`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -94,11 +94,13 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "ms" => Some(Duration::from_millis(n)),
         "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
         "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        "d" => Some(Duration::from_secs(n.checked_mul(86_400)?)),
         _ => None,
     }
 }
 
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+/// Serde helper for every duration setting: seconds (`30`) or text with a unit (`"500ms"`, `"5m"`, `"24h"`).
+pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -109,7 +111,7 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Raw::Secs(n) => Ok(Duration::from_secs(n)),
         Raw::Text(t) => parse_duration(&t).ok_or_else(|| {
             serde::de::Error::custom(format!(
-                "invalid duration {t:?}: use seconds (30) or a number with ms/s/m/h (\"500ms\", \"2m\")"
+                "invalid duration {t:?}: use seconds (30) or a number with ms/s/m/h/d (\"500ms\", \"5m\", \"24h\")"
             ))
         }),
     }
