@@ -25,6 +25,7 @@ use crate::sink::es::{write_alerts, WriteOptions};
 use crate::source::es::{count_without_timestamp, fetch_mapping, stream_window, SourceError, WindowQuery};
 use chrono::{DateTime, Utc};
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Kibana's warning when a run returns `max_signals` results (spec alert-documents §11).
 pub const MAX_SIGNALS_WARNING: &str =
@@ -199,10 +200,19 @@ pub async fn run_on_cluster(
     opts: &RunOptions,
     now: &(dyn Fn() -> DateTime<Utc> + Sync),
 ) -> RunSummary {
+    let span = tracing::info_span!("rule_run", rule_id = %prepared.rule.rule_id, from = %window.from, to = %window.to);
+    run_on_cluster_inner(client, prepared, window, opts, now).instrument(span).await
+}
+
+async fn run_on_cluster_inner(
+    client: &EsClient,
+    prepared: &PreparedRule,
+    window: Window,
+    opts: &RunOptions,
+    now: &(dyn Fn() -> DateTime<Utc> + Sync),
+) -> RunSummary {
     let started = Instant::now();
     let mut summary = RunSummary::new(prepared, window);
-    let span = tracing::info_span!("rule_run", rule_id = %prepared.rule.rule_id, from = %window.from, to = %window.to);
-    let _enter = span.enter();
 
     let mapping = match cluster_mapping(client, &prepared.rule.index, opts).await {
         Ok(m) => m,

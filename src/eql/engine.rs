@@ -21,7 +21,7 @@ use super::sequence::{Completed, SequenceMatch, SequenceMatcher};
 use super::EqlError;
 use crate::event::Event;
 use std::collections::VecDeque;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// The selected results of one run, ascending.
 #[derive(Debug, Clone, PartialEq)]
@@ -227,7 +227,7 @@ impl<'p, P: Plan + ?Sized> Runner<'p, P> {
             }
             Collector::Sequences { matcher, selected, scratch } => {
                 for b in batch {
-                    let event = Rc::new(b.event);
+                    let event = Arc::new(b.event);
                     self.stats.stage_matches += matcher.push(plan, &event, ts, scratch)?;
                     for done in scratch.drain(..) {
                         self.stats.total_results += 1;
@@ -583,7 +583,7 @@ mod tests {
         let mut out = Vec::new();
         // 20 000 A events over 10 keys: at most 10 open slots.
         for i in 0..20_000i64 {
-            let e = Rc::new(ev(i, i, "A", k(json!(format!("key{}", i % 10)))));
+            let e = Arc::new(ev(i, i, "A", k(json!(format!("key{}", i % 10)))));
             m.push(plan_ref, &e, i, &mut out).unwrap();
             assert!(m.open_slots() <= 10);
         }

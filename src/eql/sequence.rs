@@ -28,7 +28,7 @@ use super::plan::{KeyValue, Plan};
 use super::EqlError;
 use crate::event::Event;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// One completed sequence as returned to callers: the join key and the events in stage order.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,12 +37,12 @@ pub struct SequenceMatch {
     pub events: Vec<Event>,
 }
 
-/// A completed sequence inside the engine. Events are shared (`Rc`): an event that belongs to several
+/// A completed sequence inside the engine. Events are shared (`Arc`): an event that belongs to several
 /// sequences or keys is stored once.
 #[derive(Debug, Clone)]
 pub struct Completed {
     pub join_keys: Vec<KeyValue>,
-    pub events: Vec<Rc<Event>>,
+    pub events: Vec<Arc<Event>>,
 }
 
 impl Completed {
@@ -57,7 +57,7 @@ impl Completed {
 struct Pending {
     /// Timestamp (ms) of the first event: `maxspan` is measured from it.
     first_ts: i64,
-    events: Vec<Rc<Event>>,
+    events: Vec<Arc<Event>>,
 }
 
 /// How many events to feed between two `maxspan` prunes of dead slots (a full scan of the slot map).
@@ -106,7 +106,7 @@ impl SequenceMatcher {
     pub fn push<P: Plan + ?Sized>(
         &mut self,
         plan: &P,
-        event: &Rc<Event>,
+        event: &Arc<Event>,
         ts: i64,
         out: &mut Vec<Completed>,
     ) -> Result<u64, EqlError> {
@@ -125,7 +125,7 @@ impl SequenceMatcher {
             for key in plan.join_keys(s, event) {
                 stage_matches += 1;
                 if s == 0 {
-                    let seq = Pending { first_ts: ts, events: vec![Rc::clone(event)] };
+                    let seq = Pending { first_ts: ts, events: vec![Arc::clone(event)] };
                     if last == 0 {
                         out.push(Completed { join_keys: key, events: seq.events });
                     } else {
@@ -141,7 +141,7 @@ impl SequenceMatcher {
                     }
                 }
                 let mut events = prev.events;
-                events.push(Rc::clone(event));
+                events.push(Arc::clone(event));
                 if s == last {
                     out.push(Completed { join_keys: key, events });
                 } else {

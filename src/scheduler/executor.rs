@@ -101,11 +101,10 @@ pub fn detect_executor(
             if let Err(e) = aliases.ensure(&client, &rule.alias).await {
                 return RunOutcome::failed(e);
             }
-            let rule = rule.clone();
             let started = std::time::Instant::now();
-            let Some(summary) = run_detached(client, rule, req, opts).await else {
-                return RunOutcome::failed("the run was stopped before it finished");
-            };
+            // The run future is `Send`, so the scheduler can time it out or drop it (cancelling the run;
+            // ids are deterministic and writes create-only, so an abandoned run leaves nothing inconsistent).
+            let summary = run_request(&client, &rule, &req, &opts).await;
             if let Some(m) = &metrics {
                 m.observe_run(&summary, started.elapsed());
             }
@@ -114,35 +113,3 @@ pub fn detect_executor(
     })
 }
 
-/// Runs [`run_request`] to completion on a blocking-pool thread and returns its summary.
-///
-/// The detect run is not `Send` (the engine shares events through `Rc`), but the scheduler needs a
-/// `Send` future it can time out. So the run is driven by `Handle::block_on` on its own thread, and
-/// dropping the returned future cancels it there (through the token), as the `Executor` contract asks.
-/// `None` when the run was cancelled or its thread failed.
-async fn run_detached(
-    client: EsClient,
-    rule: PreparedRule,
-    req: RunRequest,
-    opts: Arc<RunOptions>,
-) -> Option<RunSummary> {
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let _cancel_on_drop = cancel.clone().drop_guard();
-    let handle = tokio::runtime::Handle::current();
-    let task = tokio::task::spawn_blocking(move || {
-        handle.block_on(async move {
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => None,
-                summary = run_request(&client, &rule, &req, &opts) => Some(summary),
-            }
-        })
-    });
-    match task.await {
-        Ok(summary) => summary,
-        Err(e) => {
-            tracing::error!(error = %e, "a rule run ended abnormally");
-            None
-        }
-    }
-}
