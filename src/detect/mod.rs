@@ -25,7 +25,6 @@ use crate::sink::es::{write_alerts, WriteOptions};
 use crate::source::es::{count_without_timestamp, fetch_mapping, stream_window, SourceError, WindowQuery};
 use chrono::{DateTime, Utc};
 use std::time::Instant;
-use tracing::Instrument;
 
 /// Kibana's warning when a run returns `max_signals` results (spec alert-documents §11).
 pub const MAX_SIGNALS_WARNING: &str =
@@ -193,18 +192,8 @@ pub async fn cluster_mapping(client: &EsClient, indices: &[String], opts: &RunOp
 
 /// Runs one rule over one window against the cluster and writes its alerts to `prepared.alias` (which the
 /// caller has set up with `sink::es::ensure_alerts_index`). Never panics; every failure ends in the summary.
+#[tracing::instrument(name = "rule_run", skip_all, fields(rule_id = %prepared.rule.rule_id, from = %window.from, to = %window.to))]
 pub async fn run_on_cluster(
-    client: &EsClient,
-    prepared: &PreparedRule,
-    window: Window,
-    opts: &RunOptions,
-    now: &(dyn Fn() -> DateTime<Utc> + Sync),
-) -> RunSummary {
-    let span = tracing::info_span!("rule_run", rule_id = %prepared.rule.rule_id, from = %window.from, to = %window.to);
-    run_on_cluster_inner(client, prepared, window, opts, now).instrument(span).await
-}
-
-async fn run_on_cluster_inner(
     client: &EsClient,
     prepared: &PreparedRule,
     window: Window,
