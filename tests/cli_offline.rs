@@ -241,27 +241,27 @@ fn now_windows_each_rule_on_its_own_field() {
     let now = "2026-05-20T10:05:00Z"; // window [09:56:00, 10:05:00]
     let hits = vec![
         // @timestamp before the window, ingested inside: in (the window is on event.ingested).
-        hit("i", "smb-late-ingest", &smb_5145("2026-05-20T09:50:00.000Z", Some("2026-05-20T09:57:00.000Z"), "10.0.80.1")),
+        hit(DS_INDEX, "smb-late-ingest", &smb_5145("2026-05-20T09:50:00.000Z", Some("2026-05-20T09:57:00.000Z"), "10.0.80.1")),
         // @timestamp inside, ingested after T: out.
-        hit("i", "smb-future-ingest", &smb_5145("2026-05-20T10:04:59.000Z", Some("2026-05-20T10:05:00.001Z"), "10.0.80.2")),
+        hit(DS_INDEX, "smb-future-ingest", &smb_5145("2026-05-20T10:04:59.000Z", Some("2026-05-20T10:05:00.001Z"), "10.0.80.2")),
         // No event.ingested: @timestamp decides, inside.
-        hit("i", "smb-no-ingest-in", &smb_5145("2026-05-20T10:00:00.000Z", None, "10.0.80.3")),
+        hit(DS_INDEX, "smb-no-ingest-in", &smb_5145("2026-05-20T10:00:00.000Z", None, "10.0.80.3")),
         // No event.ingested, @timestamp before the window: out.
-        hit("i", "smb-no-ingest-out", &smb_5145("2026-05-20T09:55:59.999Z", None, "10.0.80.4")),
+        hit(DS_INDEX, "smb-no-ingest-out", &smb_5145("2026-05-20T09:55:59.999Z", None, "10.0.80.4")),
         // Ingested exactly at the window start: in (both ends inclusive).
-        hit("i", "smb-at-from", &smb_5145("2026-05-20T09:55:00.000Z", Some("2026-05-20T09:56:00.000Z"), "10.0.80.5")),
+        hit(DS_INDEX, "smb-at-from", &smb_5145("2026-05-20T09:55:00.000Z", Some("2026-05-20T09:56:00.000Z"), "10.0.80.5")),
         // Sequence with its first event before the window: the window cannot see it.
-        hit("i", "krb-a-4624", &krb_4624("2026-05-20T09:55:30.000Z", "0xa")),
-        hit("i", "krb-a-4697", &krb_4697("2026-05-20T09:57:00.000Z", "0xa")),
+        hit(DS_INDEX, "krb-a-4624", &krb_4624("2026-05-20T09:55:30.000Z", "0xa")),
+        hit(DS_INDEX, "krb-a-4697", &krb_4697("2026-05-20T09:57:00.000Z", "0xa")),
         // Sequence fully inside.
-        hit("i", "krb-b-4624", &krb_4624("2026-05-20T10:00:00.000Z", "0xb")),
-        hit("i", "krb-b-4697", &krb_4697("2026-05-20T10:01:00.000Z", "0xb")),
+        hit(DS_INDEX, "krb-b-4624", &krb_4624("2026-05-20T10:00:00.000Z", "0xb")),
+        hit(DS_INDEX, "krb-b-4697", &krb_4697("2026-05-20T10:01:00.000Z", "0xb")),
     ];
     let file = dir.path().join("w.ndjson");
     std::fs::write(&file, hits.iter().map(|h| serde_json::to_string(h).unwrap() + "\n").collect::<String>()).unwrap();
-    let smb = |id: &str| event_alert_id("i", id, "default", SMB_UUID);
+    let smb = |id: &str| event_alert_id(DS_INDEX, id, "default", SMB_UUID);
     let seq = |a: &str, b: &str| {
-        let (bbs, shell) = sequence_ids(&[("i", a), ("i", b)], KRB_UUID);
+        let (bbs, shell) = sequence_ids(&[(DS_INDEX, a), (DS_INDEX, b)], KRB_UUID);
         vec![bbs[0].clone(), bbs[1].clone(), shell]
     };
 
@@ -523,4 +523,28 @@ fn help_documents_exit_codes_and_colour() {
         assert!(help.contains(code), "help lacks `{code}`:\n{help}");
     }
     assert!(help.contains("--no-color") && help.contains("NO_COLOR"), "{help}");
+}
+
+/// A hit is offered only to the rules whose index patterns match its `_index` (data stream backing indices
+/// resolve to their stream); what a rule did not read is reported in its summary.
+#[test]
+fn hits_outside_a_rules_indices_are_not_offered_and_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let ts = "2026-05-20T10:00:00.000Z";
+    let hits = vec![
+        hit(DS_INDEX, "in-stream", &smb_5145(ts, Some(ts), "10.0.80.1")),
+        hit("winlogbeat-8.19.0-2026.05.20", "in-pattern", &smb_5145(ts, Some(ts), "10.0.80.2")),
+        hit("logs-endpoint.events.network-default", "other-index", &smb_5145(ts, Some(ts), "10.0.80.3")),
+    ];
+    let file = dir.path().join("indices.ndjson");
+    std::fs::write(&file, hits.iter().map(|h| serde_json::to_string(h).unwrap() + "\n").collect::<String>()).unwrap();
+    let out = run_test(dir.path(), &rules_dir(), &file, &["--format", "ndjson"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let expected: BTreeSet<String> = [(DS_INDEX, "in-stream"), ("winlogbeat-8.19.0-2026.05.20", "in-pattern")]
+        .iter()
+        .map(|(index, id)| event_alert_id(index, id, "default", SMB_UUID))
+        .collect();
+    assert_eq!(ids(&alert_lines(&out)), expected);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("note [{SMB_RULE_ID}]: 1 skipped: `_index` matches none")), "{stderr}");
 }

@@ -125,3 +125,25 @@ fn json_array_input_is_the_same_stream() {
     std::fs::write(&array, format!("[\n{}\n]\n", items.join(",\n"))).unwrap();
     check("hits-1009", &run_test(&array, Some("2026-11-20T10:09:00Z"), None));
 }
+
+/// The same events sorted by time are streamed in one pass (no in-memory sort) and give the same alerts.
+#[test]
+fn time_sorted_input_streams_to_the_same_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let sorted = dir.path().join("sorted.ndjson");
+    let text = gunzip(&hits());
+    let mut lines: Vec<(i64, &str)> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let ts = chrono::DateTime::parse_from_rfc3339(v["_source"]["@timestamp"].as_str().unwrap()).unwrap();
+            (ts.timestamp_millis(), l)
+        })
+        .collect();
+    lines.sort_by_key(|(ms, _)| *ms);
+    std::fs::write(&sorted, lines.iter().map(|(_, l)| format!("{l}\n")).collect::<String>()).unwrap();
+    for (name, now) in [("hits-1004", "2026-11-20T10:04:00Z"), ("hits-1009", "2026-11-20T10:09:00Z"), ("hits-1014", "2026-11-20T10:14:00Z")] {
+        check(name, &run_test(&sorted, Some(now), None));
+    }
+    check("hits-all", &run_test(&sorted, None, None));
+}

@@ -99,14 +99,28 @@ pub struct AlertDoc {
     pub source: Value,
 }
 
+impl AlertDoc {
+    /// What the document is: `"event"` (an event alert), `"sequence"` (a sequence's shell) or
+    /// `"building block"` (one event of a sequence).
+    pub fn kind(&self) -> &'static str {
+        if self.source.get("kibana.alert.building_block_type").is_some() {
+            "building block"
+        } else if self.source.get("kibana.alert.group.id").is_some() {
+            "sequence"
+        } else {
+            "event"
+        }
+    }
+}
+
 /// `YYYY-MM-DDTHH:mm:ss.sssZ`, JavaScript's `toISOString()`.
 pub fn iso_ms(t: DateTime<Utc>) -> String {
     format_date_ms(t.timestamp_millis())
 }
 
 /// An event's `@timestamp` as `toISOString()` (ms precision, UTC); `None` if missing or unparseable.
-fn original_time(event: &Event) -> Option<String> {
-    let ms = match get_path(&event.source, "@timestamp")? {
+fn original_time(source: &Value) -> Option<String> {
+    let ms = match get_path(source, "@timestamp")? {
         Value::String(s) => parse_date_ms(s)?,
         Value::Number(n) => n.as_f64()? as i64,
         _ => return None,
@@ -117,10 +131,14 @@ fn original_time(event: &Event) -> Option<String> {
 /// Whether an event is itself an alert of this rule (or descends from one). Kibana never alerts on
 /// those: an event alert is skipped, a sequence containing one is skipped whole.
 pub fn is_own_alert(event: &Event, rule_uuid: &str) -> bool {
-    if get_path(&event.source, "kibana.alert.rule.uuid").and_then(Value::as_str) == Some(rule_uuid) {
+    is_own_alert_source(&event.full_source(), rule_uuid)
+}
+
+fn is_own_alert_source(source: &Value, rule_uuid: &str) -> bool {
+    if get_path(source, "kibana.alert.rule.uuid").and_then(Value::as_str) == Some(rule_uuid) {
         return true;
     }
-    match get_path(&event.source, "kibana.alert.ancestors") {
+    match get_path(source, "kibana.alert.ancestors") {
         Some(Value::Array(a)) => a.iter().any(|x| x.get("rule").and_then(Value::as_str) == Some(rule_uuid)),
         _ => false,
     }
@@ -129,14 +147,14 @@ pub fn is_own_alert(event: &Event, rule_uuid: &str) -> bool {
 /// Ancestors and depth of an alert built on `event`: a plain event gives
 /// `[{id, type: "event", index, depth: 0}]` and depth 1; an event that is itself an alert extends its
 /// own ancestors with `{…, type: "signal", depth: its depth, rule}`.
-fn lineage(event: &Event) -> (Vec<Value>, i64) {
-    if let Some(d) = get_path(&event.source, "kibana.alert.depth").and_then(Value::as_i64) {
-        let mut anc = match get_path(&event.source, "kibana.alert.ancestors") {
+fn lineage(event: &Event, source: &Value) -> (Vec<Value>, i64) {
+    if let Some(d) = get_path(source, "kibana.alert.depth").and_then(Value::as_i64) {
+        let mut anc = match get_path(source, "kibana.alert.ancestors") {
             Some(Value::Array(a)) => a.clone(),
             _ => Vec::new(),
         };
         let mut parent = json!({"id": event.id, "type": "signal", "index": event.index, "depth": d});
-        if let Some(r) = get_path(&event.source, "kibana.alert.rule.uuid") {
+        if let Some(r) = get_path(source, "kibana.alert.rule.uuid") {
             parent["rule"] = r.clone();
         }
         anc.push(parent);
@@ -301,8 +319,8 @@ fn add_alert_fields(doc: &mut Map<String, Value>, rule: &Rule, ctx: &AlertContex
 }
 
 /// Source copy of `event` with its flat original_event / original_data_stream keys.
-fn copied(event: &Event) -> Map<String, Value> {
-    let c = copy_source(&event.source);
+fn copied(source: &Value) -> Map<String, Value> {
+    let c = copy_source(source);
     let mut doc = c.source;
     for (k, v) in c.flat {
         doc.insert(k, v);
@@ -313,28 +331,40 @@ fn copied(event: &Event) -> Map<String, Value> {
 /// The alert for one matched event of an event query (spec §5). The caller skips events for which
 /// [`is_own_alert`] holds (or uses [`event_alerts`]).
 pub fn event_alert(rule: &Rule, ctx: &AlertContext, event: &Event) -> AlertDoc {
-    let mut doc = copied(event);
-    let (ancestors, depth) = lineage(event);
+    event_alert_from(rule, ctx, event, &event.full_source())
+}
+
+/// [`event_alert`] with the event's whole `_source` already at hand.
+fn event_alert_from(rule: &Rule, ctx: &AlertContext, event: &Event, source: &Value) -> AlertDoc {
+    let mut doc = copied(source);
+    let (ancestors, depth) = lineage(event, source);
     let id = event_alert_id(&event.index, &event.id, &ctx.space_id, &ctx.rule_uuid);
     let reason = build_reason(&Value::Object(doc.clone()), &rule.severity, &rule.name);
-    let spec = Specific { id: &id, ancestors, depth, original_time: original_time(event), reason };
+    let spec = Specific { id: &id, ancestors, depth, original_time: original_time(source), reason };
     add_alert_fields(&mut doc, rule, ctx, spec);
     AlertDoc { id, source: Value::Object(doc) }
 }
 
 /// Alerts for the events of an event query, skipping events that are this rule's own alerts.
 pub fn event_alerts(rule: &Rule, ctx: &AlertContext, events: &[Event]) -> Vec<AlertDoc> {
-    events.iter().filter(|e| !is_own_alert(e, &ctx.rule_uuid)).map(|e| event_alert(rule, ctx, e)).collect()
+    events
+        .iter()
+        .filter_map(|e| {
+            let source = e.full_source();
+            (!is_own_alert_source(&source, &ctx.rule_uuid)).then(|| event_alert_from(rule, ctx, e, &source))
+        })
+        .collect()
 }
 
 /// The documents for one matched sequence (its non-missing events in order): the shell first, then one
 /// building block per event (spec §6). Empty when `events` is empty or when any event is this rule's
 /// own alert (Kibana skips the whole sequence).
 pub fn sequence_alerts(rule: &Rule, ctx: &AlertContext, events: &[Event]) -> Vec<AlertDoc> {
-    if events.is_empty() || events.iter().any(|e| is_own_alert(e, &ctx.rule_uuid)) {
+    let sources: Vec<_> = events.iter().map(Event::full_source).collect();
+    if events.is_empty() || sources.iter().any(|s| is_own_alert_source(s, &ctx.rule_uuid)) {
         return Vec::new();
     }
-    let lineages: Vec<(Vec<Value>, i64)> = events.iter().map(lineage).collect();
+    let lineages: Vec<(Vec<Value>, i64)> = events.iter().zip(&sources).map(|(e, s)| lineage(e, s)).collect();
     let pair_lists: Vec<Vec<(&str, &str)>> = lineages.iter().map(|(a, _)| ancestor_pairs(a)).collect();
     let bb_ids = building_block_ids_from_ancestors(&pair_lists, &ctx.rule_uuid);
 
@@ -348,10 +378,10 @@ pub fn sequence_alerts(rule: &Rule, ctx: &AlertContext, events: &[Event]) -> Vec
 
     // Building blocks as Kibana builds them before the group fields are added (these feed the shell).
     let mut blocks: Vec<Map<String, Value>> = Vec::with_capacity(events.len());
-    for ((event, (anc, depth)), bb_id) in events.iter().zip(&lineages).zip(&bb_ids) {
-        let mut doc = copied(event);
+    for ((source, (anc, depth)), bb_id) in sources.iter().zip(&lineages).zip(&bb_ids) {
+        let mut doc = copied(source);
         let reason = build_reason(&Value::Object(doc.clone()), &rule.severity, &rule.name);
-        let spec = Specific { id: bb_id, ancestors: anc.clone(), depth: *depth, original_time: original_time(event), reason };
+        let spec = Specific { id: bb_id, ancestors: anc.clone(), depth: *depth, original_time: original_time(source), reason };
         add_alert_fields(&mut doc, rule, ctx, spec);
         blocks.push(doc);
     }

@@ -166,18 +166,38 @@ fn print_summaries(format: OutputFormat, style: Style, summaries: &[RunSummary])
 }
 
 fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> {
-    let read = crate::source::files::read_events_file(&a.events, "offline")
-        .with_context(|| format!("reading events from {}", a.events.display()))?;
-    for (line, reason) in &read.skipped {
-        eprintln!("{}:{line}: skipped: {reason}", a.events.display());
-    }
-    if !read.skipped.is_empty() {
-        eprintln!("{}: {} event(s) read, {} line(s) skipped", a.events.display(), read.events.len(), read.skipped.len());
-    }
     let prepared = load_rules(config, &a.rule_ids)?;
     let mapping = offline_mapping(config)?;
     let now = a.now.as_deref().map(|t| parse_time(Some(t), "--now")).transpose()?;
     let opts = run_options(config)?;
+    let rules: Vec<&PreparedRule> = prepared.rules.iter().filter(|r| r.enabled).collect();
+    let run = match detect::offline::run_on_file(&rules, &mapping, &a.events, now, &opts) {
+        Ok(run) => run,
+        Err(e) => {
+            eprintln!("error: reading events from {}: {e}", a.events.display());
+            return Ok(EXIT_USAGE);
+        }
+    };
+    for (line, reason) in &run.read.skipped {
+        eprintln!("{}:{line}: skipped: {reason}", a.events.display());
+    }
+    let skipped = run.read.skipped_count();
+    if skipped > run.read.skipped.len() as u64 {
+        eprintln!("{}: … the first {} skipped line(s) are shown", a.events.display(), run.read.skipped.len());
+    }
+    if skipped > 0 {
+        eprintln!("{}: {} event(s) read, {skipped} line(s) skipped", a.events.display(), run.read.events);
+    }
+    if let Some(why) = &run.read.truncated {
+        eprintln!("{}: the compressed stream ends early ({why}) after {} event(s)", a.events.display(), run.read.events);
+    }
+    if run.read.events == 0 {
+        eprintln!(
+            "error: no event could be read from {} ({skipped} line(s) skipped); nothing was evaluated",
+            a.events.display()
+        );
+        return Ok(EXIT_USAGE);
+    }
     let mut out = std::io::stdout().lock();
     let mut table = style.table(&["rule", "_id", "kind", "original time", "reason"]);
     // Never wrap an alert id (it must stay copyable) nor a timestamp; the rule name and reason wrap instead.
@@ -186,43 +206,19 @@ fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> 
             column.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
         }
     }
-    let mut failed = !prepared.errors.is_empty();
-    let mut partial = false;
-    for rule in prepared.rules.iter().filter(|r| r.enabled) {
-        let window = now.map(|t| Window::ending_at(&rule.rule, t));
-        let evaluation = match detect::run_on_events(rule, &mapping, &read.events, window.as_ref()) {
-            Ok(e) => e,
-            Err(err) => {
-                eprintln!("{}: query failed: {}", rule.rule.path.display(), err.render(&rule.rule.query));
-                failed = true;
-                continue;
-            }
-        };
-        if evaluation.output.results.len() as u64 >= rule.rule.max_signals as u64 {
-            eprintln!("warning [{}]: {}", rule.rule.rule_id, detect::MAX_SIGNALS_WARNING);
-            partial = true;
-        }
-        let ctx = detect::alert_context(rule, &opts, Utc::now());
-        for group in detect::alert_groups(rule, &ctx, &evaluation.output.results) {
+    for outcome in &run.rules {
+        for group in &outcome.groups {
             match a.format {
                 AlertFormat::Ndjson => {
-                    let docs: Vec<(String, serde_json::Value)> = group.into_iter().map(|d| (d.id, d.source)).collect();
-                    crate::sink::stdout::write_ndjson(&mut out, &rule.alias, &docs)?;
+                    crate::sink::stdout::write_alert_docs(&mut out, &outcome.prepared.alias, group)?;
                 }
                 AlertFormat::Table => {
                     for doc in group {
                         let field = |name: &str| doc.source.get(name).and_then(|v| v.as_str()).unwrap_or("").to_string();
-                        let kind = if doc.source.get("kibana.alert.building_block_type").is_some() {
-                            "building block"
-                        } else if doc.source.get("kibana.alert.group.id").is_some() {
-                            "sequence"
-                        } else {
-                            "event"
-                        };
                         table.add_row(vec![
-                            rule.rule.name.clone(),
+                            outcome.prepared.rule.name.clone(),
                             doc.id.clone(),
-                            kind.to_string(),
+                            doc.kind().to_string(),
                             field("kibana.alert.original_time"),
                             field("kibana.alert.reason"),
                         ]);
@@ -234,7 +230,10 @@ fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> 
     if a.format == AlertFormat::Table {
         writeln!(out, "{table}")?;
     }
-    Ok(if failed { EXIT_FAILED } else if partial { EXIT_PARTIAL } else { EXIT_OK })
+    drop(out);
+    let summaries: Vec<RunSummary> = run.rules.into_iter().map(|o| o.summary).collect();
+    eprintln!("{}", output::summaries_table(style, &summaries));
+    Ok(exit_code(&summaries, !prepared.errors.is_empty()))
 }
 
 fn validate(config: &Config, _style: Style) -> Result<i32> {

@@ -4,6 +4,9 @@
 //! `esdetect test` prints exactly the alerts a cluster run would write. This module never sleeps or
 //! schedules: the scheduler (or the CLI's `--once`) decides when a window runs.
 
+pub mod indices;
+pub mod offline;
+pub mod pass;
 pub mod prepare;
 pub mod summary;
 pub mod window;
@@ -20,7 +23,6 @@ use crate::eql::mapping::{FieldType, Mapping};
 use crate::eql::plan::Plan;
 use crate::eql::EqlError;
 use crate::es::EsClient;
-use crate::event::Event;
 use crate::sink::es::{write_alerts, WriteOptions};
 use crate::source::es::{count_without_timestamp, fetch_mapping, stream_window, SourceError, WindowQuery};
 use chrono::{DateTime, Utc};
@@ -108,7 +110,7 @@ pub fn alert_context(prepared: &PreparedRule, opts: &RunOptions, now: DateTime<U
 /// falls inside the real window are kept: earlier ones belong to (and were found by) the previous window.
 /// With `previous_end` (the end of the window completed before, inside this one when windows overlap),
 /// only sequences whose last event is after it are new.
-fn keep_new_sequences(plan: &CompiledQuery, window: &Window, previous_end: Option<DateTime<Utc>>, results: &mut Results) {
+pub(crate) fn keep_new_sequences(plan: &CompiledQuery, window: &Window, previous_end: Option<DateTime<Utc>>, results: &mut Results) {
     let from = window.from.timestamp_millis();
     let is_new = |ts: i64| match previous_end {
         Some(p) if p >= window.from && p <= window.to => ts > p.timestamp_millis(),
@@ -119,34 +121,11 @@ fn keep_new_sequences(plan: &CompiledQuery, window: &Window, previous_end: Optio
     }
 }
 
-fn mode_of(prepared: &PreparedRule, plan: &CompiledQuery) -> Option<i64> {
+pub(crate) fn mode_of(prepared: &PreparedRule, plan: &CompiledQuery) -> Option<i64> {
     match prepared.sequence_mode {
         SequenceMode::Complete if plan.is_sequence() => plan.maxspan_ms(),
         _ => None,
     }
-}
-
-/// Evaluates a rule over in-memory events, keeping only events inside `window` (when given) exactly as the
-/// cluster's range filter would. Used by `esdetect test` and by tests.
-pub fn run_on_events(
-    prepared: &PreparedRule,
-    mapping: &Mapping,
-    events: &[Event],
-    window: Option<&Window>,
-) -> Result<Evaluation, EqlError> {
-    let plan = compile(prepared, mapping)?;
-    let fields = WindowFields::for_rule(&prepared.rule);
-    let extend = mode_of(prepared, &plan);
-    let fetch_window = window.map(|w| extend.map(|ms| w.extended_back(ms)).unwrap_or(*w));
-    let selected = events.iter().filter(|e| match &fetch_window {
-        None => true,
-        Some(w) => window::event_in_window(&fields, w, e),
-    });
-    let mut output = crate::eql::engine::run(&plan, selected.cloned())?;
-    if let (Some(w), Some(_)) = (window, extend) {
-        keep_new_sequences(&plan, w, None, &mut output.results);
-    }
-    Ok(Evaluation { output, malformed_values: plan.malformed_values() })
 }
 
 /// The source request for a rule's window (also what `esdetect explain` prints).

@@ -810,6 +810,20 @@ impl CompiledQuery {
 
     /// How many document values were skipped because the mapping could not index them (e.g. `"0x1c0"` in a
     /// `long` field, an invalid IP) — ES would have rejected or ignored them; worth a warning.
+    /// Every `_source` path this query reads (predicates, join keys, timestamp, tiebreaker), aliases
+    /// resolved: what an event must carry for the query to see it exactly as the whole document.
+    pub fn fields_read(&self) -> Vec<String> {
+        let mut out = vec![self.timestamp.source_path.clone()];
+        out.extend(self.tiebreaker.iter().map(|t| t.source_path.clone()));
+        for stage in self.stages.iter().chain(self.until.iter()) {
+            stage.pred.fields_read(&mut out);
+            out.extend(stage.keys.iter().filter_map(|k| k.acc.as_ref()).map(|a| a.source_path.clone()));
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     pub fn malformed_values(&self) -> u64 {
         self.malformed.load(AtomicOrdering::Relaxed)
     }

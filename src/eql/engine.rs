@@ -99,14 +99,14 @@ impl<T> Selector<T> {
 
 #[derive(Debug)]
 enum Collector {
-    Events(Selector<Event>),
+    Events(Selector<Arc<Event>>),
     Sequences { matcher: SequenceMatcher, selected: Selector<Completed>, scratch: Vec<Completed> },
 }
 
 /// A buffered event of the current millisecond with the rest of its ordinal.
 struct Buffered {
     tiebreaker: Option<KeyValue>,
-    event: Event,
+    event: Arc<Event>,
 }
 
 /// Streams events through a [`Plan`]. Push events in non-decreasing timestamp order, then [`Runner::finish`].
@@ -144,6 +144,12 @@ impl<'p, P: Plan + ?Sized> Runner<'p, P> {
     /// Adds the next event. Its timestamp must not be earlier than the previous event's: an out-of-order
     /// event is a bug in the source (it must sort by the timestamp field) and fails the run.
     pub fn push(&mut self, event: Event) -> Result<(), EqlError> {
+        self.push_shared(Arc::new(event))
+    }
+
+    /// [`Runner::push`] for an event shared with other runners (one pass over a stream, many rules): the
+    /// runner keeps a reference, never a copy.
+    pub fn push_shared(&mut self, event: Arc<Event>) -> Result<(), EqlError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -183,7 +189,7 @@ impl<'p, P: Plan + ?Sized> Runner<'p, P> {
         let then_limits = self.plan.then_limits();
         let results = match self.collector {
             Collector::Events(sel) => {
-                let mut items: Vec<Event> = sel.items.into_iter().collect();
+                let mut items: Vec<Event> = sel.items.into_iter().map(Arc::unwrap_or_clone).collect();
                 then_limits.iter().for_each(|l| l.apply(&mut items));
                 Results::Events(items)
             }
@@ -227,7 +233,7 @@ impl<'p, P: Plan + ?Sized> Runner<'p, P> {
             }
             Collector::Sequences { matcher, selected, scratch } => {
                 for b in batch {
-                    let event = Arc::new(b.event);
+                    let event = b.event;
                     self.stats.stage_matches += matcher.push(plan, &event, ts, scratch)?;
                     for done in scratch.drain(..) {
                         self.stats.total_results += 1;

@@ -167,6 +167,22 @@ fn val_eq(v: &Val<'_>, lit: &Val<'_>) -> bool {
 }
 
 impl Pred {
+    /// Appends the `_source` path of every field this predicate reads.
+    pub fn fields_read(&self, out: &mut Vec<String>) {
+        match self {
+            Pred::Const(_) => {}
+            Pred::And(items) | Pred::Or(items) => items.iter().for_each(|p| p.fields_read(out)),
+            Pred::Not(p) => p.fields_read(out),
+            Pred::Exists(acc)
+            | Pred::Cmp(acc, ..)
+            | Pred::In(acc, _)
+            | Pred::Globs(acc, _)
+            | Pred::Regexes(acc, _)
+            | Pred::Cidr(acc, _) => out.push(acc.source_path.clone()),
+            Pred::Script(script) => out.extend(script.slots.iter().map(|a| a.source_path.clone())),
+        }
+    }
+
     pub fn eval(&self, src: &Value, malformed: &AtomicU64) -> Result<bool, EqlError> {
         Ok(match self {
             Pred::Const(b) => *b,

@@ -3,7 +3,28 @@
 
 use std::io::{self, Write};
 
+use serde::Serialize;
 use serde_json::{json, Value};
+
+use crate::alert::AlertDoc;
+
+/// One output line: a search hit's shape, keys in this order.
+#[derive(Serialize)]
+struct Hit<'a> {
+    _index: &'a str,
+    _id: &'a str,
+    _source: &'a Value,
+}
+
+/// Writes alert documents as hits of `index` (the same bytes as [`write_ndjson`]).
+pub fn write_alert_docs<W: Write>(out: &mut W, index: &str, docs: &[AlertDoc]) -> io::Result<usize> {
+    for doc in docs {
+        serde_json::to_writer(&mut *out, &Hit { _index: index, _id: &doc.id, _source: &doc.source })?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(docs.len())
+}
 
 /// Writes `docs` (id, source) as hits of `index`; returns how many lines were written.
 pub fn write_ndjson<W: Write>(out: &mut W, index: &str, docs: &[(String, Value)]) -> io::Result<usize> {
@@ -30,5 +51,9 @@ mod tests {
         assert_eq!(lines[0], json!({"_index": "alerts", "_id": "a", "_source": {"k": "x\ny"}}));
         assert_eq!(lines[1]["_id"], "b");
         assert!(text.ends_with('\n'));
+        let alerts: Vec<AlertDoc> = docs.into_iter().map(|(id, source)| AlertDoc { id, source }).collect();
+        let mut again = Vec::new();
+        write_alert_docs(&mut again, "alerts", &alerts).unwrap();
+        assert_eq!(String::from_utf8(again).unwrap(), text);
     }
 }

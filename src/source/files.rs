@@ -1,7 +1,8 @@
-//! Reading events from local files, for offline rule tests and replaying exported data.
+//! Reading events from local files, streamed, for offline rule tests and replaying exported data.
 //!
 //! Accepted: NDJSON (one JSON object per line) or one JSON array, either optionally gzip-compressed
-//! (recognised by the gzip magic bytes, not only by a `.gz` name). Each item is either
+//! (recognised by the gzip magic bytes, not only by a `.gz` name); a UTF-8 byte-order mark is accepted.
+//! Each item is either
 //! - a search hit `{"_index": …, "_id": …, "_source": {…}}` (as exported from Elasticsearch) — kept as is
 //!   (`_index` defaults to the configured default index when absent), or
 //! - a bare event object, which gets `_index` = the default index (e.g. `"offline"`) and a synthetic,
@@ -9,26 +10,75 @@
 //!   keeps its id across runs and edits elsewhere in the file — and so do the alert ids derived from it.
 //!   A second identical event in the same file gets the suffix `-2`, a third `-3`, …, so ids stay unique.
 //!
-//! A malformed line or item is skipped and reported with its line number (1-based; for a JSON array,
-//! the item's 1-based position) and the reason; it never aborts the read. An unreadable file, or a
-//! JSON array that does not parse as a whole, is an error.
+//! Items are handed to a callback one at a time, never collected: memory does not grow with the file.
+//! With a [`Projection::Fields`] each `_source` is parsed once into only the fields the rules read
+//! (`crate::event::projection`); the whole `_source` text is kept beside it for alert building.
+//!
+//! A malformed line or item is skipped and counted with its line number (1-based; for a JSON array, the
+//! item's 1-based position) and the reason; it never aborts the read. A gzip stream that ends early keeps
+//! the events before the break and reports it. An unreadable file, a UTF-16 file, or a JSON array that
+//! stops parsing is an error.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
+use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::event::Event;
+use crate::event::projection::{classify, project_str, Document};
+use crate::event::{Event, FieldSet};
 
-/// The events read, and what was skipped: `(line or item number, reason)`.
+/// How much of each `_source` to parse.
+#[derive(Debug, Clone)]
+pub enum Projection {
+    /// The whole document (`Event::source` is the `_source`).
+    Full,
+    /// Only these fields (`Event::source` is a projection; the text is kept for alerts).
+    Fields(Arc<FieldSet>),
+}
+
+/// How many skipped items keep their line number and reason (all of them are counted).
+pub const SKIPPED_DETAILS: usize = 100;
+
+/// What a read produced besides the events: counts and reasons for what was skipped.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct FileReadReport {
-    pub events: Vec<Event>,
+pub struct ReadReport {
+    /// Events handed to the callback.
+    pub events: u64,
+    /// The first [`SKIPPED_DETAILS`] skipped items: `(line or item number, reason)`.
     pub skipped: Vec<(usize, String)>,
+    /// Every skipped item, by kind of reason.
+    pub skipped_by_reason: BTreeMap<String, u64>,
+    /// The compressed stream ended early: the message, after `events` events.
+    pub truncated: Option<String>,
+    /// The callback asked to stop before the end of the file.
+    pub stopped: bool,
+}
+
+impl ReadReport {
+    pub fn skipped_count(&self) -> u64 {
+        self.skipped_by_reason.values().sum()
+    }
+
+    fn skip(&mut self, n: usize, kind: &str, reason: String) {
+        *self.skipped_by_reason.entry(kind.to_string()).or_default() += 1;
+        if self.skipped.len() < SKIPPED_DETAILS {
+            self.skipped.push((n, reason));
+        }
+    }
+}
+
+/// What the callback wants after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
 }
 
 #[derive(Debug, Error)]
@@ -41,23 +91,8 @@ pub enum FileSourceError {
     },
     #[error("{path} starts with `[` but is not a valid JSON array: {reason}")]
     BadArray { path: PathBuf, reason: String },
-}
-
-/// Reads a file (see the module doc for formats). `default_index` names the `_index` of bare events.
-pub fn read_events_file(path: &Path, default_index: &str) -> Result<FileReadReport, FileSourceError> {
-    let io_err = |source| FileSourceError::Io { path: path.to_path_buf(), source };
-    let file = std::fs::File::open(path).map_err(io_err)?;
-    let mut reader = BufReader::new(file);
-    let is_gzip = reader.fill_buf().map_err(io_err)?.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn BufRead> = if is_gzip {
-        Box::new(BufReader::new(MultiGzDecoder::new(reader)))
-    } else {
-        Box::new(reader)
-    };
-    read_events(reader, default_index).map_err(|e| match e {
-        ReadError::Io(source) => FileSourceError::Io { path: path.to_path_buf(), source },
-        ReadError::BadArray(reason) => FileSourceError::BadArray { path: path.to_path_buf(), reason },
-    })
+    #[error("{path} is UTF-16 encoded; convert it to UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`)")]
+    Utf16 { path: PathBuf },
 }
 
 /// Errors of [`read_events`], without a path.
@@ -67,17 +102,79 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
     #[error("not a valid JSON array: {0}")]
     BadArray(String),
+    #[error("UTF-16 text")]
+    Utf16,
+}
+
+/// Streams a file's events (see the module doc for formats) to `on_event`. `default_index` names the
+/// `_index` of items that carry none.
+pub fn read_events_file(
+    path: &Path,
+    default_index: &str,
+    projection: &Projection,
+    on_event: impl FnMut(Event) -> Flow,
+) -> Result<ReadReport, FileSourceError> {
+    let io_err = |source| FileSourceError::Io { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(io_err)?;
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let is_gzip = reader.fill_buf().map_err(io_err)?.starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn BufRead> = if is_gzip {
+        Box::new(BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(reader)))
+    } else {
+        Box::new(reader)
+    };
+    read_events(reader, default_index, projection, on_event).map_err(|e| match e {
+        ReadError::Io(source) => FileSourceError::Io { path: path.to_path_buf(), source },
+        ReadError::BadArray(reason) => FileSourceError::BadArray { path: path.to_path_buf(), reason },
+        ReadError::Utf16 => FileSourceError::Utf16 { path: path.to_path_buf() },
+    })
+}
+
+/// Reads a whole file into memory (tests and small files).
+pub fn read_all_events(path: &Path, default_index: &str) -> Result<(Vec<Event>, ReadReport), FileSourceError> {
+    let mut events = Vec::new();
+    let report = read_events_file(path, default_index, &Projection::Full, |e| {
+        events.push(e);
+        Flow::Continue
+    })?;
+    Ok((events, report))
+}
+
+/// Whether an I/O error means a compressed stream ended before its end marker.
+fn is_truncation(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData)
 }
 
 /// Reads NDJSON or a JSON array from any reader (already decompressed).
-pub fn read_events(mut reader: impl BufRead, default_index: &str) -> Result<FileReadReport, ReadError> {
-    let mut ids = IdAllocator::default();
-    let mut report = FileReadReport::default();
+pub fn read_events(
+    mut reader: impl BufRead,
+    default_index: &str,
+    projection: &Projection,
+    mut on_event: impl FnMut(Event) -> Flow,
+) -> Result<ReadReport, ReadError> {
+    let mut items = ItemReader { default_index, projection, ids: IdAllocator::default() };
+    let mut report = ReadReport::default();
+    {
+        let head = reader.fill_buf()?;
+        if head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]) {
+            return Err(ReadError::Utf16);
+        }
+        if head.starts_with(&[0xef, 0xbb, 0xbf]) {
+            reader.consume(3);
+        }
+    }
     // Peek at the first non-blank byte to choose the format; count the newlines passed on the way so
     // that NDJSON line numbers stay right.
     let mut blank_lines = 0usize;
     let first = loop {
-        let buf = reader.fill_buf()?;
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if is_truncation(&e) => {
+                report.truncated = Some(e.to_string());
+                return Ok(report);
+            }
+            Err(e) => return Err(e.into()),
+        };
         if buf.is_empty() {
             return Ok(report);
         }
@@ -96,45 +193,155 @@ pub fn read_events(mut reader: impl BufRead, default_index: &str) -> Result<File
         }
     };
     if first == b'[' {
-        let mut text = String::new();
-        reader.read_to_string(&mut text)?;
-        let items: Vec<Value> = serde_json::from_str(&text).map_err(|e| ReadError::BadArray(e.to_string()))?;
-        for (i, item) in items.into_iter().enumerate() {
-            match item_to_event(item, default_index, &mut ids) {
-                Ok(e) => report.events.push(e),
-                Err(reason) => report.skipped.push((i + 1, reason)),
-            }
-        }
+        read_array(reader, &mut items, &mut report, &mut on_event)?;
         return Ok(report);
     }
     let mut n = blank_lines;
+    // Raw bytes, so that one line of invalid UTF-8 is skipped instead of aborting the file.
+    let mut bytes = Vec::with_capacity(8 * 1024);
     loop {
-        // Read raw bytes so that one line of invalid UTF-8 is skipped instead of aborting the file.
-        let mut bytes = Vec::new();
-        if reader.read_until(b'\n', &mut bytes)? == 0 {
-            break;
+        bytes.clear();
+        match reader.read_until(b'\n', &mut bytes) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if is_truncation(&e) => {
+                report.truncated = Some(e.to_string());
+                break;
+            }
+            Err(e) => return Err(e.into()),
         }
         n += 1;
-        let line = match String::from_utf8(bytes) {
-            Ok(s) => s,
-            Err(_) => {
-                report.skipped.push((n, "not valid UTF-8".to_string()));
-                continue;
-            }
+        let Ok(line) = std::str::from_utf8(&bytes) else {
+            report.skip(n, "not valid UTF-8", "not valid UTF-8".to_string());
+            continue;
         };
         let text = line.trim();
         if text.is_empty() {
             continue;
         }
-        match serde_json::from_str::<Value>(text) {
-            Ok(item) => match item_to_event(item, default_index, &mut ids) {
-                Ok(e) => report.events.push(e),
-                Err(reason) => report.skipped.push((n, reason)),
-            },
-            Err(e) => report.skipped.push((n, format!("invalid JSON: {e}"))),
+        match items.event(text) {
+            Ok(e) => {
+                report.events += 1;
+                if on_event(e) == Flow::Stop {
+                    report.stopped = true;
+                    break;
+                }
+            }
+            Err((kind, reason)) => report.skip(n, kind, reason),
         }
     }
     Ok(report)
+}
+
+/// Streams the items of a JSON array (the reader is positioned at its `[`).
+fn read_array(
+    reader: impl Read,
+    items: &mut ItemReader<'_>,
+    report: &mut ReadReport,
+    on_event: &mut dyn FnMut(Event) -> Flow,
+) -> Result<(), ReadError> {
+    struct Items<'r, 'a> {
+        items: &'r mut ItemReader<'a>,
+        report: &'r mut ReadReport,
+        on_event: &'r mut dyn FnMut(Event) -> Flow,
+    }
+    impl<'de> Visitor<'de> for Items<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut n = 0usize;
+            while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+                n += 1;
+                match self.items.event(raw.get()) {
+                    Ok(e) => {
+                        self.report.events += 1;
+                        if (self.on_event)(e) == Flow::Stop {
+                            self.report.stopped = true;
+                            return Err(serde::de::Error::custom(STOPPED));
+                        }
+                    }
+                    Err((kind, reason)) => self.report.skip(n, kind, reason),
+                }
+            }
+            Ok(())
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Items<'_, '_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    const STOPPED: &str = "esdetect: stopped by the consumer";
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    match (Items { items, report, on_event }).deserialize(&mut de).and_then(|()| de.end()) {
+        Ok(()) => Ok(()),
+        Err(_) if report.stopped => Ok(()),
+        Err(e) if e.is_io() => {
+            report.truncated = Some(e.to_string());
+            Ok(())
+        }
+        Err(e) => Err(ReadError::BadArray(e.to_string())),
+    }
+}
+
+/// Turns one item's text into an event.
+struct ItemReader<'a> {
+    default_index: &'a str,
+    projection: &'a Projection,
+    ids: IdAllocator,
+}
+
+impl ItemReader<'_> {
+    /// The event of one item, or `(kind of reason, reason)`.
+    fn event(&mut self, text: &str) -> Result<Event, (&'static str, String)> {
+        if !text.starts_with('{') {
+            return Err(match serde_json::from_str::<Value>(text) {
+                Ok(v) => ("not a JSON object", format!("expected a JSON object, found {}", type_name(&v))),
+                Err(e) => ("invalid JSON", format!("invalid JSON: {e}")),
+            });
+        }
+        let doc = classify(text).map_err(|e| ("invalid JSON", format!("invalid JSON: {e}")))?;
+        match doc {
+            Document::Hit { index, id, source } => {
+                if !source.starts_with('{') {
+                    let found = serde_json::from_str::<Value>(source).map(|v| type_name(&v)).unwrap_or("invalid JSON");
+                    return Err(("bad `_source`", format!("`_source` must be an object, found {found}")));
+                }
+                let id = match id {
+                    Some(Value::String(s)) if !s.is_empty() => s,
+                    Some(_) => return Err(("bad `_id`", "`_id` must be a non-empty string".to_string())),
+                    None => self.ids.id_for(&serde_json::from_str(source).map_err(|e| ("invalid JSON", format!("invalid JSON: {e}")))?),
+                };
+                let index = match index {
+                    Some(Value::String(s)) if !s.is_empty() => s,
+                    Some(_) => return Err(("bad `_index`", "`_index` must be a non-empty string".to_string())),
+                    None => self.default_index.to_string(),
+                };
+                match self.projection {
+                    Projection::Full => {
+                        let source = serde_json::from_str(source).map_err(|e| ("invalid JSON", format!("invalid JSON: {e}")))?;
+                        Ok(Event::new(index, id, source))
+                    }
+                    Projection::Fields(fields) => {
+                        let projected = project_str(fields, source).map_err(|e| ("invalid JSON", format!("invalid JSON: {e}")))?;
+                        Ok(Event::projected(index, id, projected, Arc::from(source)))
+                    }
+                }
+            }
+            Document::Bare => {
+                // The synthetic id hashes the compact form of the whole document: parse it whole.
+                let item: Value = serde_json::from_str(text).map_err(|e| ("invalid JSON", format!("invalid JSON: {e}")))?;
+                let id = self.ids.id_for(&item);
+                match self.projection {
+                    Projection::Full => Ok(Event::new(self.default_index, id, item)),
+                    Projection::Fields(fields) => Ok(Event::projected(self.default_index, id, fields.prune(&item), Arc::from(text))),
+                }
+            }
+        }
+    }
 }
 
 /// Hands out synthetic ids, suffixing repeats so that identical events stay distinct.
@@ -157,30 +364,6 @@ impl IdAllocator {
     }
 }
 
-fn item_to_event(item: Value, default_index: &str, ids: &mut IdAllocator) -> Result<Event, String> {
-    let Value::Object(map) = &item else {
-        return Err(format!("expected a JSON object, found {}", type_name(&item)));
-    };
-    if let Some(source) = map.get("_source") {
-        if !source.is_object() {
-            return Err(format!("`_source` must be an object, found {}", type_name(source)));
-        }
-        let id = match map.get("_id") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(_) => return Err("`_id` must be a non-empty string".to_string()),
-            None => ids.id_for(source),
-        };
-        let index = match map.get("_index") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(_) => return Err("`_index` must be a non-empty string".to_string()),
-            None => default_index.to_string(),
-        };
-        return Ok(Event::new(index, id, source.clone()));
-    }
-    let id = ids.id_for(&item);
-    Ok(Event::new(default_index, id, item))
-}
-
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -198,6 +381,16 @@ mod tests {
     use serde_json::json;
     use std::io::Write;
 
+    fn read_all(text: &[u8]) -> (Vec<Event>, ReadReport) {
+        let mut events = Vec::new();
+        let report = read_events(text, "offline", &Projection::Full, |e| {
+            events.push(e);
+            Flow::Continue
+        })
+        .unwrap();
+        (events, report)
+    }
+
     #[test]
     fn ndjson_mixes_hits_bare_events_and_bad_lines() {
         let text = concat!(
@@ -209,31 +402,106 @@ mod tests {
             "{\"_id\":\"noindex\",\"_source\":{\"a\":1}}\n",
             "{\"_index\":\"i\",\"_id\":7,\"_source\":{}}\n",
         );
-        let r = read_events(text.as_bytes(), "offline").unwrap();
-        assert_eq!(r.events.len(), 3);
-        assert_eq!((r.events[0].index.as_str(), r.events[0].id.as_str()), (".ds-logs-1", "abc"));
-        assert_eq!(r.events[0].source, json!({"event":{"code":"4624"}}));
-        assert_eq!(r.events[1].index, "offline");
-        assert_eq!(r.events[1].id.len(), 20);
-        assert_eq!((r.events[2].index.as_str(), r.events[2].id.as_str()), ("offline", "noindex"));
+        let (events, r) = read_all(text.as_bytes());
+        assert_eq!(events.len(), 3);
+        assert_eq!(r.events, 3);
+        assert_eq!((events[0].index.as_str(), events[0].id.as_str()), (".ds-logs-1", "abc"));
+        assert_eq!(events[0].source, json!({"event":{"code":"4624"}}));
+        assert_eq!(events[1].index, "offline");
+        assert_eq!(events[1].id.len(), 20);
+        assert_eq!((events[2].index.as_str(), events[2].id.as_str()), ("offline", "noindex"));
         let lines: Vec<usize> = r.skipped.iter().map(|(n, _)| *n).collect();
         assert_eq!(lines, vec![4, 5, 7]);
         assert!(r.skipped[0].1.contains("invalid JSON"));
         assert!(r.skipped[1].1.contains("a number"));
         assert!(r.skipped[2].1.contains("_id"));
+        assert_eq!(r.skipped_count(), 3);
+        assert_eq!(r.skipped_by_reason.get("invalid JSON"), Some(&1));
     }
 
     #[test]
     fn synthetic_ids_are_stable_and_unique() {
-        let a = read_events("{\"x\":1}\n{\"x\":2}\n{\"x\":1}\n".as_bytes(), "o").unwrap();
-        let b = read_events("{\"y\":0}\n{\"x\":1}\n".as_bytes(), "o").unwrap();
+        let (a, _) = read_all(b"{\"x\":1}\n{\"x\":2}\n{\"x\":1}\n");
+        let (b, _) = read_all(b"{\"y\":0}\n{\"x\":1}\n");
         // Same content → same id, independent of the line it is on.
-        assert_eq!(a.events[0].id, b.events[1].id);
-        assert_ne!(a.events[0].id, a.events[1].id);
-        assert_eq!(a.events[2].id, format!("{}-2", a.events[0].id));
+        assert_eq!(a[0].id, b[1].id);
+        assert_ne!(a[0].id, a[1].id);
+        assert_eq!(a[2].id, format!("{}-2", a[0].id));
         // Independently computed: sha256 of the compact JSON `{"x":1}`, first 10 bytes.
         let expect = hex::encode(&Sha256::digest(b"{\"x\":1}")[..10]);
-        assert_eq!(a.events[0].id, expect);
+        assert_eq!(a[0].id, expect);
+    }
+
+    #[test]
+    fn projection_keeps_the_fields_and_the_whole_text() {
+        let fields = Arc::new(FieldSet::new(["event.code"]));
+        let text = b"{\"_index\":\"i\",\"_id\":\"1\",\"_source\":{\"event\":{\"code\":\"5145\",\"x\":1},\"big\":[1,2,3]}}\n{\"event\":{\"code\":\"1\"},\"y\":2}\n";
+        let mut events = Vec::new();
+        read_events(&text[..], "offline", &Projection::Fields(fields), |e| {
+            events.push(e);
+            Flow::Continue
+        })
+        .unwrap();
+        assert_eq!(events[0].source, json!({"event": {"code": "5145"}}));
+        assert_eq!(*events[0].full_source(), json!({"event": {"code": "5145", "x": 1}, "big": [1, 2, 3]}));
+        assert_eq!(events[1].source, json!({"event": {"code": "1"}}));
+        assert_eq!(*events[1].full_source(), json!({"event": {"code": "1"}, "y": 2}));
+        // The synthetic id is the same as without projection.
+        let (full, _) = read_all(&text[..]);
+        assert_eq!(events[1].id, full[1].id);
+    }
+
+    #[test]
+    fn stopping_early() {
+        let mut seen = 0;
+        let r = read_events(&b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n"[..], "o", &Projection::Full, |_| {
+            seen += 1;
+            if seen == 2 {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }
+        })
+        .unwrap();
+        assert!(r.stopped);
+        assert_eq!(r.events, 2);
+        let mut seen = 0;
+        let r = read_events(&b"[{\"a\":1},{\"a\":2},{\"a\":3}]"[..], "o", &Projection::Full, |_| {
+            seen += 1;
+            Flow::Stop
+        })
+        .unwrap();
+        assert!(r.stopped);
+        assert_eq!(seen, 1);
+    }
+
+    #[test]
+    fn byte_order_marks() {
+        let (events, r) = read_all(b"\xef\xbb\xbf{\"a\":1}\n{\"a\":2}\n");
+        assert_eq!(events.len(), 2, "{r:?}");
+        let (events, _) = read_all(b"\xef\xbb\xbf [{\"a\":1}]");
+        assert_eq!(events.len(), 1);
+        let utf16: Vec<u8> = b"\xff\xfe".iter().copied().chain("{\"a\":1}".encode_utf16().flat_map(|u| u.to_le_bytes())).collect();
+        assert!(matches!(read_events(&utf16[..], "o", &Projection::Full, |_| Flow::Continue), Err(ReadError::Utf16)));
+    }
+
+    #[test]
+    fn truncated_gzip_keeps_what_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("events.ndjson.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        for i in 0..2000 {
+            writeln!(gz, "{{\"_index\":\"i\",\"_id\":\"{i}\",\"_source\":{{\"n\":{i},\"pad\":\"{}\"}}}}", "x".repeat(i % 97)).unwrap();
+        }
+        let bytes = gz.finish().unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+        let (events, r) = read_all_events(&p, "o").unwrap();
+        assert!(r.truncated.is_some(), "{r:?}");
+        assert!(events.len() > 100 && events.len() < 2000, "{} events", events.len());
+        // Every event read before the break is whole and in order.
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.id, i.to_string());
+        }
     }
 
     #[test]
@@ -243,23 +511,23 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&p).unwrap(), flate2::Compression::default());
         gz.write_all(b"  [ {\"_index\":\"i\",\"_id\":\"1\",\"_source\":{\"a\":1}}, {\"b\":2}, \"oops\" ]").unwrap();
         gz.finish().unwrap();
-        let r = read_events_file(&p, "offline").unwrap();
-        assert_eq!(r.events.len(), 2);
-        assert_eq!(r.events[1].source, json!({"b":2}));
+        let (events, r) = read_all_events(&p, "offline").unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].source, json!({"b":2}));
         assert_eq!(r.skipped, vec![(3, "expected a JSON object, found a string".to_string())]);
 
         let p2 = dir.path().join("broken.json");
         std::fs::write(&p2, "[{\"a\":1},").unwrap();
-        assert!(matches!(read_events_file(&p2, "o"), Err(FileSourceError::BadArray { .. })));
-        assert!(matches!(read_events_file(&dir.path().join("missing"), "o"), Err(FileSourceError::Io { .. })));
+        assert!(matches!(read_all_events(&p2, "o"), Err(FileSourceError::BadArray { .. })));
+        assert!(matches!(read_all_events(&dir.path().join("missing"), "o"), Err(FileSourceError::Io { .. })));
 
         let p3 = dir.path().join("plain.ndjson");
         std::fs::write(&p3, b"\n \n{\"a\":1}\n\xff\xfe\n{\"a\":2}").unwrap();
-        let r = read_events_file(&p3, "o").unwrap();
-        assert_eq!(r.events.len(), 2);
+        let (events, r) = read_all_events(&p3, "o").unwrap();
+        assert_eq!(events.len(), 2);
         assert_eq!(r.skipped, vec![(4, "not valid UTF-8".to_string())]);
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "  \n").unwrap();
-        assert_eq!(read_events_file(&empty, "o").unwrap(), FileReadReport::default());
+        assert_eq!(read_all_events(&empty, "o").unwrap().1, ReadReport::default());
     }
 }

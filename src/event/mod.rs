@@ -3,8 +3,18 @@
 //! Sources (Elasticsearch hits, local files) produce `Event`s, the EQL engine matches them, and the alert
 //! builder needs exactly these three things from each matched event: the concrete index, the document id
 //! (both feed Kibana's deterministic alert ids) and the `_source` to copy.
+//!
+//! On the one-pass data path an event's `source` is a *projection*: only the fields the loaded rules read
+//! ([`projection`]), with the whole `_source` kept as text and parsed again only for events that become
+//! alerts ([`Event::full_source`]).
+
+pub mod projection;
+
+pub use projection::FieldSet;
 
 use serde_json::Value;
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// One document as a search hit: where it lives and what it holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,13 +23,47 @@ pub struct Event {
     pub index: String,
     /// Document `_id`.
     pub id: String,
-    /// The document `_source`.
+    /// The document `_source`, or the projection of it that the loaded rules read.
     pub source: Value,
+    /// The whole `_source` as JSON text when `source` is a projection.
+    full_text: Option<Arc<str>>,
 }
 
 impl Event {
+    /// An event whose `source` is the whole `_source`.
     pub fn new(index: impl Into<String>, id: impl Into<String>, source: Value) -> Self {
-        Event { index: index.into(), id: id.into(), source }
+        Event { index: index.into(), id: id.into(), source, full_text: None }
+    }
+
+    /// An event whose `source` is a projection of `full_text` (the whole `_source`, a JSON object).
+    pub fn projected(index: impl Into<String>, id: impl Into<String>, projection: Value, full_text: Arc<str>) -> Self {
+        Event { index: index.into(), id: id.into(), source: projection, full_text: Some(full_text) }
+    }
+
+    /// The whole `_source`, for building alert documents. Parses the kept text when `source` is a
+    /// projection (the text parsed once already, so this cannot fail short of a bug; the projection is
+    /// returned then, which loses copied fields but never an alert).
+    pub fn full_source(&self) -> Cow<'_, Value> {
+        match &self.full_text {
+            None => Cow::Borrowed(&self.source),
+            Some(text) => match serde_json::from_str(text) {
+                Ok(v) => Cow::Owned(v),
+                Err(e) => {
+                    tracing::error!(index = %self.index, id = %self.id, error = %e, "kept _source text does not parse again");
+                    Cow::Borrowed(&self.source)
+                }
+            },
+        }
+    }
+
+    /// The kept `_source` text, when `source` is a projection.
+    pub fn full_text(&self) -> Option<&str> {
+        self.full_text.as_deref()
+    }
+
+    /// Replaces the kept `_source` (e.g. fetched afterwards for an event read with a filtered `_source`).
+    pub fn set_full_text(&mut self, text: Arc<str>) {
+        self.full_text = Some(text);
     }
 
     /// Looks up a dotted field path in `_source`, accepting both nested objects and dotted keys
