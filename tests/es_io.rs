@@ -14,7 +14,10 @@ use esdetect::sink::es::{ensure_alerts_index, write_alerts, SinkError, WriteOpti
 use esdetect::source::es::{
     close_pit, fetch_mapping, fetch_window, open_pit, stream_window, SourceError, WindowQuery,
 };
+use esdetect::event::projection::Projection;
+use esdetect::event::FieldSet;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use support_esio::*;
 
 /// PIT tests compare the node's open search contexts before and after; run them one at a time.
@@ -134,14 +137,20 @@ async fn pit_paging_returns_everything_in_order_and_closes_the_pit() {
     let mut q = WindowQuery::new(vec![format!("{a}*")], base, base + chrono::Duration::minutes(1));
     q.page_size = 4;
     let mut seen: Vec<(i64, String)> = Vec::new();
-    let stats = stream_window(&c, &q, |e| {
+    // Only `n` is parsed from each `_source`; the whole document stays available for alerts.
+    let projection = Projection::Fields(Arc::new(FieldSet::new(["n"])));
+    let stats = stream_window(&c, &q, &projection, |e| {
         let n = e.source["n"].as_i64().unwrap();
+        assert_eq!(e.source, json!({"n": n}), "the projection holds only the wanted field");
+        assert_eq!(e.full_source()["@timestamp"].as_str().map(|s| !s.is_empty()), Some(true));
+        assert_eq!(e.full_source()["n"], json!(n));
         seen.push((n / 3, e.id.clone()));
         Ok::<(), std::convert::Infallible>(())
     })
     .await
     .unwrap();
     assert_eq!(stats.hits, 25);
+    assert!(stats.bytes > 25 * 20, "answer bytes are counted: {}", stats.bytes);
     assert_eq!(stats.pages, 7, "6 full pages of 4 and one of 1");
     let mut all: Vec<String> = seen.iter().map(|(_, id)| id.clone()).collect();
     all.sort();
@@ -152,7 +161,7 @@ async fn pit_paging_returns_everything_in_order_and_closes_the_pit() {
 
     // A consumer error stops the fetch and still closes the PIT.
     let mut n = 0;
-    let err = stream_window(&c, &q, |_| {
+    let err = stream_window(&c, &q, &Projection::Full, |_| {
         n += 1;
         if n == 6 { Err("stop here") } else { Ok(()) }
     })

@@ -25,7 +25,9 @@ use crate::eql::EqlError;
 use crate::es::EsClient;
 use crate::sink::es::{write_alerts, WriteOptions};
 use crate::source::es::{count_without_timestamp, fetch_mapping, stream_window, SourceError, WindowQuery};
+use crate::event::projection::Projection;
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Kibana's warning when a run returns `max_signals` results (spec alert-documents §11).
@@ -197,7 +199,8 @@ pub async fn run_on_cluster(
     // Stream the window into the engine: memory holds one page plus the engine's bounded state.
     let search_started = Instant::now();
     let mut runner = Runner::new(&plan);
-    let fetched = stream_window(client, &query, |event| runner.push(event)).await;
+    let projection = Projection::Fields(Arc::new(pass::field_set([(prepared, &plan)])));
+    let fetched = stream_window(client, &query, &projection, |event| runner.push(event)).await;
     summary.durations.search_ms = search_started.elapsed().as_millis() as u64;
     let fetch_stats = match fetched {
         Ok(stats) => stats,
@@ -205,6 +208,7 @@ pub async fn run_on_cluster(
         Err(e) => return summary.fail(format!("could not read the window: {e}"), started),
     };
     summary.fetched = fetch_stats.hits as u64;
+    summary.bytes_fetched = fetch_stats.bytes;
     let mut output = match runner.finish() {
         Ok(o) => o,
         Err(e) => return summary.fail(format!("query failed while evaluating: {e}"), started),

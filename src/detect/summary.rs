@@ -46,6 +46,8 @@ pub struct RunSummary {
     pub status: RunStatus,
     /// Documents read from the window (after the pushdown pre-filter).
     pub fetched: u64,
+    /// Bytes of the search answers read from the cluster (0 for a file run).
+    pub bytes_fetched: u64,
     /// Events that matched at least one stage condition.
     pub candidates: u64,
     /// Results before the `max_signals` cut (events, or sequences for a sequence rule).
@@ -73,6 +75,7 @@ impl RunSummary {
             window,
             status: RunStatus::Succeeded,
             fetched: 0,
+            bytes_fetched: 0,
             candidates: 0,
             matches: 0,
             kept: 0,

@@ -154,7 +154,18 @@ impl EsClient {
     /// Sends a request built by `make` (called again for each retry) and returns the HTTP status and
     /// JSON body of the final answer, whatever its status. Retries connection errors, 429 and 502–504.
     /// Only "no answer at all after every retry" is an error here ([`EsError::Unreachable`]).
-    pub async fn send_status<F, Fut>(&self, what: &str, mut make: F) -> Result<(u16, Value), EsError>
+    pub async fn send_status<F, Fut>(&self, what: &str, make: F) -> Result<(u16, Value), EsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Response, elasticsearch::Error>>,
+    {
+        let (status, text) = self.send_status_text(what, make).await?;
+        Ok((status, parse_body(text)))
+    }
+
+    /// [`EsClient::send_status`] with the body as text, for callers that parse large answers themselves
+    /// (search pages: only the fields the rules read are parsed).
+    pub async fn send_status_text<F, Fut>(&self, what: &str, mut make: F) -> Result<(u16, String), EsError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Response, elasticsearch::Error>>,
@@ -168,7 +179,7 @@ impl EsClient {
                         format!("HTTP {status}")
                     } else {
                         match resp.text().await {
-                            Ok(text) => return Ok((status, parse_body(text))),
+                            Ok(text) => return Ok((status, text)),
                             // The connection broke while reading the body: as good as no answer.
                             Err(e) if retry < self.retry.max_retries => chain_message(&e),
                             Err(e) => return Err(self.unreachable(e)),
@@ -210,6 +221,22 @@ impl EsClient {
     ) -> Result<(u16, Value), EsError> {
         let what = format!("{} {path}", method_name(method));
         self.send_status(&what, || {
+            let body = body.map(|b| b.to_string());
+            self.es.transport().send(method, path, HeaderMap::new(), Some(query), body, None)
+        })
+        .await
+    }
+
+    /// [`EsClient::raw`] with the answer as text.
+    pub async fn raw_text(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<(u16, String), EsError> {
+        let what = format!("{} {path}", method_name(method));
+        self.send_status_text(&what, || {
             let body = body.map(|b| b.to_string());
             self.es.transport().send(method, path, HeaderMap::new(), Some(query), body, None)
         })

@@ -19,6 +19,26 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
+/// How much of each `_source` a source parses.
+#[derive(Debug, Clone)]
+pub enum Projection {
+    /// The whole document (`Event::source` is the `_source`).
+    Full,
+    /// Only these fields (`Event::source` is a projection; the text is kept for alerts).
+    Fields(std::sync::Arc<FieldSet>),
+}
+
+impl Projection {
+    /// The event of a hit: its `_source` text parsed whole or projected.
+    pub fn event(&self, index: String, id: String, source: &str) -> Result<crate::event::Event, serde_json::Error> {
+        use crate::event::Event;
+        match self {
+            Projection::Full => Ok(Event::new(index, id, serde_json::from_str(source)?)),
+            Projection::Fields(fields) => Ok(Event::projected(index, id, project_str(fields, source)?, source.into())),
+        }
+    }
+}
+
 /// The dotted field paths to keep, compiled into a trie over key prefixes.
 #[derive(Debug, Clone, Default)]
 pub struct FieldSet {

@@ -23,7 +23,11 @@ use serde_json::{json, Value};
 use thiserror::Error;
 
 use crate::es::{EsClient, EsError, Flavour};
+use crate::event::projection::Projection;
 use crate::event::Event;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 /// How long the cluster keeps the PIT alive between two page requests.
 pub const PIT_KEEP_ALIVE: &str = "1m";
@@ -84,6 +88,8 @@ pub struct FetchStats {
     pub pages: usize,
     /// Events handed to the consumer.
     pub hits: usize,
+    /// Bytes of the search answers (the pages' bodies).
+    pub bytes: u64,
     pub duration: Duration,
 }
 
@@ -279,9 +285,15 @@ fn check_shards(body: &Value, indices: &[String]) -> Result<(), SourceError> {
     Ok(())
 }
 
-/// Streams every event of the window to `on_event`, oldest first, one page in memory at a time.
+/// Streams every event of the window to `on_event`, oldest first, one page in memory at a time; each
+/// hit's `_source` is parsed as `projection` says (only the fields the rules read, or whole).
 /// The PIT is closed on every path (explicitly, or by a guard if this future is dropped).
-pub async fn stream_window<F, E>(client: &EsClient, q: &WindowQuery, mut on_event: F) -> Result<FetchStats, SourceError>
+pub async fn stream_window<F, E>(
+    client: &EsClient,
+    q: &WindowQuery,
+    projection: &Projection,
+    mut on_event: F,
+) -> Result<FetchStats, SourceError>
 where
     F: FnMut(Event) -> Result<(), E>,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -292,7 +304,7 @@ where
     let pit_id = open_pit(client, flavour, &q.indices).await?;
     let mut guard = PitGuard { client: client.clone(), flavour, id: Some(pit_id) };
 
-    let result = page_loop(client, q, &mut guard, &mut on_event).await;
+    let result = page_loop(client, q, projection, &mut guard, &mut on_event).await;
 
     // Close with the newest id (the cluster may hand out a new one with each page).
     if let Some(id) = guard.id.take() {
@@ -306,9 +318,41 @@ where
     Ok(stats)
 }
 
+/// One search answer, parsed without building a tree: hits keep `_source` as text.
+#[derive(Deserialize)]
+struct Page<'a> {
+    #[serde(borrow, default)]
+    pit_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    timed_out: bool,
+    #[serde(default, rename = "_shards")]
+    shards: Value,
+    #[serde(borrow)]
+    hits: Option<PageHits<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PageHits<'a> {
+    #[serde(borrow)]
+    hits: Vec<PageHit<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PageHit<'a> {
+    #[serde(borrow, rename = "_index")]
+    index: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "_id")]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "_source")]
+    source: Option<&'a RawValue>,
+    #[serde(default)]
+    sort: Value,
+}
+
 async fn page_loop<F, E>(
     client: &EsClient,
     q: &WindowQuery,
+    projection: &Projection,
     guard: &mut PitGuard,
     on_event: &mut F,
 ) -> Result<FetchStats, SourceError>
@@ -327,23 +371,28 @@ where
             body["search_after"] = sa.clone();
         }
         // With a PIT the indices come from the PIT: the path must not name any.
-        let (status, resp) = client.raw(Method::Post, "/_search", &[], Some(&body)).await?;
+        let (status, text) = client.raw_text(Method::Post, "/_search", &[], Some(&body)).await?;
         stats.pages += 1;
+        stats.bytes += text.len() as u64;
         if !(200..300).contains(&status) {
+            let resp = serde_json::from_str(&text).unwrap_or(Value::String(text));
             return Err(EsError::from_response("window search", status, &resp).into());
         }
-        check_shards(&resp, &q.indices)?;
-        if let Some(new_id) = resp["pit_id"].as_str() {
+        let page: Page<'_> = serde_json::from_str(&text)
+            .map_err(|e| SourceError::Malformed(format!("search response does not parse ({e}): {}", truncate_str(&text))))?;
+        check_shards(&json!({"_shards": page.shards, "timed_out": page.timed_out}), &q.indices)?;
+        if let Some(new_id) = &page.pit_id {
             guard.id = Some(new_id.to_string());
         }
-        let hits = resp["hits"]["hits"]
-            .as_array()
-            .ok_or_else(|| SourceError::Malformed(format!("no hits.hits in search response: {}", truncate(&resp))))?;
+        let hits = page
+            .hits
+            .ok_or_else(|| SourceError::Malformed(format!("no hits.hits in search response: {}", truncate_str(&text))))?
+            .hits;
         let n = hits.len();
         let mut last_sort = None;
         for hit in hits {
-            let event = hit_to_event(hit)?;
-            last_sort = Some(hit["sort"].clone());
+            let event = hit_to_event(&hit, projection)?;
+            last_sort = Some(hit.sort);
             stats.hits += 1;
             on_event(event).map_err(|e| SourceError::Consumer(e.into()))?;
         }
@@ -357,17 +406,21 @@ where
     }
 }
 
-fn hit_to_event(hit: &Value) -> Result<Event, SourceError> {
-    let index = hit["_index"].as_str();
-    let id = hit["_id"].as_str();
-    match (index, id) {
-        (Some(index), Some(id)) => Ok(Event::new(index, id, hit["_source"].clone())),
-        _ => Err(SourceError::Malformed(format!("hit without _index/_id: {}", truncate(hit)))),
-    }
+fn hit_to_event(hit: &PageHit<'_>, projection: &Projection) -> Result<Event, SourceError> {
+    let (Some(index), Some(id)) = (&hit.index, &hit.id) else {
+        return Err(SourceError::Malformed(format!(
+            "hit without _index/_id: {}",
+            truncate_str(hit.source.map(RawValue::get).unwrap_or(""))
+        )));
+    };
+    // A hit without `_source` (disabled on the index) is an empty document, as before.
+    let source = hit.source.map(RawValue::get).unwrap_or("{}");
+    projection
+        .event(index.to_string(), id.to_string(), source)
+        .map_err(|e| SourceError::Malformed(format!("hit {index}/{id}: `_source` does not parse: {e}")))
 }
 
-fn truncate(v: &Value) -> String {
-    let s = v.to_string();
+fn truncate_str(s: &str) -> String {
     if s.len() > 500 {
         let mut end = 500;
         while !s.is_char_boundary(end) {
@@ -375,14 +428,14 @@ fn truncate(v: &Value) -> String {
         }
         format!("{}…", &s[..end])
     } else {
-        s
+        s.to_string()
     }
 }
 
 /// Convenience: the whole window as a vector (tests, `esdetect test` on small windows).
 pub async fn fetch_window(client: &EsClient, q: &WindowQuery) -> Result<(Vec<Event>, FetchStats), SourceError> {
     let mut events = Vec::new();
-    let stats = stream_window(client, q, |e| {
+    let stats = stream_window(client, q, &Projection::Full, |e| {
         events.push(e);
         Ok::<(), std::convert::Infallible>(())
     })

@@ -31,17 +31,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+pub use crate::event::projection::Projection;
 use crate::event::projection::{classify, project_str, Document};
-use crate::event::{Event, FieldSet};
+use crate::event::Event;
 
-/// How much of each `_source` to parse.
-#[derive(Debug, Clone)]
-pub enum Projection {
-    /// The whole document (`Event::source` is the `_source`).
-    Full,
-    /// Only these fields (`Event::source` is a projection; the text is kept for alerts).
-    Fields(Arc<FieldSet>),
-}
 
 /// How many skipped items keep their line number and reason (all of them are counted).
 pub const SKIPPED_DETAILS: usize = 100;
@@ -378,6 +371,7 @@ fn type_name(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::FieldSet;
     use serde_json::json;
     use std::io::Write;
 
