@@ -143,11 +143,9 @@ async fn run_rules(config: &Config, a: &args::RunArgs, style: Style) -> Result<i
         let template = crate::alert::mapping::alerts_index_template(&[format!("{alias}-*")]);
         crate::sink::es::ensure_alerts_index(&client, alias, template).await.map_err(|e| anyhow!("{e}"))?;
     }
-    let mut summaries = Vec::new();
-    for rule in rules {
-        let window = Window::ending_at(&rule.rule, now);
-        summaries.push(detect::run_on_cluster(&client, rule, window, &opts, &Utc::now).await);
-    }
+    // One pass per shared scan: rules reading the same indices over the same window share one PIT.
+    let windows: Vec<(&PreparedRule, Window)> = rules.iter().map(|r| (*r, Window::ending_at(&r.rule, now))).collect();
+    let summaries = detect::scan::run_rules_on_cluster(&client, &windows, &opts, &Utc::now).await;
     print_summaries(a.format, style, &summaries)?;
     Ok(exit_code(&summaries, !prepared.errors.is_empty()))
 }

@@ -8,6 +8,7 @@ pub mod indices;
 pub mod offline;
 pub mod pass;
 pub mod prepare;
+pub mod scan;
 pub mod summary;
 pub mod window;
 
@@ -18,17 +19,13 @@ pub use window::{Window, WindowFields};
 use crate::alert::{self, AlertContext, AlertDoc};
 use crate::config::SequenceMode;
 use crate::eql::analyze::CompiledQuery;
-use crate::eql::engine::{Results, RunOutput, Runner};
+use crate::eql::engine::{Results, RunOutput};
 use crate::eql::mapping::{FieldType, Mapping};
 use crate::eql::plan::Plan;
 use crate::eql::EqlError;
 use crate::es::EsClient;
-use crate::sink::es::{write_alerts, WriteOptions};
-use crate::source::es::{count_without_timestamp, fetch_mapping, stream_window, SourceError, WindowQuery};
-use crate::event::projection::Projection;
+use crate::source::es::{fetch_mapping, WindowQuery};
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
-use std::time::Instant;
 
 /// Kibana's warning when a run returns `max_signals` results (spec alert-documents §11).
 pub const MAX_SIGNALS_WARNING: &str =
@@ -181,64 +178,6 @@ pub async fn run_on_cluster(
     opts: &RunOptions,
     now: &(dyn Fn() -> DateTime<Utc> + Sync),
 ) -> RunSummary {
-    let started = Instant::now();
-    let mut summary = RunSummary::new(prepared, window);
-
-    let mapping = match cluster_mapping(client, &prepared.rule.index, opts).await {
-        Ok(m) => m,
-        Err(e) => return summary.fail(format!("could not read the field mapping of {:?}: {e}", prepared.rule.index), started),
-    };
-    let plan = match compile(prepared, &mapping) {
-        Ok(p) => p,
-        Err(e) => return summary.fail(format!("query rejected: {}", e.render(&prepared.rule.query)), started),
-    };
-    let extend = mode_of(prepared, &plan);
-    let fetch_window = extend.map(|ms| window.extended_back(ms)).unwrap_or(window);
-    let query = window_query(prepared, &fetch_window, opts.page_size, Some(&mapping));
-
-    // Stream the window into the engine: memory holds one page plus the engine's bounded state.
-    let search_started = Instant::now();
-    let mut runner = Runner::new(&plan);
-    let projection = Projection::Fields(Arc::new(pass::field_set([(prepared, &plan)])));
-    let fetched = stream_window(client, &query, &projection, |event| runner.push(event)).await;
-    summary.durations.search_ms = search_started.elapsed().as_millis() as u64;
-    let fetch_stats = match fetched {
-        Ok(stats) => stats,
-        Err(SourceError::Consumer(e)) => return summary.fail(format!("query failed while evaluating: {e}"), started),
-        Err(e) => return summary.fail(format!("could not read the window: {e}"), started),
-    };
-    summary.fetched = fetch_stats.hits as u64;
-    summary.bytes_fetched = fetch_stats.bytes;
-    let mut output = match runner.finish() {
-        Ok(o) => o,
-        Err(e) => return summary.fail(format!("query failed while evaluating: {e}"), started),
-    };
-    if extend.is_some() {
-        keep_new_sequences(&plan, &window, opts.previous_window_end, &mut output.results);
-    }
-    summary.record_evaluation(&output, plan.malformed_values(), prepared.rule.max_signals);
-    match count_without_timestamp(client, &query).await {
-        Ok(0) => {}
-        Ok(n) => {
-            summary.skipped.insert(format!("no `{}` (Elasticsearch's EQL ignores such events)", query.timestamp_field), n);
-        }
-        Err(e) => tracing::warn!(error = %e, "could not count events without a timestamp"),
-    }
-
-    let ctx = alert_context(prepared, opts, now());
-    let groups = alert_groups(prepared, &ctx, &output.results);
-    summary.alerts_built = groups.iter().map(|g| g.len() as u64).sum();
-    if groups.is_empty() {
-        return summary.finish(started);
-    }
-    let index_started = Instant::now();
-    let docs: Vec<Vec<(String, serde_json::Value)>> =
-        groups.into_iter().map(|g| g.into_iter().map(|d| (d.id, d.source)).collect()).collect();
-    let written = write_alerts(client, &prepared.alias, docs, &WriteOptions::default()).await;
-    summary.durations.index_ms = index_started.elapsed().as_millis() as u64;
-    match written {
-        Ok(report) => summary.record_write(&report),
-        Err(e) => return summary.fail(format!("could not write alerts to `{}`: {e}", prepared.alias), started),
-    }
-    summary.finish(started)
+    let mut summaries = scan::run_rules_on_cluster(client, &[(prepared, window)], opts, now).await;
+    summaries.pop().expect("one summary per rule")
 }

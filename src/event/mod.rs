@@ -25,8 +25,17 @@ pub struct Event {
     pub id: String,
     /// The document `_source`, or the projection of it that the loaded rules read.
     pub source: Value,
-    /// The whole `_source` as JSON text when `source` is a projection.
-    full_text: Option<Arc<str>>,
+    /// Where the whole `_source` is when `source` is a projection.
+    full_text: Option<FullText>,
+}
+
+/// The text the whole `_source` is parsed from when an event becomes an alert.
+#[derive(Debug, Clone, PartialEq)]
+enum FullText {
+    /// The `_source` object itself.
+    Source(Arc<str>),
+    /// A whole search hit (`{"_index", "_id", "_source": {…}, …}`): its `_source` member.
+    Hit(Arc<str>),
 }
 
 impl Event {
@@ -37,33 +46,30 @@ impl Event {
 
     /// An event whose `source` is a projection of `full_text` (the whole `_source`, a JSON object).
     pub fn projected(index: impl Into<String>, id: impl Into<String>, projection: Value, full_text: Arc<str>) -> Self {
-        Event { index: index.into(), id: id.into(), source: projection, full_text: Some(full_text) }
+        Event { index: index.into(), id: id.into(), source: projection, full_text: Some(FullText::Source(full_text)) }
+    }
+
+    /// An event whose `source` is a projection of the `_source` of the search hit `hit` (its JSON text).
+    pub fn projected_hit(index: impl Into<String>, id: impl Into<String>, projection: Value, hit: Arc<str>) -> Self {
+        Event { index: index.into(), id: id.into(), source: projection, full_text: Some(FullText::Hit(hit)) }
     }
 
     /// The whole `_source`, for building alert documents. Parses the kept text when `source` is a
     /// projection (the text parsed once already, so this cannot fail short of a bug; the projection is
     /// returned then, which loses copied fields but never an alert).
     pub fn full_source(&self) -> Cow<'_, Value> {
-        match &self.full_text {
-            None => Cow::Borrowed(&self.source),
-            Some(text) => match serde_json::from_str(text) {
-                Ok(v) => Cow::Owned(v),
-                Err(e) => {
-                    tracing::error!(index = %self.index, id = %self.id, error = %e, "kept _source text does not parse again");
-                    Cow::Borrowed(&self.source)
-                }
-            },
+        let parsed = match &self.full_text {
+            None => return Cow::Borrowed(&self.source),
+            Some(FullText::Source(text)) => serde_json::from_str(text),
+            Some(FullText::Hit(text)) => serde_json::from_str::<Value>(text).map(|mut hit| hit["_source"].take()),
+        };
+        match parsed {
+            Ok(v) => Cow::Owned(v),
+            Err(e) => {
+                tracing::error!(index = %self.index, id = %self.id, error = %e, "kept _source text does not parse again");
+                Cow::Borrowed(&self.source)
+            }
         }
-    }
-
-    /// The kept `_source` text, when `source` is a projection.
-    pub fn full_text(&self) -> Option<&str> {
-        self.full_text.as_deref()
-    }
-
-    /// Replaces the kept `_source` (e.g. fetched afterwards for an event read with a filtered `_source`).
-    pub fn set_full_text(&mut self, text: Arc<str>) {
-        self.full_text = Some(text);
     }
 
     /// Looks up a dotted field path in `_source`, accepting both nested objects and dotted keys

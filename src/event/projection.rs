@@ -15,8 +15,8 @@
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+use rustc_hash::FxHashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 
 /// How much of each `_source` a source parses.
@@ -49,7 +49,8 @@ pub struct FieldSet {
 /// One object level: for each key that can lead to a wanted path, what to keep below it.
 #[derive(Debug, Clone, Default)]
 struct Node {
-    entries: HashMap<Box<str>, Entry>,
+    /// Keyed by object key; looked up once per key of every parsed object, hence the fast hasher.
+    entries: FxHashMap<Box<str>, Entry>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -62,8 +63,8 @@ struct Entry {
 
 impl Node {
     fn build<'a>(paths: impl IntoIterator<Item = &'a str>) -> Node {
-        let mut whole: HashMap<&str, bool> = HashMap::new();
-        let mut rests: HashMap<&str, Vec<&str>> = HashMap::new();
+        let mut whole: FxHashMap<&str, bool> = FxHashMap::default();
+        let mut rests: FxHashMap<&str, Vec<&str>> = FxHashMap::default();
         for path in paths {
             // Every dotted prefix of the path may be a key of this object (`a`, `a.b`, `a.b.c`).
             for (i, _) in path.match_indices('.') {
@@ -71,7 +72,7 @@ impl Node {
             }
             *whole.entry(path).or_default() = true;
         }
-        let mut entries: HashMap<Box<str>, Entry> = HashMap::new();
+        let mut entries: FxHashMap<Box<str>, Entry> = FxHashMap::default();
         for (key, _) in whole {
             entries.entry(key.into()).or_default().whole = true;
         }
@@ -254,43 +255,45 @@ impl<'de> Visitor<'de> for KeySeed {
 
 /// A search hit or a bare document, as found in an event file or a search response.
 #[derive(Debug)]
-pub enum Document<'a> {
-    /// `{"_index": …, "_id": …, "_source": {…}, …}`: identity and the `_source` text (other keys ignored).
-    Hit { index: Option<Value>, id: Option<Value>, source: &'a str },
+pub enum Document {
+    /// `{"_index": …, "_id": …, "_source": {…}, …}`: identity and the projection of `_source` (other keys
+    /// are skipped).
+    Hit { index: Option<Value>, id: Option<Value>, projection: Value },
     /// Any other JSON object: the whole object is the document.
     Bare,
 }
 
-/// Reads the top level of a JSON object: a hit when it has `_source`, else a bare document. Only the
-/// identity keys are parsed; `_source` is returned as text and every other value is skipped.
-pub fn classify(json: &str) -> Result<Document<'_>, serde_json::Error> {
+/// Reads a JSON object in one pass: a hit when it has `_source` (then `_source` is projected to `fields`
+/// on the way), else a bare document. Errors when the text is not a JSON object or `_source` is not one;
+/// callers report those from a full parse, which gives the precise reason.
+pub fn read_document(fields: &FieldSet, json: &str) -> Result<Document, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(json);
-    let doc = de.deserialize_map(TopVisitor)?;
+    let doc = de.deserialize_map(TopVisitor(&fields.root))?;
     de.end()?;
     Ok(doc)
 }
 
-struct TopVisitor;
+struct TopVisitor<'n>(&'n Node);
 
-impl<'de> Visitor<'de> for TopVisitor {
-    type Value = Document<'de>;
+impl<'de, 'n> Visitor<'de> for TopVisitor<'n> {
+    type Value = Document;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-        let (mut index, mut id, mut source) = (None, None, None);
+        let (mut index, mut id, mut projection) = (None, None, None);
         while let Some(key) = access.next_key_seed(KeySeed)? {
             match key.as_ref() {
                 "_index" => index = Some(access.next_value::<Value>()?),
                 "_id" => id = Some(access.next_value::<Value>()?),
-                "_source" => source = Some(access.next_value::<&'de serde_json::value::RawValue>()?.get()),
+                "_source" => projection = Some(access.next_value_seed(ObjectSeed(self.0))?),
                 _ => {
                     access.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(match source {
-            Some(source) => Document::Hit { index, id, source },
+        Ok(match projection {
+            Some(p) => Document::Hit { index, id, projection: Value::Object(p) },
             None => Document::Bare,
         })
     }
@@ -371,16 +374,18 @@ mod tests {
     }
 
     #[test]
-    fn classify_hits_and_bare_documents() {
-        match classify(r#"{"_index":"i","_score":1.0,"_id":"x","_source":{"a":1},"sort":[1]}"#).unwrap() {
-            Document::Hit { index, id, source } => {
+    fn hits_and_bare_documents_in_one_pass() {
+        let fields = FieldSet::new(["a"]);
+        match read_document(&fields, r#"{"_index":"i","_score":1.0,"_id":"x","_source":{"a":1,"b":2},"sort":[1]}"#).unwrap() {
+            Document::Hit { index, id, projection } => {
                 assert_eq!(index, Some(json!("i")));
                 assert_eq!(id, Some(json!("x")));
-                assert_eq!(source, r#"{"a":1}"#);
+                assert_eq!(projection, json!({"a": 1}));
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(classify(r#"{"a":{"_source":1}}"#).unwrap(), Document::Bare));
-        assert!(classify("42").is_err());
+        assert!(matches!(read_document(&fields, r#"{"a":{"_source":1}}"#).unwrap(), Document::Bare));
+        assert!(read_document(&fields, "42").is_err());
+        assert!(read_document(&fields, r#"{"_source": 5}"#).is_err());
     }
 }

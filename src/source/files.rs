@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 pub use crate::event::projection::Projection;
-use crate::event::projection::{classify, project_str, Document};
+use crate::event::projection::{read_document, Document};
 use crate::event::Event;
 
 
@@ -290,51 +290,58 @@ struct ItemReader<'a> {
 impl ItemReader<'_> {
     /// The event of one item, or `(kind of reason, reason)`.
     fn event(&mut self, text: &str) -> Result<Event, (&'static str, String)> {
-        if !text.starts_with('{') {
-            return Err(match serde_json::from_str::<Value>(text) {
-                Ok(v) => ("not a JSON object", format!("expected a JSON object, found {}", type_name(&v))),
-                Err(e) => ("invalid JSON", format!("invalid JSON: {e}")),
-            });
-        }
-        let doc = classify(text).map_err(|e| ("invalid JSON", format!("invalid JSON: {e}")))?;
-        match doc {
-            Document::Hit { index, id, source } => {
-                if !source.starts_with('{') {
-                    let found = serde_json::from_str::<Value>(source).map(|v| type_name(&v)).unwrap_or("invalid JSON");
-                    return Err(("bad `_source`", format!("`_source` must be an object, found {found}")));
-                }
-                let id = match id {
-                    Some(Value::String(s)) if !s.is_empty() => s,
-                    Some(_) => return Err(("bad `_id`", "`_id` must be a non-empty string".to_string())),
-                    None => self.ids.id_for(&serde_json::from_str(source).map_err(|e| ("invalid JSON", format!("invalid JSON: {e}")))?),
-                };
-                let index = match index {
-                    Some(Value::String(s)) if !s.is_empty() => s,
-                    Some(_) => return Err(("bad `_index`", "`_index` must be a non-empty string".to_string())),
-                    None => self.default_index.to_string(),
-                };
-                match self.projection {
-                    Projection::Full => {
-                        let source = serde_json::from_str(source).map_err(|e| ("invalid JSON", format!("invalid JSON: {e}")))?;
-                        Ok(Event::new(index, id, source))
-                    }
-                    Projection::Fields(fields) => {
-                        let projected = project_str(fields, source).map_err(|e| ("invalid JSON", format!("invalid JSON: {e}")))?;
-                        Ok(Event::projected(index, id, projected, Arc::from(source)))
+        if let Projection::Fields(fields) = self.projection {
+            // Fast path, one scan of the text: a hit with a string `_id` (what Elasticsearch exports).
+            if text.starts_with('{') {
+                if let Ok(Document::Hit { index, id: Some(Value::String(id)), projection }) = read_document(fields, text) {
+                    let index = match index {
+                        None => Some(self.default_index.to_string()),
+                        Some(Value::String(s)) if !s.is_empty() => Some(s),
+                        Some(_) => None,
+                    };
+                    if let (Some(index), false) = (index, id.is_empty()) {
+                        return Ok(Event::projected_hit(index, id, projection, Arc::from(text)));
                     }
                 }
             }
-            Document::Bare => {
-                // The synthetic id hashes the compact form of the whole document: parse it whole.
-                let item: Value = serde_json::from_str(text).map_err(|e| ("invalid JSON", format!("invalid JSON: {e}")))?;
-                let id = self.ids.id_for(&item);
-                match self.projection {
-                    Projection::Full => Ok(Event::new(self.default_index, id, item)),
-                    Projection::Fields(fields) => Ok(Event::projected(self.default_index, id, fields.prune(&item), Arc::from(text))),
-                }
-            }
         }
+        // Everything else (bare events, hits without an `_id`, errors): parse the whole item.
+        let item: Value = serde_json::from_str(text).map_err(|e| ("invalid JSON", format!("invalid JSON: {e}")))?;
+        let bare = !matches!(&item, Value::Object(map) if map.contains_key("_source"));
+        let event = item_to_event(item, self.default_index, &mut self.ids)?;
+        Ok(match self.projection {
+            // A bare item is its own `_source`: keep its text, evaluate the projection.
+            Projection::Fields(fields) if bare => {
+                Event::projected(event.index, event.id, fields.prune(&event.source), Arc::from(text))
+            }
+            _ => event,
+        })
     }
+}
+
+/// An item parsed whole: a hit keeps its identity, a bare event gets the default index and a synthetic id.
+fn item_to_event(item: Value, default_index: &str, ids: &mut IdAllocator) -> Result<Event, (&'static str, String)> {
+    let Value::Object(map) = &item else {
+        return Err(("not a JSON object", format!("expected a JSON object, found {}", type_name(&item))));
+    };
+    if let Some(source) = map.get("_source") {
+        if !source.is_object() {
+            return Err(("bad `_source`", format!("`_source` must be an object, found {}", type_name(source))));
+        }
+        let id = match map.get("_id") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(_) => return Err(("bad `_id`", "`_id` must be a non-empty string".to_string())),
+            None => ids.id_for(source),
+        };
+        let index = match map.get("_index") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(_) => return Err(("bad `_index`", "`_index` must be a non-empty string".to_string())),
+            None => default_index.to_string(),
+        };
+        return Ok(Event::new(index, id, source.clone()));
+    }
+    let id = ids.id_for(&item);
+    Ok(Event::new(default_index, id, item))
 }
 
 /// Hands out synthetic ids, suffixing repeats so that identical events stay distinct.

@@ -1,0 +1,207 @@
+//! Rules over the cluster, sharing scans: rules whose windows read the same events (same indices, window,
+//! timestamp fields and page size) are evaluated in one pass over one point-in-time scan whose filter is the
+//! OR of the rules' pushdown filters, instead of one scan each. Each rule still gets its own evaluation,
+//! alerts and summary, exactly as if it had run alone: the pushdown only pre-filters candidates (it never
+//! drops an event its rule could match), so an event another rule's filter lets in cannot change this
+//! rule's results — it matches none of its stages.
+
+use super::pass::{field_set, Member, MemberResult, Pass};
+use super::summary::RunSummary;
+use super::{
+    alert_context, alert_groups, cluster_mapping, compile, keep_new_sequences, mode_of, window_query, PreparedRule, RunOptions,
+    Window,
+};
+use crate::eql::analyze::CompiledQuery;
+use crate::eql::mapping::Mapping;
+use crate::es::EsClient;
+use crate::event::projection::Projection;
+use crate::sink::es::{write_alerts, WriteOptions};
+use crate::source::es::{count_without_timestamp, stream_window, SourceError, WindowQuery};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A rule ready to scan: its compiled query, window and request.
+struct Ready<'a> {
+    at: usize,
+    prepared: &'a PreparedRule,
+    window: Window,
+    plan: CompiledQuery,
+    query: WindowQuery,
+}
+
+/// Runs each `(rule, window)` against the cluster and writes its alerts; one summary per rule, in order.
+/// Never panics; every failure ends in its rule's summary.
+pub async fn run_rules_on_cluster(
+    client: &EsClient,
+    rules: &[(&PreparedRule, Window)],
+    opts: &RunOptions,
+    now: &(dyn Fn() -> DateTime<Utc> + Sync),
+) -> Vec<RunSummary> {
+    let started = Instant::now();
+    let mut summaries: Vec<Option<RunSummary>> = (0..rules.len()).map(|_| None).collect();
+    let mut mappings: Vec<(Vec<String>, Mapping)> = Vec::new();
+    let mut ready: Vec<Ready<'_>> = Vec::new();
+    for (at, (prepared, window)) in rules.iter().enumerate() {
+        let summary = RunSummary::new(prepared, *window);
+        let indices = &prepared.rule.index;
+        let mapping = match mappings.iter().find(|(i, _)| i == indices) {
+            Some((_, m)) => m.clone(),
+            None => match cluster_mapping(client, indices, opts).await {
+                Ok(m) => {
+                    mappings.push((indices.clone(), m.clone()));
+                    m
+                }
+                Err(e) => {
+                    summaries[at] = Some(summary.fail(format!("could not read the field mapping of {indices:?}: {e}"), started));
+                    continue;
+                }
+            },
+        };
+        let plan = match compile(prepared, &mapping) {
+            Ok(p) => p,
+            Err(e) => {
+                summaries[at] = Some(summary.fail(format!("query rejected: {}", e.render(&prepared.rule.query)), started));
+                continue;
+            }
+        };
+        let fetch_window = mode_of(prepared, &plan).map(|ms| window.extended_back(ms)).unwrap_or(*window);
+        let query = window_query(prepared, &fetch_window, opts.page_size, Some(&mapping));
+        ready.push(Ready { at, prepared, window: *window, plan, query });
+    }
+
+    // Rules whose requests differ only in their filters share a scan.
+    let mut groups: Vec<Vec<Ready<'_>>> = Vec::new();
+    for r in ready {
+        match groups.iter_mut().find(|g| same_scan(&g[0].query, &r.query)) {
+            Some(g) => g.push(r),
+            None => groups.push(vec![r]),
+        }
+    }
+    for group in groups {
+        for (at, summary) in run_group(client, &group, opts, now, started).await {
+            summaries[at] = Some(summary);
+        }
+    }
+    summaries.into_iter().map(|s| s.expect("every rule has a summary")).collect()
+}
+
+/// Whether two window requests read the same events before their filters.
+fn same_scan(a: &WindowQuery, b: &WindowQuery) -> bool {
+    a.indices == b.indices
+        && a.timestamp_field == b.timestamp_field
+        && a.window_field == b.window_field
+        && a.fallback_to_timestamp == b.fallback_to_timestamp
+        && a.from == b.from
+        && a.to == b.to
+        && a.page_size == b.page_size
+}
+
+/// The rule's own filters (pushdown and rule filters) as one clause; `None` when it reads every event.
+fn own_filter(q: &WindowQuery) -> Option<Value> {
+    let mut clauses: Vec<Value> = q.pushdown.iter().cloned().collect();
+    clauses.extend(q.extra_filters.iter().cloned());
+    match clauses.len() {
+        0 => None,
+        1 => clauses.pop(),
+        _ => Some(json!({"bool": {"filter": clauses}})),
+    }
+}
+
+/// The request of a shared scan: the group's common window with the OR of its rules' filters.
+fn shared_query(group: &[Ready<'_>]) -> WindowQuery {
+    if group.len() == 1 {
+        return group[0].query.clone();
+    }
+    let mut q = group[0].query.clone();
+    let filters: Option<Vec<Value>> = group.iter().map(|r| own_filter(&r.query)).collect();
+    q.pushdown = filters.map(|should| json!({"bool": {"should": should, "minimum_should_match": 1}}));
+    q.extra_filters = Vec::new();
+    q
+}
+
+async fn run_group(
+    client: &EsClient,
+    group: &[Ready<'_>],
+    opts: &RunOptions,
+    now: &(dyn Fn() -> DateTime<Utc> + Sync),
+    started: Instant,
+) -> Vec<(usize, RunSummary)> {
+    let query = shared_query(group);
+    let projection = Projection::Fields(Arc::new(field_set(group.iter().map(|r| (r.prepared, &r.plan)))));
+    let search_started = Instant::now();
+    // The scan already applied each rule's window: every event goes to every rule of the group.
+    let mut pass = Pass::new(group.iter().map(|r| Member { prepared: r.prepared, plan: &r.plan, window: None }));
+    let fetched = stream_window(client, &query, &projection, |event| {
+        pass.offer(&Arc::new(event))
+            .map_err(|o| format!("the cluster returned events out of timestamp order (rule {})", o.rule_id))
+    })
+    .await;
+    let search_ms = search_started.elapsed().as_millis() as u64;
+    let results = pass.finish();
+    let failure = match &fetched {
+        Ok(_) => None,
+        Err(SourceError::Consumer(e)) => Some(format!("query failed while evaluating: {e}")),
+        Err(e) => Some(format!("could not read the window: {e}")),
+    };
+    let mut out = Vec::with_capacity(group.len());
+    for (r, result) in group.iter().zip(results) {
+        let mut summary = RunSummary::new(r.prepared, r.window);
+        summary.durations.search_ms = search_ms;
+        if let Some(f) = &failure {
+            out.push((r.at, summary.fail(f.clone(), started)));
+            continue;
+        }
+        if let Ok(stats) = &fetched {
+            summary.fetched = stats.hits as u64;
+            summary.bytes_fetched = stats.bytes;
+        }
+        out.push((r.at, finish_rule(client, r, result, summary, opts, now, started).await));
+    }
+    out
+}
+
+/// Selection, alerts and the write of one rule after its scan.
+async fn finish_rule(
+    client: &EsClient,
+    r: &Ready<'_>,
+    result: MemberResult,
+    mut summary: RunSummary,
+    opts: &RunOptions,
+    now: &(dyn Fn() -> DateTime<Utc> + Sync),
+    started: Instant,
+) -> RunSummary {
+    let prepared = r.prepared;
+    let mut output = match result.output {
+        Ok(o) => o,
+        Err(e) => return summary.fail(format!("query failed while evaluating: {e}"), started),
+    };
+    if mode_of(prepared, &r.plan).is_some() {
+        keep_new_sequences(&r.plan, &r.window, opts.previous_window_end, &mut output.results);
+    }
+    summary.record_evaluation(&output, r.plan.malformed_values(), prepared.rule.max_signals);
+    match count_without_timestamp(client, &r.query).await {
+        Ok(0) => {}
+        Ok(n) => {
+            summary.skipped.insert(format!("no `{}` (Elasticsearch's EQL ignores such events)", r.query.timestamp_field), n);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not count events without a timestamp"),
+    }
+    let ctx = alert_context(prepared, opts, now());
+    let groups = alert_groups(prepared, &ctx, &output.results);
+    summary.alerts_built = groups.iter().map(|g| g.len() as u64).sum();
+    if groups.is_empty() {
+        return summary.finish(started);
+    }
+    let index_started = Instant::now();
+    let docs: Vec<Vec<(String, serde_json::Value)>> =
+        groups.into_iter().map(|g| g.into_iter().map(|d| (d.id, d.source)).collect()).collect();
+    let written = write_alerts(client, &prepared.alias, docs, &WriteOptions::default()).await;
+    summary.durations.index_ms = index_started.elapsed().as_millis() as u64;
+    match written {
+        Ok(report) => summary.record_write(&report),
+        Err(e) => return summary.fail(format!("could not write alerts to `{}`: {e}", prepared.alias), started),
+    }
+    summary.finish(started)
+}
