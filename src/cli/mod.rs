@@ -66,6 +66,12 @@ fn load_rules(config: &Config, only: &[String]) -> Result<Prepared> {
     for e in &prepared.errors {
         eprintln!("{e}");
     }
+    for w in &prepared.warnings {
+        eprintln!("warning: {w}");
+    }
+    if !prepared.skipped.is_empty() {
+        eprintln!("skipped {} rule(s): {} (`esdetect validate` lists them)", prepared.skipped.len(), skip_counts(&prepared));
+    }
     if !only.is_empty() {
         prepared.rules.retain(|r| only.contains(&r.rule.rule_id));
         if prepared.rules.is_empty() {
@@ -175,6 +181,9 @@ fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> 
         eprintln!("{}: {} event(s) read, {} line(s) skipped", a.events.display(), read.events.len(), read.skipped.len());
     }
     let prepared = load_rules(config, &a.rule_ids)?;
+    if prepared.runnable().next().is_none() {
+        bail!("no enabled rule to run in {}", config.rules_dir.display());
+    }
     let mapping = offline_mapping(config)?;
     let now = a.now.as_deref().map(|t| parse_time(Some(t), "--now")).transpose()?;
     let opts = run_options(config)?;
@@ -237,21 +246,36 @@ fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> 
     Ok(if failed { EXIT_FAILED } else if partial { EXIT_PARTIAL } else { EXIT_OK })
 }
 
+/// `3 disabled, 2 type query, …`: the skip reasons with their counts.
+fn skip_counts(prepared: &Prepared) -> String {
+    prepared.skipped_counts().iter().map(|(reason, n)| format!("{n} {reason}")).collect::<Vec<_>>().join(", ")
+}
+
 fn validate(config: &Config, _style: Style) -> Result<i32> {
     let prepared = load_rules(config, &[])?;
     let mapping = offline_mapping(config)?;
     let mut errors = prepared.errors.len();
+    let mut valid = 0;
     for rule in &prepared.rules {
-        if let Err(e) = detect::compile(rule, &mapping) {
-            let err = rule.rule.query_error(e.span.line, e.span.col, e.message);
-            eprintln!("{err}");
-            errors += 1;
+        match detect::compile(rule, &mapping) {
+            Err(e) => {
+                let err = rule.rule.query_error(e.span.line, e.span.col, e.message);
+                eprintln!("{err}");
+                errors += 1;
+            }
+            Ok(_) if rule.enabled => valid += 1,
+            Ok(_) => {}
         }
     }
     for s in &prepared.skipped {
-        eprintln!("{s} (skipped)");
+        eprintln!("{s}");
     }
-    println!("{} rule(s) valid, {errors} error(s), {} skipped", prepared.rules.len() + prepared.errors.len() - errors, prepared.skipped.len());
+    let skipped = if prepared.skipped.is_empty() { String::new() } else { format!(" ({})", skip_counts(&prepared)) };
+    println!("{valid} rule(s) valid, {errors} error(s), {} skipped{skipped}", prepared.skipped.len());
+    if valid == 0 && errors == 0 {
+        eprintln!("no rule in {} can run", config.rules_dir.display());
+        return Ok(EXIT_FAILED);
+    }
     Ok(if errors > 0 { EXIT_FAILED } else { EXIT_OK })
 }
 

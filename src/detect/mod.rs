@@ -138,7 +138,9 @@ pub fn run_on_events(
     let fields = WindowFields::for_rule(&prepared.rule);
     let extend = mode_of(prepared, &plan);
     let fetch_window = window.map(|w| extend.map(|ms| w.extended_back(ms)).unwrap_or(*w));
-    let selected = events.iter().filter(|e| match &fetch_window {
+    // Exceptions (src/exceptions): excepted events are invisible to the query, as in Kibana's request.
+    let exceptions = prepared.exceptions.matcher(mapping);
+    let selected = events.iter().filter(|e| !exceptions.excludes(e)).filter(|e| match &fetch_window {
         None => true,
         Some(w) => window::event_in_window(&fields, w, e),
     });
@@ -170,6 +172,10 @@ pub fn window_query(prepared: &PreparedRule, window: &Window, page_size: usize, 
     q.pushdown = crate::eql::pushdown::pushdown_filter_mapped(&prepared.query, &query_options(rule), &exact_field);
     if let Some(filters) = rule.filters.as_ref().and_then(|f| f.as_array()) {
         q.extra_filters.extend(filters.iter().cloned());
+    }
+    // Exceptions (src/exceptions): Kibana's exception filter, negated beside the time range.
+    if let Some(clause) = prepared.exceptions.query_clause() {
+        q.extra_filters.push(serde_json::json!({"bool": {"must_not": [clause]}}));
     }
     q
 }

@@ -1,23 +1,38 @@
-//! From rule files and configuration to rules ready to run: parsed queries, esdetect settings resolved.
+//! From rule files and configuration to rules ready to run: parsed queries, esdetect settings resolved,
+//! exception lists attached, and every rule that will not run listed with the reason.
+//!
+//! A rule runs when it is an EQL rule, enabled (esdetect's config wins over the rule source), not
+//! deprecated (unless the config asks for deprecated rules), and every exception list it references was
+//! found — exceptions are never dropped silently.
 
 use crate::config::{Config, SequenceMode};
 use crate::eql::ast::Query;
 use crate::eql::plan::{Position, QueryOptions};
-use crate::rules::{self, Rule, RuleError, RuleErrorKind};
+use crate::exceptions::RuleExceptions;
+use crate::rules::folder::{load_path, RuleSet};
+use crate::rules::{Rule, RuleError};
+use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
+
+/// Kibana's warning-equivalent for a setting esdetect does not apply yet.
+pub const SUPPRESSION_WARNING: &str = "alert_suppression is not supported yet; alerts are not suppressed";
 
 /// A rule with its parsed query and the settings that decide alert ids and destination.
 #[derive(Debug, Clone)]
 pub struct PreparedRule {
     pub rule: Rule,
     pub query: Query,
-    /// `kibana.alert.rule.uuid`: Kibana's saved-object id when configured, else a UUIDv5 of the rule_id.
+    /// `kibana.alert.rule.uuid`: the configured uuid, else Kibana's saved-object id from an export, else a
+    /// UUIDv5 of the rule_id.
     pub rule_uuid: String,
     pub space: String,
     /// Alerts alias this rule writes to.
     pub alias: String,
     pub enabled: bool,
     pub sequence_mode: SequenceMode,
+    /// Exception items of the rule's `exceptions_list` (unexpired when the rules were loaded).
+    pub exceptions: RuleExceptions,
 }
 
 /// The `_eql/search` options Kibana sends for a rule (spec eql-semantics §9): `size = max_signals`, no
@@ -32,19 +47,74 @@ pub fn query_options(rule: &Rule) -> QueryOptions {
     }
 }
 
-/// What loading a rules folder gave: rules to run, problems (file:line:col), and files skipped on purpose.
+/// Why a rule that was read will not run.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SkipReason {
+    /// `enabled: false` in the export, or `enabled = false` in esdetect's config.
+    Disabled,
+    /// `metadata.maturity = "deprecated"` (run them with `include_deprecated = true` or per rule).
+    Deprecated,
+    /// Not an EQL rule: its `type` (query, threshold, esql, …).
+    RuleType(String),
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::Disabled => write!(f, "disabled"),
+            SkipReason::Deprecated => write!(f, "deprecated"),
+            SkipReason::RuleType(t) => write!(f, "type {t}"),
+        }
+    }
+}
+
+/// One rule left out on purpose, with where it is and why.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub reason: SkipReason,
+    pub rule_id: String,
+    pub name: String,
+    pub error: RuleError,
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (skipped: {})", self.error, self.reason)
+    }
+}
+
+/// What loading a rules path gave: rules (enabled or not), problems (file:line:col), rules skipped on
+/// purpose, and warnings about settings that are read but not applied.
 #[derive(Debug, Default)]
 pub struct Prepared {
     pub rules: Vec<PreparedRule>,
     pub errors: Vec<RuleError>,
-    pub skipped: Vec<RuleError>,
+    pub skipped: Vec<Skipped>,
+    pub warnings: Vec<RuleError>,
 }
 
-/// Loads every rule under `dir`, parses its query (errors point into the rule file), and resolves the
-/// per-rule settings from `config`. Disabled rules are returned with `enabled: false`.
+impl Prepared {
+    /// How many rules were skipped, per reason.
+    pub fn skipped_counts(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for s in &self.skipped {
+            *out.entry(s.reason.to_string()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// The rules that will run.
+    pub fn runnable(&self) -> impl Iterator<Item = &PreparedRule> {
+        self.rules.iter().filter(|r| r.enabled)
+    }
+}
+
+/// Loads every rule under `dir` (detection-rules TOML, exception files, Kibana exports), parses its query
+/// (errors point into the rule file), attaches its exceptions and resolves the per-rule settings from
+/// `config`. Disabled and deprecated rules are returned with `enabled: false` and listed in `skipped`.
 pub fn prepare_rules(dir: &Path, config: &Config) -> Prepared {
     let mut out = Prepared::default();
-    if !dir.is_dir() {
+    if !dir.exists() {
         out.errors.push(RuleError::new(
             dir,
             (1, 1),
@@ -53,16 +123,32 @@ pub fn prepare_rules(dir: &Path, config: &Config) -> Prepared {
         ));
         return out;
     }
-    let (loaded, errors) = rules::load_dir(dir);
-    for e in errors {
-        match e.kind {
-            RuleErrorKind::Unsupported => out.skipped.push(e),
-            RuleErrorKind::Invalid => out.errors.push(e),
+    let set = load_path(dir);
+    out.errors.extend(set.errors.iter().cloned());
+    let now = chrono::Utc::now();
+    for rule in &set.rules {
+        if rule.rule_type != "eql" || rule.language != "eql" {
+            out.skipped.push(skip(rule, SkipReason::RuleType(rule.rule_type.clone())));
+            continue;
         }
-    }
-    for rule in loaded {
-        match prepare_rule(rule, config) {
-            Ok(p) => out.rules.push(p),
+        let exceptions = match rule_exceptions(rule, &set) {
+            Ok(e) => e.active_at(now),
+            Err(e) => {
+                out.errors.push(e);
+                continue;
+            }
+        };
+        match prepare_rule(rule.clone(), config) {
+            Ok(mut p) => {
+                p.exceptions = exceptions;
+                if let Some(reason) = not_running(&p, config) {
+                    p.enabled = false;
+                    out.skipped.push(skip(&p.rule, reason));
+                } else if p.rule.alert_suppression.is_some() {
+                    out.warnings.push(RuleError::new(&p.rule.path, (p.rule.query_origin.0, 1), Some("alert_suppression"), SUPPRESSION_WARNING));
+                }
+                out.rules.push(p);
+            }
             Err(e) => out.errors.push(e),
         }
     }
@@ -80,11 +166,82 @@ pub fn prepare_rules(dir: &Path, config: &Config) -> Prepared {
     out
 }
 
+fn skip(rule: &Rule, reason: SkipReason) -> Skipped {
+    let pos = if rule.query_json.is_some() { (rule.query_origin.0, 1) } else { (1, 1) };
+    let message = match &reason {
+        SkipReason::Disabled => format!("rule `{}` is disabled", rule.name),
+        SkipReason::Deprecated => format!("rule `{}` is deprecated (set `include_deprecated = true` to run it)", rule.name),
+        SkipReason::RuleType(t) => {
+            format!("rule `{}` is of type `{t}` (language `{}`); esdetect runs only EQL rules", rule.name, rule.language)
+        }
+    };
+    Skipped { reason, rule_id: rule.rule_id.clone(), name: rule.name.clone(), error: RuleError::new(&rule.path, pos, None, message) }
+}
+
+/// Why an EQL rule will not run: esdetect's config decides first, then the rule source (`enabled` of an
+/// export), then maturity.
+fn not_running(p: &PreparedRule, config: &Config) -> Option<SkipReason> {
+    match config.rule_settings(&p.rule.rule_id).enabled {
+        Some(true) => return None,
+        Some(false) => return Some(SkipReason::Disabled),
+        None => {}
+    }
+    if p.rule.enabled == Some(false) {
+        return Some(SkipReason::Disabled);
+    }
+    if p.rule.maturity() == Some("deprecated") && !config.include_deprecated {
+        return Some(SkipReason::Deprecated);
+    }
+    None
+}
+
+/// The exception items of the lists a rule references (`exceptions_list`), matched on `list_id` and
+/// `namespace_type` as Kibana does. A referenced list that is not in the rules path is an error: running
+/// the rule without it would raise alerts Kibana suppresses.
+fn rule_exceptions(rule: &Rule, set: &RuleSet) -> Result<RuleExceptions, RuleError> {
+    let refs = match &rule.exceptions_list {
+        serde_json::Value::Array(refs) => refs,
+        serde_json::Value::Null => return Ok(RuleExceptions::default()),
+        _ => return Err(list_error(rule, "`exceptions_list` must be an array of list references".into())),
+    };
+    let mut items = Vec::new();
+    for r in refs {
+        let list_id = r.get("list_id").and_then(|v| v.as_str()).unwrap_or("");
+        let namespace = r.get("namespace_type").and_then(|v| v.as_str()).unwrap_or("single");
+        if list_id.is_empty() {
+            return Err(list_error(rule, format!("`exceptions_list` entry without `list_id`: {r}")));
+        }
+        let known = set.lists.iter().any(|l| l.list_id == list_id && l.namespace_type == namespace)
+            || set.items.iter().any(|i| i.list_id == list_id && i.namespace_type == namespace);
+        if !known {
+            return Err(list_error(
+                rule,
+                format!(
+                    "exception list `{list_id}` ({namespace}) is not in the rules path: export the rule together with its \
+                     exceptions, or put the list's detection-rules exception file beside the rules"
+                ),
+            ));
+        }
+        items.extend(set.items.iter().filter(|i| i.list_id == list_id && i.namespace_type == namespace).cloned());
+    }
+    Ok(RuleExceptions::new(items))
+}
+
+fn list_error(rule: &Rule, message: String) -> RuleError {
+    // Export rules: the rule's own line; TOML rules: the file.
+    let line = if rule.query_json.is_some() { rule.query_origin.0 } else { 1 };
+    RuleError::new(&rule.path, (line, 1), Some("exceptions_list"), message)
+}
+
 /// Parses one rule's query and resolves its settings.
 pub fn prepare_rule(rule: Rule, config: &Config) -> Result<PreparedRule, RuleError> {
     let query = crate::eql::parse(&rule.query).map_err(|e| rule.query_error(e.span.line, e.span.col, e.message))?;
     let settings = config.rule_settings(&rule.rule_id);
-    let rule_uuid = settings.uuid.clone().unwrap_or_else(|| rule.default_uuid().to_string());
+    let rule_uuid = settings
+        .uuid
+        .clone()
+        .or_else(|| rule.kibana_id.clone())
+        .unwrap_or_else(|| rule.default_uuid().to_string());
     let space = settings.space.clone().unwrap_or_else(|| config.alerts.space.clone());
     let alias = config.alerts_alias(&settings);
     Ok(PreparedRule {
@@ -92,8 +249,9 @@ pub fn prepare_rule(rule: Rule, config: &Config) -> Result<PreparedRule, RuleErr
         rule_uuid,
         space,
         alias,
-        enabled: settings.enabled.unwrap_or(true),
+        enabled: settings.enabled.or(rule.enabled).unwrap_or(true),
         sequence_mode: settings.sequence_mode.unwrap_or(config.run.sequence_mode),
+        exceptions: RuleExceptions::default(),
         rule,
     })
 }
