@@ -255,3 +255,144 @@ pub fn prepare_rule(rule: Rule, config: &Config) -> Result<PreparedRule, RuleErr
         rule,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn root() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn export_fixture() -> PathBuf {
+        root().join("tests/fixtures/kibana_export/rules_export.ndjson")
+    }
+
+    fn seed(name: &str) -> String {
+        std::fs::read_to_string(root().join("rules").join(name)).unwrap()
+    }
+
+    const SMB: &str = "credential_access_machine_account_smb_relay.toml";
+    const KRB: &str = "privilege_escalation_krbrelayup_service_creation.toml";
+
+    #[test]
+    fn export_rules_take_kibanas_id_and_their_exceptions() {
+        let p = prepare_rules(&export_fixture(), &Config::default());
+        assert!(p.errors.is_empty() && p.skipped.is_empty() && p.warnings.is_empty(), "{p:?}");
+        let uuids: Vec<&str> = p.rules.iter().map(|r| r.rule_uuid.as_str()).collect();
+        assert_eq!(uuids, ["5d0c1e1a-2b7f-4a39-8c4e-6f1b9d2a7e10", "7b1c2a9e-3f0d-4c55-9a11-0d6e2f4b8c01"]);
+        for r in &p.rules {
+            assert!(r.enabled);
+            let ids: Vec<&str> = r.exceptions.items.iter().map(|i| i.item_id.as_str()).collect();
+            assert_eq!(ids, ["lab-scanner", "lab-agent-services"]);
+        }
+        // The config's uuid still wins.
+        let mut config = Config::default();
+        config.rules.insert(
+            "d84a11c0-eb12-4e7d-8a0a-718e38351e29".into(),
+            crate::config::RuleSettings { uuid: Some("cfg-uuid".into()), ..Default::default() },
+        );
+        assert_eq!(prepare_rules(&export_fixture(), &config).rules[0].rule_uuid, "cfg-uuid");
+    }
+
+    #[test]
+    fn disabled_deprecated_and_other_types_are_skipped_with_reasons() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("deprecated.toml"), seed(SMB).replacen("maturity = \"production\"", "maturity = \"deprecated\"", 1)).unwrap();
+        std::fs::write(dir.path().join("krb.toml"), seed(KRB)).unwrap();
+        let export = r#"{"id":"a","rule_id":"off","name":"Off","type":"eql","language":"eql","index":["x"],"query":"any where true","enabled":false}
+{"id":"b","rule_id":"kql","name":"KQL","type":"query","language":"kuery","query":"a: b","enabled":true}
+{"id":"c","rule_id":"thr","name":"Threshold","type":"threshold","language":"kuery","query":"a: b","enabled":true}
+{"exported_count":3,"exported_rules_count":3,"missing_rules":[],"missing_rules_count":0}
+"#;
+        std::fs::write(dir.path().join("export.ndjson"), export).unwrap();
+        let p = prepare_rules(dir.path(), &Config::default());
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        let counts: Vec<(String, usize)> = p.skipped_counts().into_iter().collect();
+        assert_eq!(
+            counts,
+            [("deprecated".to_string(), 1), ("disabled".to_string(), 1), ("type query".to_string(), 1), ("type threshold".to_string(), 1)]
+        );
+        let runnable: Vec<&str> = p.runnable().map(|r| r.rule.rule_id.as_str()).collect();
+        assert_eq!(runnable, ["e4e31051-ee01-4307-a6ee-b21b186958f4"]);
+        let disabled = p.skipped.iter().find(|s| s.rule_id == "off").unwrap();
+        assert!(disabled.to_string().contains("export.ndjson:1:1: rule `Off` is disabled"), "{disabled}");
+
+        // The config turns them on: deprecated ones globally, a disabled one by its rule_id.
+        let mut config = Config { include_deprecated: true, ..Config::default() };
+        config.rules.insert("off".into(), crate::config::RuleSettings { enabled: Some(true), ..Default::default() });
+        let p = prepare_rules(dir.path(), &config);
+        assert_eq!(p.runnable().count(), 3);
+        assert_eq!(p.skipped.len(), 2, "only the two non-EQL rules");
+    }
+
+    #[test]
+    fn a_missing_exception_list_is_an_error_not_a_silent_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(export_fixture()).unwrap();
+        // Keep the rules and the details line only (with the counts fixed), as an export without exceptions.
+        let lines: Vec<&str> = text.lines().collect();
+        let details = lines[5].replace("\"exported_count\":5", "\"exported_count\":2").replace("\"exported_exception_list_count\":1", "\"exported_exception_list_count\":0").replace("\"exported_exception_list_item_count\":2", "\"exported_exception_list_item_count\":0");
+        std::fs::write(dir.path().join("e.ndjson"), format!("{}\n{}\n{details}\n", lines[0], lines[1])).unwrap();
+        let p = prepare_rules(dir.path(), &Config::default());
+        assert_eq!(p.rules.len(), 0);
+        assert_eq!(p.errors.len(), 2, "{:?}", p.errors);
+        assert!(p.errors[0].to_string().contains("e.ndjson:1:1: exception list `esdetect-lab-exceptions` (single) is not in the rules path"), "{}", p.errors[0]);
+    }
+
+    #[test]
+    fn custom_rules_layout_with_exception_files_and_suppression_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("rules")).unwrap();
+        std::fs::create_dir_all(d.join("exceptions")).unwrap();
+        std::fs::create_dir_all(d.join("etc")).unwrap();
+        std::fs::write(d.join("_config.yaml"), "rule_dirs:\n  - rules\ndirectories:\n  exception_dir: exceptions\n").unwrap();
+        // Not in a rule folder: never read, even though it is not a rule.
+        std::fs::write(d.join("etc/packages.toml"), "x = 1\n").unwrap();
+        // Sub-tables of `[rule]` may follow the rule's other tables.
+        let smb = format!(
+            "{}\n[[rule.exceptions_list]]\nid = \"x\"\nlist_id = \"lab\"\nnamespace_type = \"single\"\ntype = \"detection\"\n\n\
+             [rule.alert_suppression]\ngroup_by = [\"source.ip\"]\n",
+            seed(SMB)
+        );
+        std::fs::write(d.join("rules/smb.toml"), smb).unwrap();
+        std::fs::write(
+            d.join("exceptions/lab_exceptions.toml"),
+            r#"[metadata]
+creation_date = "2026/05/19"
+list_name = "Lab"
+rule_ids = ["x"]
+rule_names = ["Potential Machine Account Relay Attack via SMB"]
+updated_date = "2026/05/19"
+
+[[exceptions]]
+[exceptions.container]
+description = "lab"
+list_id = "lab"
+name = "Lab"
+namespace_type = "single"
+type = "detection"
+
+[[exceptions.items]]
+comments = []
+description = "scanner"
+list_id = "lab"
+item_id = "scanner"
+name = "Scanner"
+namespace_type = "single"
+type = "simple"
+entries = [{ field = "source.ip", type = "match", operator = "included", value = "10.0.80.99" }]
+"#,
+        )
+        .unwrap();
+        let p = prepare_rules(d, &Config::default());
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(p.rules.len(), 1);
+        assert_eq!(p.rules[0].exceptions.items.len(), 1);
+        assert_eq!(p.rules[0].exceptions.items[0].item_id, "scanner");
+        assert_eq!(p.warnings.len(), 1);
+        assert!(p.warnings[0].message.contains("alert_suppression is not supported yet"), "{:?}", p.warnings);
+    }
+}

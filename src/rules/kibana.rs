@@ -433,10 +433,118 @@ fn rule_from_json(
 mod tests {
     use super::*;
 
+    fn fixture() -> String {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kibana_export/rules_export.ndjson");
+        std::fs::read_to_string(p).unwrap()
+    }
+
+    /// A minimal EQL rule line (compact JSON, as Kibana writes it) with `extra` fields merged in.
+    fn rule_line(extra: Value) -> String {
+        let mut r = json!({"id": "11111111-2222-4333-8444-555555555555", "rule_id": "r1", "name": "N", "description": "D",
+            "risk_score": 21, "severity": "low", "type": "eql", "language": "eql", "index": ["logs-*"],
+            "query": "any where true", "enabled": true});
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                r.as_object_mut().unwrap().remove(k);
+            } else {
+                r[k] = v.clone();
+            }
+        }
+        serde_json::to_string(&r).unwrap()
+    }
+
+    fn details(rules: u64) -> String {
+        format!(r#"{{"exported_count":{rules},"exported_rules_count":{rules},"missing_rules":[],"missing_rules_count":0}}"#)
+    }
+
     #[test]
     fn key_col_finds_top_level_keys_only() {
         let line = r#"{"a":{"query":"x"},"query": "sequence","b":"\"query\":"}"#;
         assert_eq!(key_col(line, "query"), 29);
         assert_eq!(key_col(line, "missing"), 1);
+    }
+
+    #[test]
+    fn the_export_fixture_reads_completely() {
+        let f = parse_export(Path::new("rules_export.ndjson"), &fixture());
+        assert!(f.errors.is_empty(), "{:?}", f.errors);
+        assert_eq!(f.rules.len(), 2);
+        assert_eq!(f.lists.len(), 1);
+        assert_eq!(f.items.len(), 2);
+        let smb = &f.rules[0];
+        assert_eq!(smb.rule_id, "d84a11c0-eb12-4e7d-8a0a-718e38351e29");
+        assert_eq!(smb.kibana_id.as_deref(), Some("5d0c1e1a-2b7f-4a39-8c4e-6f1b9d2a7e10"));
+        assert_eq!(smb.enabled, Some(true));
+        assert_eq!(smb.timestamp_override.as_deref(), Some("event.ingested"));
+        assert_eq!(smb.lookback, Duration::minutes(9));
+        assert_eq!(smb.exceptions_list[0]["list_id"], "esdetect-lab-exceptions");
+        assert_eq!(smb.version, Some(1));
+        assert_eq!(smb.threat.as_array().map(Vec::len), Some(2));
+        assert!(f.rules[1].is_sequence());
+        assert_eq!(f.items[0].os_types, ["windows"]);
+    }
+
+    #[test]
+    fn details_are_checked_against_the_lines() {
+        let text = fixture();
+        // Drop the second exception item: the details line still counts it.
+        let lines: Vec<&str> = text.lines().collect();
+        let cut = [&lines[..4], &lines[5..]].concat().join("\n");
+        let f = parse_export(Path::new("x.ndjson"), &cut);
+        let msgs: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+        assert!(msgs.iter().any(|m| m.starts_with("x.ndjson:5:1: ") && m.contains("`exported_exception_list_item_count` is 2 but the file holds 1")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("`exported_count` is 5 but the file holds 4")), "{msgs:?}");
+        // No details line at all.
+        let f = parse_export(Path::new("x.ndjson"), &lines[..5].join("\n"));
+        assert!(f.errors.iter().any(|e| e.message.contains("no export details line")), "{:?}", f.errors);
+        // Missing rules reported by Kibana.
+        let missing = format!("{}\n{}", rule_line(json!({})), r#"{"exported_count":1,"exported_rules_count":1,"missing_rules":[{"rule_id":"gone-1"}],"missing_rules_count":1}"#);
+        let f = parse_export(Path::new("x.ndjson"), &missing);
+        assert!(f.errors.iter().any(|e| e.message.contains("gone-1")), "{:?}", f.errors);
+    }
+
+    #[test]
+    fn bad_lines_name_line_and_column() {
+        let bad_type = rule_line(json!({"max_signals": "100"}));
+        let text = format!("{}\n{bad_type}\nnot json\n{}", rule_line(json!({"rule_id": "ok"})), details(2));
+        let f = parse_export(Path::new("e.ndjson"), &text);
+        let col = bad_type.find("\"100\"").unwrap() + 1;
+        let msgs: Vec<String> = f.errors.iter().map(|e| e.to_string()).collect();
+        assert!(msgs.contains(&format!("e.ndjson:2:{col}: `max_signals` must be an integer, found a string")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.starts_with("e.ndjson:3:") && m.contains("invalid JSON")), "{msgs:?}");
+        assert_eq!(f.rules.len(), 1);
+    }
+
+    #[test]
+    fn query_errors_point_into_the_json_line() {
+        // Line 2 of the query, after JSON escapes `\n` and `\"` on the line.
+        let line = rule_line(json!({"query": "sequence\n  [process where name == \"a\"]\n  [any where x = 1]"}));
+        let f = parse_export(Path::new("q.ndjson"), &format!("{line}\n{}", details(1)));
+        let rule = &f.rules[0];
+        let err = crate::eql::parse(&rule.query).unwrap_err();
+        let mapped = rule.query_error(err.span.line, err.span.col, err.message);
+        let want = line.find("x = 1").unwrap() + "x ".len() + 1;
+        assert_eq!((mapped.line, mapped.col), (1, want as u32), "{mapped}");
+    }
+
+    #[test]
+    fn data_views_need_index_or_a_data_view_line() {
+        let dv = rule_line(json!({"index": null, "data_view_id": "security-solution-default"}));
+        let f = parse_export(Path::new("d.ndjson"), &format!("{dv}\n{}", details(1)));
+        let e = &f.errors[0];
+        assert_eq!((e.line, e.col), (1, dv.find("\"security-solution-default\"").unwrap() as u32 + 1));
+        assert!(e.message.contains("cannot resolve"), "{e}");
+        let view = r#"{"type":"index-pattern","id":"security-solution-default","attributes":{"title":"logs-*, winlogbeat-*"}}"#;
+        let f = parse_export(Path::new("d.ndjson"), &format!("{dv}\n{view}\n{}", details(1)));
+        assert!(f.errors.is_empty(), "{:?}", f.errors);
+        assert_eq!(f.rules[0].index, ["logs-*", "winlogbeat-*"]);
+    }
+
+    #[test]
+    fn other_rule_types_are_read_not_checked() {
+        let q = rule_line(json!({"type": "query", "language": "kuery", "query": "user.name: *", "index": null, "to": "now-1m"}));
+        let f = parse_export(Path::new("t.ndjson"), &format!("{q}\n{}", details(1)));
+        assert!(f.errors.is_empty(), "{:?}", f.errors);
+        assert_eq!(f.rules[0].rule_type, "query");
     }
 }
