@@ -162,8 +162,14 @@ fn export_runs_offline_with_kibana_ids_and_exceptions_applied() {
     assert_eq!(ids, expected_ids(&at, "default"));
     assert_eq!(alerts.len(), 7, "1 event alert + 2 × (shell + 2 building blocks)");
     for a in &alerts {
-        let uuid = a["_source"]["kibana.alert.rule.uuid"].as_str().unwrap();
+        let src = &a["_source"];
+        let uuid = src["kibana.alert.rule.uuid"].as_str().unwrap();
         assert!(uuid == SMB_UUID || uuid == KRB_UUID, "{uuid}");
+        // The rule object's audit fields, as Kibana writes them on its alerts.
+        let created = if uuid == SMB_UUID { "2026-05-19T08:00:00.000Z" } else { "2026-05-19T08:00:01.000Z" };
+        assert_eq!(src["kibana.alert.rule.created_at"], created);
+        assert_eq!(src["kibana.alert.rule.revision"], 1);
+        assert_eq!(src["kibana.alert.rule.immutable"], false);
     }
     // Nothing from an excepted event is in any alert.
     let stdout = text(&out.stdout);

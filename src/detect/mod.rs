@@ -101,6 +101,7 @@ pub fn alert_context(prepared: &PreparedRule, opts: &RunOptions, now: DateTime<U
     if opts.manual {
         ctx.execution_type = alert::document::ExecutionType::Manual;
     }
+    prepared.apply_rule_audit(&mut ctx); // rules from a Kibana export: Kibana's audit fields
     ctx
 }
 

@@ -35,6 +35,40 @@ pub struct PreparedRule {
     pub exceptions: RuleExceptions,
 }
 
+impl PreparedRule {
+    /// Copies the rule object's audit fields of a Kibana export (`created_at`/`_by`, `updated_at`/`_by`,
+    /// `revision`, `immutable`) into an alert context, so alerts carry Kibana's values. TOML rules keep
+    /// the context's defaults.
+    pub fn apply_rule_audit(&self, ctx: &mut crate::alert::AlertContext) {
+        let x = &self.rule.export_extra;
+        let time = |k: &str| {
+            x.get(k)
+                .and_then(|v| v.as_str())
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc))
+        };
+        let text = |k: &str| x.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        if let Some(t) = time("created_at") {
+            ctx.rule_created_at = t;
+        }
+        if let Some(t) = time("updated_at") {
+            ctx.rule_updated_at = t;
+        }
+        if let Some(by) = text("created_by") {
+            ctx.rule_created_by = by;
+        }
+        if let Some(by) = text("updated_by") {
+            ctx.rule_updated_by = by;
+        }
+        if let Some(n) = x.get("revision").and_then(|v| v.as_u64()) {
+            ctx.rule_revision = n;
+        }
+        if let Some(b) = x.get("immutable").and_then(|v| v.as_bool()) {
+            ctx.immutable = b;
+        }
+    }
+}
+
 /// The `_eql/search` options Kibana sends for a rule (spec eql-semantics §9): `size = max_signals`, no
 /// `result_position` (tail), the rule's timestamp, category and tiebreaker fields.
 pub fn query_options(rule: &Rule) -> QueryOptions {

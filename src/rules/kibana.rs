@@ -425,6 +425,7 @@ fn rule_from_json(
         exceptions_list,
         alert_suppression,
         data_view_id,
+        export_extra: std::mem::take(&mut f.obj),
     };
     Ok(rule)
 }

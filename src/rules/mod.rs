@@ -112,6 +112,9 @@ pub struct Rule {
     pub alert_suppression: Option<Value>,
     /// `data_view_id`; `index` must then still be known (from the rule or a data view in the export).
     pub data_view_id: Option<String>,
+    /// Kibana export: the keys of the rule object not read into fields above (`created_at`, `updated_by`,
+    /// `revision`, `immutable`, `meta`, …), verbatim. Empty for TOML rules.
+    pub export_extra: Map<String, Value>,
 }
 
 /// The namespace of esdetect's default rule uuids: UUIDv5(NAMESPACE_URL,
@@ -405,6 +408,7 @@ pub fn parse_rule(path: &Path, text: &str) -> Result<Rule, RuleError> {
         query_json: None,
         kibana_id: None,
         enabled: None,
+        export_extra: Map::new(),
         rule_id,
         name,
         description,
