@@ -248,13 +248,14 @@ fn rule_exceptions(rule: &Rule, set: &RuleSet) -> Result<RuleExceptions, RuleErr
         let known = set.lists.iter().any(|l| l.list_id == list_id && l.namespace_type == namespace)
             || set.items.iter().any(|i| i.list_id == list_id && i.namespace_type == namespace);
         if !known {
-            return Err(list_error(
-                rule,
-                format!(
-                    "exception list `{list_id}` ({namespace}) is not in the rules path: export the rule together with its \
-                     exceptions, or put the list's detection-rules exception file beside the rules"
-                ),
-            ));
+            let how = if list_id == "endpoint_list" {
+                "Kibana never exports the Endpoint exception list with rules: export it from the Exceptions page \
+                 (Endpoint Security Exception List) and put that NDJSON file in the rules path"
+            } else {
+                "export the rule together with its exceptions, or put the list's export or detection-rules \
+                 exception file in the rules path"
+            };
+            return Err(list_error(rule, format!("exception list `{list_id}` ({namespace}) is not in the rules path: {how}")));
         }
         items.extend(set.items.iter().filter(|i| i.list_id == list_id && i.namespace_type == namespace).cloned());
     }

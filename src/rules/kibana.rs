@@ -7,6 +7,8 @@
 //! `exported_rules_count`, `missing_rules`, `exported_exception_list_count`, …). The details are checked
 //! against what was read, so a truncated or hand-edited export is an error instead of a smaller rule set.
 //! Data view saved objects (`"type": "index-pattern"`) may be appended by hand to resolve `data_view_id`.
+//! An exception list export (lists and items, then a details line with only the exception counts) is
+//! read the same way: Kibana never exports the Endpoint exception list with rules.
 //!
 //! Positions are `file:line:col` with line = NDJSON line and col = the character where the offending
 //! value starts on that line.
@@ -83,7 +85,9 @@ pub fn parse_export(path: &Path, text: &str) -> ExportFile {
             ));
         }
         let ty = obj.get("type").and_then(|t| t.as_str()).unwrap_or("");
-        if obj.contains_key("exported_count") || obj.contains_key("exported_rules_count") {
+        // Rule exports write `exported_count`; an exception list export (Kibana's Exceptions page) only the
+        // exception counts.
+        if obj.contains_key("exported_count") || obj.contains_key("exported_rules_count") || obj.contains_key("exported_exception_list_count") {
             details = Some(Details { line: line_no, value: obj });
         } else if obj.contains_key("rule_id") {
             rule_lines += 1;
@@ -539,6 +543,18 @@ mod tests {
         let f = parse_export(Path::new("d.ndjson"), &format!("{dv}\n{view}\n{}", details(1)));
         assert!(f.errors.is_empty(), "{:?}", f.errors);
         assert_eq!(f.rules[0].index, ["logs-*", "winlogbeat-*"]);
+    }
+
+    #[test]
+    fn an_exception_list_export_reads_without_rules() {
+        let text = fixture();
+        let lines: Vec<&str> = text.lines().collect();
+        let details = r#"{"exported_exception_list_count":1,"exported_exception_list_item_count":2,"missing_exception_list_item_count":0,"missing_exception_list_items":[],"missing_exception_lists":[],"missing_exception_lists_count":0}"#;
+        let f = parse_export(Path::new("l.ndjson"), &[lines[2], lines[3], lines[4], details].join("\n"));
+        assert!(f.errors.is_empty(), "{:?}", f.errors);
+        assert_eq!((f.rules.len(), f.lists.len(), f.items.len()), (0, 1, 2));
+        let f = parse_export(Path::new("l.ndjson"), &[lines[2], lines[3], details].join("\n"));
+        assert!(f.errors[0].message.contains("`exported_exception_list_item_count` is 2 but the file holds 1"), "{:?}", f.errors);
     }
 
     #[test]
