@@ -410,3 +410,28 @@ impl Drop for Cleanup {
         .join();
     }
 }
+
+#[test]
+fn explain_shows_the_exception_filter_in_the_window_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = esdetect(
+        dir.path(),
+        &["--rules", fixture().to_str().unwrap(), "explain", "d84a11c0-eb12-4e7d-8a0a-718e38351e29", "--now", "2026-05-20T10:05:00Z"],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(stdout.contains(&format!("rule uuid: {SMB_UUID}")), "{stdout}");
+    assert!(stdout.contains("exceptions: 2 item(s) (lab-scanner, lab-agent-services)"), "{stdout}");
+    // The request body: the negated exception filter, with the scanner's address as Kibana writes it.
+    let body_start = stdout.find("\n{").expect("request body");
+    let body_end = stdout.find("\n3. DELETE").expect("end of body");
+    let body: Value = serde_json::from_str(&stdout[body_start..body_end]).unwrap();
+    let negated: Vec<&Value> = body["query"]["bool"]["filter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.pointer("/bool/must_not/0"))
+        .collect();
+    assert_eq!(negated.len(), 1, "{body}");
+    assert!(negated[0].to_string().contains(r#"{"match_phrase":{"source.ip":"10.0.80.99"}}"#), "{}", negated[0]);
+}
