@@ -159,6 +159,15 @@ pub fn prepare_rules(dir: &Path, config: &Config) -> Prepared {
     }
     let set = load_path(dir);
     out.errors.extend(set.errors.iter().cloned());
+    for o in &set.other_types {
+        let message = format!("rule `{}` is of type `{}` (language `{}`); esdetect runs only EQL rules", o.name, o.rule_type, o.language);
+        out.skipped.push(Skipped {
+            reason: SkipReason::RuleType(o.rule_type.clone()),
+            rule_id: o.rule_id.clone(),
+            name: o.name.clone(),
+            error: RuleError::new(&o.error.file, (o.error.line, o.error.col), Some("type"), message),
+        });
+    }
     let now = chrono::Utc::now();
     for rule in &set.rules {
         if rule.rule_type != "eql" || rule.language != "eql" {
@@ -336,6 +345,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("deprecated.toml"), seed(SMB).replacen("maturity = \"production\"", "maturity = \"deprecated\"", 1)).unwrap();
         std::fs::write(dir.path().join("krb.toml"), seed(KRB)).unwrap();
+        let kql = seed(SMB)
+            .replacen("language = \"eql\"", "language = \"kuery\"", 1)
+            .replacen("type = \"eql\"", "type = \"query\"", 1)
+            .replacen("d84a11c0-eb12-4e7d-8a0a-718e38351e29", "toml-kql", 1);
+        std::fs::write(dir.path().join("kql.toml"), kql).unwrap();
         let export = r#"{"id":"a","rule_id":"off","name":"Off","type":"eql","language":"eql","index":["x"],"query":"any where true","enabled":false}
 {"id":"b","rule_id":"kql","name":"KQL","type":"query","language":"kuery","query":"a: b","enabled":true}
 {"id":"c","rule_id":"thr","name":"Threshold","type":"threshold","language":"kuery","query":"a: b","enabled":true}
@@ -347,19 +361,21 @@ mod tests {
         let counts: Vec<(String, usize)> = p.skipped_counts().into_iter().collect();
         assert_eq!(
             counts,
-            [("deprecated".to_string(), 1), ("disabled".to_string(), 1), ("type query".to_string(), 1), ("type threshold".to_string(), 1)]
+            [("deprecated".to_string(), 1), ("disabled".to_string(), 1), ("type query".to_string(), 2), ("type threshold".to_string(), 1)]
         );
         let runnable: Vec<&str> = p.runnable().map(|r| r.rule.rule_id.as_str()).collect();
         assert_eq!(runnable, ["e4e31051-ee01-4307-a6ee-b21b186958f4"]);
         let disabled = p.skipped.iter().find(|s| s.rule_id == "off").unwrap();
         assert!(disabled.to_string().contains("export.ndjson:1:1: rule `Off` is disabled"), "{disabled}");
+        let toml_kql = p.skipped.iter().find(|s| s.rule_id == "toml-kql").unwrap();
+        assert!(toml_kql.error.file.ends_with("kql.toml") && toml_kql.error.line > 1, "points at `type`: {toml_kql}");
 
         // The config turns them on: deprecated ones globally, a disabled one by its rule_id.
         let mut config = Config { include_deprecated: true, ..Config::default() };
         config.rules.insert("off".into(), crate::config::RuleSettings { enabled: Some(true), ..Default::default() });
         let p = prepare_rules(dir.path(), &config);
         assert_eq!(p.runnable().count(), 3);
-        assert_eq!(p.skipped.len(), 2, "only the two non-EQL rules");
+        assert_eq!(p.skipped.len(), 3, "only the three non-EQL rules");
     }
 
     #[test]

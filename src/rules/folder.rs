@@ -8,7 +8,7 @@
 //! with `[metadata] list_name` and `[[exceptions]]` is taken as an exception file, never as a broken rule.
 
 use super::kibana;
-use super::{line_col, load_file, toml_to_json, Rule, RuleError};
+use super::{line_col, load_file, toml_to_json, Rule, RuleError, RuleErrorKind};
 use crate::exceptions::{self, ExceptionItem, ExceptionList};
 use std::path::{Path, PathBuf};
 
@@ -17,8 +17,20 @@ use std::path::{Path, PathBuf};
 pub struct RuleSet {
     pub rules: Vec<Rule>,
     pub errors: Vec<RuleError>,
+    /// detection-rules TOML rules of a type esdetect does not run (read only far enough to say so).
+    pub other_types: Vec<OtherType>,
     pub lists: Vec<ExceptionList>,
     pub items: Vec<ExceptionItem>,
+}
+
+/// A TOML rule that is not EQL: where it is, and what it is.
+#[derive(Debug, Clone)]
+pub struct OtherType {
+    pub error: RuleError,
+    pub rule_id: String,
+    pub name: String,
+    pub rule_type: String,
+    pub language: String,
 }
 
 impl RuleSet {
@@ -95,6 +107,11 @@ fn load_one(path: &Path, set: &mut RuleSet) {
     }
     match load_file(path) {
         Ok(r) => set.rules.push(r),
+        Err(e) if e.kind == RuleErrorKind::Unsupported => {
+            let table: toml::Table = std::fs::read_to_string(path).ok().and_then(|t| toml::from_str(&t).ok()).unwrap_or_default();
+            let get = |k: &str| table.get("rule").and_then(|r| r.get(k)).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            set.other_types.push(OtherType { rule_id: get("rule_id"), name: get("name"), rule_type: get("type"), language: get("language"), error: e });
+        }
         Err(e) => set.errors.push(e),
     }
 }

@@ -1,5 +1,6 @@
 //! Reads Elastic detection-rules TOML files into [`Rule`]: everything Kibana needs to build the EQL
-//! request and the alert documents, with Kibana's defaults filled in.
+//! request and the alert documents, with Kibana's defaults filled in. [`kibana`] reads Kibana export
+//! NDJSON into the same [`Rule`]; [`folder`] walks a rules path (plain folder, custom-rules layout).
 //!
 //! Errors point into the file (`file:line:col: message`): TOML syntax errors at the offending character,
 //! a missing field at the `[rule]` header, a mistyped or invalid field at its value. The EQL query itself
@@ -45,7 +46,7 @@ pub struct Rule {
     /// Index patterns queried.
     pub index: Vec<String>,
     pub language: String,
-    /// The `type` field (`eql` for every loaded rule).
+    /// The `type` field (`eql`; a Kibana export may also hold `query`, `threshold`, …, which are skipped).
     pub rule_type: String,
     /// The EQL query text exactly as in the file (TOML string value).
     pub query: String,
