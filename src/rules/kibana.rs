@@ -215,6 +215,26 @@ fn top_level_value_offset(line: &str, key: &str) -> Option<usize> {
     None
 }
 
+/// The raw text of the JSON string whose opening quote is character `quote_col` (1-based) of `line`,
+/// without the quotes (escapes kept): what query positions are mapped through.
+fn json_string_literal(line: &str, quote_col: usize) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars().skip(quote_col);
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => {
+                out.push(c);
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A rule object being consumed, with its line for error positions.
 struct JsonFields<'a> {
     path: &'a Path,
@@ -408,7 +428,7 @@ fn rule_from_json(
         extra: toml::Table::new(),
         file_extra: toml::Table::new(),
         query_origin: (line_no, query_col + 1),
-        query_json: raw.chars().skip(query_col as usize).collect::<String>().into(),
+        query_json: Some(json_string_literal(raw, query_col as usize)),
         rule_id,
         name,
         description,
