@@ -435,3 +435,31 @@ fn explain_shows_the_exception_filter_in_the_window_query() {
     assert_eq!(negated.len(), 1, "{body}");
     assert!(negated[0].to_string().contains(r#"{"match_phrase":{"source.ip":"10.0.80.99"}}"#), "{}", negated[0]);
 }
+
+#[test]
+fn an_exception_item_stops_applying_once_it_expires() {
+    use esdetect::detect::{prepare_rules, run_on_events, Window};
+    use esdetect::eql::engine::Results;
+    let config = esdetect::config::Config::default();
+    let mut prepared = prepare_rules(&fixture(), &config);
+    assert!(prepared.errors.is_empty(), "{:?}", prepared.errors);
+    let smb = prepared.rules.iter_mut().find(|r| r.rule_uuid == SMB_UUID).unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339("2026-05-20T10:03:00Z").unwrap().with_timezone(&chrono::Utc);
+    for item in smb.exceptions.items.iter_mut().filter(|i| i.item_id == "lab-scanner") {
+        item.expire_time = Some(expires);
+    }
+    let events: Vec<Event> = scenario().into_iter().enumerate().map(|(i, d)| Event::new("idx", format!("ev-{i}"), d)).collect();
+    let mut mapping = Mapping::builtin_ecs();
+    mapping.set_infer_unknown(true);
+    let sources_at = |now: &str| -> Vec<String> {
+        let now = chrono::DateTime::parse_from_rfc3339(now).unwrap().with_timezone(&chrono::Utc);
+        let window = Window::ending_at(&smb.rule, now);
+        match run_on_events(smb, &mapping, &events, Some(&window)).unwrap().output.results {
+            Results::Events(evs) => evs.iter().map(|e| e.source["source"]["ip"].as_str().unwrap().to_string()).collect(),
+            Results::Sequences(_) => panic!("the SMB rule is an event query"),
+        }
+    };
+    // Both relay events (10:01:00 and 10:01:10) are inside both windows.
+    assert_eq!(sources_at("2026-05-20T10:02:00Z"), ["10.0.80.80"], "before expiry the scanner is excepted");
+    assert_eq!(sources_at("2026-05-20T10:05:00Z"), ["10.0.80.80", "10.0.80.99"], "after expiry it alerts");
+}

@@ -140,7 +140,7 @@ pub fn run_on_events(
     let extend = mode_of(prepared, &plan);
     let fetch_window = window.map(|w| extend.map(|ms| w.extended_back(ms)).unwrap_or(*w));
     // Exceptions (src/exceptions): excepted events are invisible to the query, as in Kibana's request.
-    let exceptions = prepared.exceptions.matcher(mapping);
+    let exceptions = prepared.exceptions.active_at(window.map(|w| w.to).unwrap_or_else(Utc::now)).matcher(mapping);
     let selected = events.iter().filter(|e| !exceptions.excludes(e)).filter(|e| match &fetch_window {
         None => true,
         Some(w) => window::event_in_window(&fields, w, e),
@@ -175,7 +175,7 @@ pub fn window_query(prepared: &PreparedRule, window: &Window, page_size: usize, 
         q.extra_filters.extend(filters.iter().cloned());
     }
     // Exceptions (src/exceptions): Kibana's exception filter, negated beside the time range.
-    if let Some(clause) = prepared.exceptions.query_clause() {
+    if let Some(clause) = prepared.exceptions.active_at(window.to).query_clause() {
         q.extra_filters.push(serde_json::json!({"bool": {"must_not": [clause]}}));
     }
     q

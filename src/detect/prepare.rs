@@ -31,7 +31,8 @@ pub struct PreparedRule {
     pub alias: String,
     pub enabled: bool,
     pub sequence_mode: SequenceMode,
-    /// Exception items of the rule's `exceptions_list` (unexpired when the rules were loaded).
+    /// Exception items of the rule's `exceptions_list`; a run applies those unexpired at its window end
+    /// (`RuleExceptions::active_at`).
     pub exceptions: RuleExceptions,
 }
 
@@ -168,14 +169,13 @@ pub fn prepare_rules(dir: &Path, config: &Config) -> Prepared {
             error: RuleError::new(&o.error.file, (o.error.line, o.error.col), Some("type"), message),
         });
     }
-    let now = chrono::Utc::now();
     for rule in &set.rules {
         if rule.rule_type != "eql" || rule.language != "eql" {
             out.skipped.push(skip(rule, SkipReason::RuleType(rule.rule_type.clone())));
             continue;
         }
         let exceptions = match rule_exceptions(rule, &set) {
-            Ok(e) => e.active_at(now),
+            Ok(e) => e,
             Err(e) => {
                 out.errors.push(e);
                 continue;
@@ -266,7 +266,12 @@ fn rule_exceptions(rule: &Rule, set: &RuleSet) -> Result<RuleExceptions, RuleErr
             };
             return Err(list_error(rule, format!("exception list `{list_id}` ({namespace}) is not in the rules path: {how}")));
         }
-        items.extend(set.items.iter().filter(|i| i.list_id == list_id && i.namespace_type == namespace).cloned());
+        for item in set.items.iter().filter(|i| i.list_id == list_id && i.namespace_type == namespace) {
+            // The same list may come with several exports: each item once.
+            if !items.iter().any(|i: &crate::exceptions::ExceptionItem| i.item_id == item.item_id && i.list_id == item.list_id && i.namespace_type == item.namespace_type) {
+                items.push(item.clone());
+            }
+        }
     }
     Ok(RuleExceptions::new(items))
 }
