@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Folder of detection-rules TOML files.
+    /// Rules path: a folder of detection-rules TOML files and/or Kibana export NDJSON files (or one such
+    /// file), or a detection-rules custom-rules folder with `_config.yaml`.
     pub rules_dir: PathBuf,
     pub elasticsearch: ConnectionConfig,
     pub alerts: AlertsConfig,
@@ -23,6 +24,9 @@ pub struct Config {
     pub mapping: MappingConfig,
     /// Daemon mode (`esdetect run` without `--once`): state, ledger, gaps, timeouts, HTTP endpoints.
     pub scheduler: SchedulerSettings,
+    /// Run rules whose detection-rules `metadata.maturity` is `deprecated` (default: skip them). A rule's
+    /// own `enabled = true` below also runs it.
+    pub include_deprecated: bool,
     /// Per-rule settings, keyed by the detection-rules `rule_id`.
     pub rules: BTreeMap<String, RuleSettings>,
 }
@@ -36,6 +40,7 @@ impl Default for Config {
             run: RunConfig::default(),
             mapping: MappingConfig::default(),
             scheduler: SchedulerSettings::default(),
+            include_deprecated: false,
             rules: BTreeMap::new(),
         }
     }
@@ -109,10 +114,11 @@ impl Default for MappingConfig {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuleSettings {
-    /// Defaults to true.
+    /// Wins over the rule's own `enabled` (Kibana exports) and over deprecation; default: the rule's.
     pub enabled: Option<bool>,
-    /// Kibana's rule saved-object id; set it to make alert ids equal to Kibana's. Default: a UUIDv5 of the
-    /// rule_id (stable, and different from Kibana's so both can run side by side).
+    /// Kibana's rule saved-object id; set it to make alert ids equal to Kibana's. Default: the `id` of a rule
+    /// read from a Kibana export, else a UUIDv5 of the rule_id (stable, and different from Kibana's so both
+    /// can run side by side).
     pub uuid: Option<String>,
     /// Overrides `alerts.space` for this rule.
     pub space: Option<String>,

@@ -34,7 +34,7 @@ pub struct Cli {
     #[arg(long, short = 'c', global = true, env = "ESDETECT_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// Rules folder (overrides `rules_dir` from the config).
+    /// Rules folder or file: detection-rules TOML, Kibana export NDJSON (overrides `rules_dir` from the config).
     #[arg(long, global = true)]
     pub rules: Option<PathBuf>,
 

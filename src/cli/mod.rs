@@ -66,6 +66,12 @@ fn load_rules(config: &Config, only: &[String]) -> Result<Prepared> {
     for e in &prepared.errors {
         eprintln!("{e}");
     }
+    for w in &prepared.warnings {
+        eprintln!("warning: {w}");
+    }
+    if !prepared.skipped.is_empty() {
+        eprintln!("skipped {} rule(s): {} (`esdetect validate` lists them)", prepared.skipped.len(), skip_counts(&prepared));
+    }
     if !only.is_empty() {
         prepared.rules.retain(|r| only.contains(&r.rule.rule_id));
         if prepared.rules.is_empty() {
@@ -165,6 +171,9 @@ fn print_summaries(format: OutputFormat, style: Style, summaries: &[RunSummary])
 
 fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> {
     let prepared = load_rules(config, &a.rule_ids)?;
+    if prepared.runnable().next().is_none() {
+        bail!("no enabled rule to run in {}", config.rules_dir.display());
+    }
     let mapping = offline_mapping(config)?;
     let now = a.now.as_deref().map(|t| parse_time(Some(t), "--now")).transpose()?;
     let opts = run_options(config)?;
@@ -234,21 +243,36 @@ fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> 
     Ok(exit_code(&summaries, !prepared.errors.is_empty()))
 }
 
+/// `3 disabled, 2 type query, …`: the skip reasons with their counts.
+fn skip_counts(prepared: &Prepared) -> String {
+    prepared.skipped_counts().iter().map(|(reason, n)| format!("{n} {reason}")).collect::<Vec<_>>().join(", ")
+}
+
 fn validate(config: &Config, _style: Style) -> Result<i32> {
     let prepared = load_rules(config, &[])?;
     let mapping = offline_mapping(config)?;
     let mut errors = prepared.errors.len();
+    let mut valid = 0;
     for rule in &prepared.rules {
-        if let Err(e) = detect::compile(rule, &mapping) {
-            let err = rule.rule.query_error(e.span.line, e.span.col, e.message);
-            eprintln!("{err}");
-            errors += 1;
+        match detect::compile(rule, &mapping) {
+            Err(e) => {
+                let err = rule.rule.query_error(e.span.line, e.span.col, e.message);
+                eprintln!("{err}");
+                errors += 1;
+            }
+            Ok(_) if rule.enabled => valid += 1,
+            Ok(_) => {}
         }
     }
     for s in &prepared.skipped {
-        eprintln!("{s} (skipped)");
+        eprintln!("{s}");
     }
-    println!("{} rule(s) valid, {errors} error(s), {} skipped", prepared.rules.len() + prepared.errors.len() - errors, prepared.skipped.len());
+    let skipped = if prepared.skipped.is_empty() { String::new() } else { format!(" ({})", skip_counts(&prepared)) };
+    println!("{valid} rule(s) valid, {errors} error(s), {} skipped{skipped}", prepared.skipped.len());
+    if valid == 0 && errors == 0 {
+        eprintln!("no rule in {} can run", config.rules_dir.display());
+        return Ok(EXIT_FAILED);
+    }
     Ok(if errors > 0 { EXIT_FAILED } else { EXIT_OK })
 }
 
@@ -271,7 +295,12 @@ fn explain(config: &Config, a: &args::ExplainArgs) -> Result<i32> {
     println!("indices:   {}", rule.rule.index.join(" "));
     println!("rule uuid: {}   space: {}   alerts alias: {}", rule.rule_uuid, rule.space, rule.alias);
     println!("window:    [{}, {}] on {}", window.from.to_rfc3339(), window.to.to_rfc3339(), query.window_field);
-    println!("limit:     max_signals {} (tail: the most recent results are kept)\n", rule.rule.max_signals);
+    println!("limit:     max_signals {} (tail: the most recent results are kept)", rule.rule.max_signals);
+    if !rule.exceptions.is_empty() {
+        let names: Vec<&str> = rule.exceptions.items.iter().map(|i| i.item_id.as_str()).collect();
+        println!("exceptions: {} item(s) ({}), excluded by the `must_not` filter below", names.len(), names.join(", "));
+    }
+    println!();
     println!("query (normalised):\n  {}\n", rule.query);
     println!("1. POST /{indices}/_pit?keep_alive={}&ignore_unavailable=true&allow_no_indices=true", crate::source::es::PIT_KEEP_ALIVE);
     println!("2. POST /_search   (repeated with search_after until a page is short)");

@@ -102,6 +102,7 @@ pub fn alert_context(prepared: &PreparedRule, opts: &RunOptions, now: DateTime<U
     if opts.manual {
         ctx.execution_type = alert::document::ExecutionType::Manual;
     }
+    prepared.apply_rule_audit(&mut ctx); // rules from a Kibana export: Kibana's audit fields
     ctx
 }
 
@@ -148,6 +149,10 @@ pub fn window_query(prepared: &PreparedRule, window: &Window, page_size: usize, 
     q.pushdown = crate::eql::pushdown::pushdown_filter_mapped(&prepared.query, &query_options(rule), &exact_field);
     if let Some(filters) = rule.filters.as_ref().and_then(|f| f.as_array()) {
         q.extra_filters.extend(filters.iter().cloned());
+    }
+    // Exceptions (src/exceptions): Kibana's exception filter, negated beside the time range.
+    if let Some(clause) = prepared.exceptions.active_at(window.to).query_clause() {
+        q.extra_filters.push(serde_json::json!({"bool": {"must_not": [clause]}}));
     }
     q
 }

@@ -1,4 +1,4 @@
-//! Every rule over one event file in one pass: what `esdetect test` runs.
+//! Every rule over one event file (or a set of in-memory events) in one pass: what `esdetect test` runs.
 //!
 //! The file is streamed once: each event is parsed into the projection the rules read and offered to every
 //! rule ([`super::pass`]); memory holds open sequence state and the kept results, not the file. A file whose
@@ -24,7 +24,7 @@ use std::time::Instant;
 /// The `_index` given to file items that carry none: such items are offered to every rule.
 pub const OFFLINE_INDEX: &str = "offline";
 
-/// One rule's outcome over the file.
+/// One rule's outcome.
 #[derive(Debug)]
 pub struct RuleOutcome<'a> {
     pub prepared: &'a PreparedRule,
@@ -43,9 +43,61 @@ pub struct FileRun<'a> {
     pub rules: Vec<RuleOutcome<'a>>,
 }
 
+/// The rules of one offline run, compiled, with their windows.
+struct Setup<'r, 'a> {
+    rules: &'r [&'a PreparedRule],
+    mapping: &'r Mapping,
+    /// Per rule: the compiled query or why it was rejected.
+    compiled: Vec<Result<CompiledQuery, String>>,
+    /// Per rule: `[now - from, now]`, or `None` (every event).
+    windows: Vec<Option<Window>>,
+}
+
+impl<'r, 'a> Setup<'r, 'a> {
+    fn new(rules: &'r [&'a PreparedRule], mapping: &'r Mapping, now: Option<DateTime<Utc>>) -> Self {
+        let compiled =
+            rules.iter().map(|p| compile(p, mapping).map_err(|e| format!("query rejected: {}", e.render(&p.rule.query)))).collect();
+        let windows = rules.iter().map(|p| now.map(|t| Window::ending_at(&p.rule, t))).collect();
+        Setup { rules, mapping, compiled, windows }
+    }
+
+    /// Indices of the rules whose query compiled.
+    fn runnable(&self) -> Vec<usize> {
+        (0..self.rules.len()).filter(|&i| self.compiled[i].is_ok()).collect()
+    }
+
+    /// The projection every runnable rule's reads fit in.
+    fn projection(&self) -> Projection {
+        let members = self.runnable().into_iter().filter_map(|i| Some((self.rules[i], self.compiled[i].as_ref().ok()?)));
+        Projection::Fields(Arc::new(field_set(members)))
+    }
+
+    /// Rule `i` as a member of a pass over `plan` (the rule's compiled query, or a fresh copy of it).
+    fn member<'p>(&self, i: usize, plan: &'p CompiledQuery) -> Member<'p>
+    where
+        'r: 'p,
+    {
+        let window = self.windows[i].map(|w| mode_of(self.rules[i], plan).map(|ms| w.extended_back(ms)).unwrap_or(w));
+        let exceptions_at = self.windows[i].map(|w| w.to).unwrap_or_else(Utc::now);
+        Member {
+            prepared: self.rules[i],
+            plan,
+            window,
+            exceptions: self.rules[i].exceptions.active_at(exceptions_at).matcher(self.mapping),
+        }
+    }
+
+    /// Fresh compiled queries of the runnable rules: a second evaluation must not count malformed values
+    /// twice.
+    fn fresh_plans(&self) -> Vec<CompiledQuery> {
+        self.runnable().into_iter().filter_map(|i| compile(self.rules[i], self.mapping).ok()).collect()
+    }
+}
+
 /// Runs `rules` over the events of `path`. With `now`, each rule sees only its own window
 /// `[now - from, now]` (extended back by `maxspan` in complete sequence mode); without, the whole file is
-/// one window. Fails only when the file cannot be read at all.
+/// one window. Search hits are offered only to the rules whose index patterns match their `_index`. Fails
+/// only when the file cannot be read at all.
 pub fn run_on_file<'a>(
     rules: &[&'a PreparedRule],
     mapping: &Mapping,
@@ -54,19 +106,13 @@ pub fn run_on_file<'a>(
     opts: &RunOptions,
 ) -> Result<FileRun<'a>, FileSourceError> {
     let started = Instant::now();
-    let compiled: Vec<Result<CompiledQuery, String>> =
-        rules.iter().map(|p| compile(p, mapping).map_err(|e| format!("query rejected: {}", e.render(&p.rule.query)))).collect();
-    let runnable: Vec<(usize, &CompiledQuery)> =
-        compiled.iter().enumerate().filter_map(|(i, c)| c.as_ref().ok().map(|plan| (i, plan))).collect();
-    let windows: Vec<Option<Window>> = rules.iter().map(|p| now.map(|t| Window::ending_at(&p.rule, t))).collect();
-    let fetch_window = |i: usize, plan: &CompiledQuery| {
-        windows[i].map(|w| mode_of(rules[i], plan).map(|ms| w.extended_back(ms)).unwrap_or(w))
-    };
-    let projection = Projection::Fields(Arc::new(field_set(runnable.iter().map(|(i, plan)| (rules[*i], *plan)))));
+    let setup = Setup::new(rules, mapping, now);
+    let projection = setup.projection();
+    let runnable = setup.runnable();
 
     // First try: stream the file as it is.
-    let mut pass = Pass::new(runnable.iter().map(|(i, plan)| Member { prepared: rules[*i], plan, window: fetch_window(*i, plan) }))
-        .filter_by_index(OFFLINE_INDEX);
+    let plans: Vec<&CompiledQuery> = runnable.iter().filter_map(|&i| setup.compiled[i].as_ref().ok()).collect();
+    let mut pass = Pass::new(runnable.iter().zip(&plans).map(|(&i, plan)| setup.member(i, plan))).filter_by_index(OFFLINE_INDEX);
     let mut out_of_order = false;
     let read = read_events_file(path, OFFLINE_INDEX, &projection, |event| match pass.offer(&Arc::new(event)) {
         Ok(()) => Flow::Continue,
@@ -75,23 +121,56 @@ pub fn run_on_file<'a>(
             Flow::Stop
         }
     })?;
-    let (read, results, fresh_plans) = if out_of_order {
-        drop(pass);
-        // Fresh plans: the first try's counters (malformed values) must not count twice.
-        let plans: Vec<CompiledQuery> = runnable.iter().map(|(i, _)| compile(rules[*i], mapping).expect("compiled before")).collect();
-        let (read, results) = sorted_pass(rules, &runnable, &plans, path, &projection, &fetch_window)?;
-        (read, results, Some(plans))
-    } else {
-        (read, pass.finish(), None)
-    };
+    if !out_of_order {
+        let results = pass.finish();
+        let rules = outcomes(&setup, &plans, results, &read, opts, started);
+        return Ok(FileRun { read, sorted_in_memory: false, rules });
+    }
+    drop(pass);
+    let mut events: Vec<Arc<Event>> = Vec::new();
+    let read = read_events_file(path, OFFLINE_INDEX, &projection, |e| {
+        events.push(Arc::new(e));
+        Flow::Continue
+    })?;
+    let fresh = setup.fresh_plans();
+    let fresh_refs: Vec<&CompiledQuery> = fresh.iter().collect();
+    let results = sorted_pass(&setup, &fresh_refs, &events, true);
+    let rules = outcomes(&setup, &fresh_refs, results, &read, opts, started);
+    Ok(FileRun { read, sorted_in_memory: true, rules })
+}
 
+/// Runs `rules` over in-memory events (any order; every event is offered to every rule, whatever its
+/// `_index`), like [`run_on_file`].
+pub fn run_on_events<'a>(
+    rules: &[&'a PreparedRule],
+    mapping: &Mapping,
+    events: impl IntoIterator<Item = Event>,
+    now: Option<DateTime<Utc>>,
+    opts: &RunOptions,
+) -> Vec<RuleOutcome<'a>> {
+    let started = Instant::now();
+    let setup = Setup::new(rules, mapping, now);
+    let events: Vec<Arc<Event>> = events.into_iter().map(Arc::new).collect();
+    let plans: Vec<&CompiledQuery> = setup.runnable().into_iter().filter_map(|i| setup.compiled[i].as_ref().ok()).collect();
+    let results = sorted_pass(&setup, &plans, &events, false);
+    outcomes(&setup, &plans, results, &ReadReport { events: events.len() as u64, ..ReadReport::default() }, opts, started)
+}
+
+/// Turns each runnable rule's pass result (in runnable order, evaluated with `plans`) into its outcome.
+fn outcomes<'a>(
+    setup: &Setup<'_, 'a>,
+    plans: &[&CompiledQuery],
+    results: Vec<MemberResult>,
+    read: &ReadReport,
+    opts: &RunOptions,
+    started: Instant,
+) -> Vec<RuleOutcome<'a>> {
     let run_now = Utc::now();
-    let mut results = results.into_iter();
-    let mut outcomes = Vec::with_capacity(rules.len());
-    let mut plan_at = 0usize;
-    for (i, prepared) in rules.iter().enumerate() {
+    let mut results = results.into_iter().zip(plans);
+    let mut outcomes = Vec::with_capacity(setup.rules.len());
+    for (i, &prepared) in setup.rules.iter().enumerate() {
         let window_or_span = |span: Option<(i64, i64)>| {
-            windows[i].unwrap_or_else(|| {
+            setup.windows[i].unwrap_or_else(|| {
                 let (from, to) = span.unwrap_or((0, 0));
                 Window {
                     from: DateTime::from_timestamp_millis(from).unwrap_or_default(),
@@ -99,25 +178,22 @@ pub fn run_on_file<'a>(
                 }
             })
         };
-        let plan = match &compiled[i] {
-            Err(message) => {
-                let summary = RunSummary::new(prepared, window_or_span(None)).fail(message.clone(), started);
-                outcomes.push(RuleOutcome { prepared, summary, groups: Vec::new() });
-                continue;
-            }
-            Ok(plan) => match &fresh_plans {
-                Some(plans) => &plans[plan_at],
-                None => plan,
-            },
-        };
-        plan_at += 1;
-        let MemberResult { offered, outside_indices, span_ms, output } = results.next().expect("one result per runnable rule");
+        if let Err(message) = &setup.compiled[i] {
+            let summary = RunSummary::new(prepared, window_or_span(None)).fail(message.clone(), started);
+            outcomes.push(RuleOutcome { prepared, summary, groups: Vec::new() });
+            continue;
+        }
+        let (MemberResult { offered, outside_indices, excepted, span_ms, output }, plan) =
+            results.next().expect("one result per runnable rule");
         let mut summary = RunSummary::new(prepared, window_or_span(span_ms));
         summary.fetched = offered;
+        if excepted > 0 {
+            summary.skipped.insert("removed by the rule's exceptions".into(), excepted);
+        }
         if outside_indices > 0 {
             summary.skipped.insert("`_index` matches none of the rule's index patterns".into(), outside_indices);
         }
-        record_read(&mut summary, &read);
+        record_read(&mut summary, read);
         let mut output = match output {
             Ok(o) => o,
             Err(e) => {
@@ -126,7 +202,7 @@ pub fn run_on_file<'a>(
                 continue;
             }
         };
-        if let (Some(w), Some(_)) = (windows[i], mode_of(prepared, plan)) {
+        if let (Some(w), Some(_)) = (setup.windows[i], mode_of(prepared, plan)) {
             keep_new_sequences(plan, &w, None, &mut output.results);
         }
         summary.record_evaluation(&output, plan.malformed_values(), prepared.rule.max_signals);
@@ -134,7 +210,7 @@ pub fn run_on_file<'a>(
         summary.alerts_built = groups.iter().map(|g| g.len() as u64).sum();
         outcomes.push(RuleOutcome { prepared, summary: summary.finish(started), groups });
     }
-    Ok(FileRun { read, sorted_in_memory: out_of_order, rules: outcomes })
+    outcomes
 }
 
 /// File-level problems go into every rule's summary: each rule's results depend on them.
@@ -147,25 +223,14 @@ fn record_read(summary: &mut RunSummary, read: &ReadReport) {
     }
 }
 
-/// Reads the whole file as projections, sorts it by each rule's timestamp field (stable, so events of one
-/// instant keep file order before the engine's own ordinal sort) and runs the rules over it.
-fn sorted_pass<'a>(
-    rules: &[&'a PreparedRule],
-    runnable: &[(usize, &CompiledQuery)],
-    plans: &'a [CompiledQuery],
-    path: &Path,
-    projection: &Projection,
-    fetch_window: &dyn Fn(usize, &CompiledQuery) -> Option<Window>,
-) -> Result<(ReadReport, Vec<MemberResult>), FileSourceError> {
-    let mut events: Vec<Arc<Event>> = Vec::new();
-    let read = read_events_file(path, OFFLINE_INDEX, projection, |e| {
-        events.push(Arc::new(e));
-        Flow::Continue
-    })?;
+/// Sorts `events` by each rule's timestamp field (stable, so events of one instant keep their order before
+/// the engine's own ordinal sort) and runs the runnable rules over them; results in runnable order.
+fn sorted_pass(setup: &Setup<'_, '_>, plans: &[&CompiledQuery], events: &[Arc<Event>], filter_index: bool) -> Vec<MemberResult> {
+    let runnable = setup.runnable();
     // Rules that order by the same field share one sort.
     let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-    for (k, (i, _)) in runnable.iter().enumerate() {
-        let field = super::query_options(&rules[*i].rule).timestamp_field;
+    for (k, &i) in runnable.iter().enumerate() {
+        let field = super::query_options(&setup.rules[i].rule).timestamp_field;
         match groups.iter_mut().find(|(f, _)| *f == field) {
             Some((_, members)) => members.push(k),
             None => groups.push((field, vec![k])),
@@ -173,14 +238,13 @@ fn sorted_pass<'a>(
     }
     let mut results: Vec<Option<MemberResult>> = (0..runnable.len()).map(|_| None).collect();
     for (_, members) in groups {
-        let order_plan = &plans[members[0]];
+        let order_plan = plans[members[0]];
         let mut keyed: Vec<(Option<i64>, &Arc<Event>)> = events.iter().map(|e| (order_plan.timestamp_ms(e), e)).collect();
         keyed.sort_by_key(|(ts, _)| *ts);
-        let mut pass = Pass::new(members.iter().map(|&k| {
-            let i = runnable[k].0;
-            Member { prepared: rules[i], plan: &plans[k], window: fetch_window(i, &plans[k]) }
-        }))
-        .filter_by_index(OFFLINE_INDEX);
+        let mut pass = Pass::new(members.iter().map(|&k| setup.member(runnable[k], plans[k])));
+        if filter_index {
+            pass = pass.filter_by_index(OFFLINE_INDEX);
+        }
         for (_, e) in keyed {
             // Cannot happen: the rules of a group order by the same field, and the events are sorted on it.
             if let Err(e) = pass.offer(e) {
@@ -191,5 +255,5 @@ fn sorted_pass<'a>(
             results[k] = Some(r);
         }
     }
-    Ok((read, results.into_iter().map(|r| r.expect("every rule is in one group")).collect()))
+    results.into_iter().map(|r| r.expect("every rule is in one group")).collect()
 }

@@ -18,17 +18,20 @@ use crate::eql::engine::{RunOutput, Runner};
 use crate::eql::plan::Plan;
 use crate::eql::EqlError;
 use crate::event::{Event, FieldSet};
+use crate::exceptions::ExceptionMatcher;
 use std::sync::Arc;
 
-/// One rule of a pass: its compiled query and the window of events it reads (`None`: every event).
+/// One rule of a pass: its compiled query, the window of events it reads (`None`: every event) and its
+/// exceptions (an excepted event is invisible to the query, as under Kibana's `must_not`).
 pub struct Member<'a> {
     pub prepared: &'a PreparedRule,
     pub plan: &'a CompiledQuery,
     pub window: Option<Window>,
+    pub exceptions: ExceptionMatcher,
 }
 
-/// Every `_source` path the members read: query fields, timestamp, tiebreaker, join keys and the fields
-/// that place an event in a window.
+/// Every `_source` path the members read: query fields, timestamp, tiebreaker, join keys, the fields that
+/// place an event in a window and those its exceptions test.
 pub fn field_set<'a>(members: impl IntoIterator<Item = (&'a PreparedRule, &'a CompiledQuery)>) -> FieldSet {
     let mut paths = Vec::new();
     for (prepared, plan) in members {
@@ -36,6 +39,7 @@ pub fn field_set<'a>(members: impl IntoIterator<Item = (&'a PreparedRule, &'a Co
         let window = WindowFields::for_rule(&prepared.rule);
         paths.push(window.primary);
         paths.extend(window.fallback);
+        paths.extend(prepared.exceptions.fields());
     }
     FieldSet::new(paths)
 }
@@ -53,6 +57,8 @@ pub struct MemberResult {
     pub offered: u64,
     /// Events not offered because their `_index` matches none of the rule's index patterns.
     pub outside_indices: u64,
+    /// Events removed by the rule's exceptions.
+    pub excepted: u64,
     /// Earliest and latest timestamp offered (epoch ms).
     pub span_ms: Option<(i64, i64)>,
     pub output: Result<RunOutput, EqlError>,
@@ -65,6 +71,7 @@ struct State<'a> {
     runner: Runner<'a, CompiledQuery>,
     offered: u64,
     outside_indices: u64,
+    excepted: u64,
     span_ms: Option<(i64, i64)>,
     error: Option<EqlError>,
     /// The last `_index` seen and whether it matched (hits of one index come in runs).
@@ -90,6 +97,7 @@ impl<'a> Pass<'a> {
                 runner: Runner::new(member.plan),
                 offered: 0,
                 outside_indices: 0,
+                excepted: 0,
                 span_ms: None,
                 error: None,
                 index_cache: None,
@@ -133,6 +141,10 @@ impl<'a> Pass<'a> {
                     continue;
                 }
             }
+            if !s.member.exceptions.is_empty() && s.member.exceptions.excludes(event) {
+                s.excepted += 1;
+                continue;
+            }
             if let Some(ts) = s.member.plan.timestamp_ms(event) {
                 match s.span_ms {
                     Some((_, last)) if ts < last => return Err(OutOfOrder { rule_id: s.member.prepared.rule.rule_id.clone() }),
@@ -155,6 +167,7 @@ impl<'a> Pass<'a> {
             .map(|s| MemberResult {
                 offered: s.offered,
                 outside_indices: s.outside_indices,
+                excepted: s.excepted,
                 span_ms: s.span_ms,
                 output: match s.error {
                     Some(e) => Err(e),

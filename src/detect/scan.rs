@@ -29,6 +29,7 @@ struct Ready<'a> {
     window: Window,
     plan: CompiledQuery,
     query: WindowQuery,
+    mapping: Mapping,
 }
 
 /// Runs each `(rule, window)` against the cluster and writes its alerts; one summary per rule, in order.
@@ -68,7 +69,7 @@ pub async fn run_rules_on_cluster(
         };
         let fetch_window = mode_of(prepared, &plan).map(|ms| window.extended_back(ms)).unwrap_or(*window);
         let query = window_query(prepared, &fetch_window, opts.page_size, Some(&mapping));
-        ready.push(Ready { at, prepared, window: *window, plan, query });
+        ready.push(Ready { at, prepared, window: *window, plan, query, mapping });
     }
 
     // Rules whose requests differ only in their filters share a scan.
@@ -132,7 +133,14 @@ async fn run_group(
     let projection = Projection::Fields(Arc::new(field_set(group.iter().map(|r| (r.prepared, &r.plan)))));
     let search_started = Instant::now();
     // The scan already applied each rule's window: every event goes to every rule of the group.
-    let mut pass = Pass::new(group.iter().map(|r| Member { prepared: r.prepared, plan: &r.plan, window: None }));
+    // Exceptions are in each rule's filter, but an event another rule's filter lets in must not reach an
+    // excepting rule either: the same exceptions apply in memory.
+    let mut pass = Pass::new(group.iter().map(|r| Member {
+        prepared: r.prepared,
+        plan: &r.plan,
+        window: None,
+        exceptions: r.prepared.exceptions.active_at(r.window.to).matcher(&r.mapping),
+    }));
     let fetched = stream_window(client, &query, &projection, |event| {
         pass.offer(&Arc::new(event))
             .map_err(|o| format!("the cluster returned events out of timestamp order (rule {})", o.rule_id))
@@ -173,6 +181,9 @@ async fn finish_rule(
     started: Instant,
 ) -> RunSummary {
     let prepared = r.prepared;
+    if result.excepted > 0 {
+        summary.skipped.insert("removed by the rule's exceptions".into(), result.excepted);
+    }
     let mut output = match result.output {
         Ok(o) => o,
         Err(e) => return summary.fail(format!("query failed while evaluating: {e}"), started),

@@ -1,5 +1,6 @@
 //! Reads Elastic detection-rules TOML files into [`Rule`]: everything Kibana needs to build the EQL
-//! request and the alert documents, with Kibana's defaults filled in.
+//! request and the alert documents, with Kibana's defaults filled in. [`kibana`] reads Kibana export
+//! NDJSON into the same [`Rule`]; [`folder`] walks a rules path (plain folder, custom-rules layout).
 //!
 //! Errors point into the file (`file:line:col: message`): TOML syntax errors at the offending character,
 //! a missing field at the `[rule]` header, a mistyped or invalid field at its value. The EQL query itself
@@ -11,6 +12,8 @@
 
 mod duration;
 mod error;
+pub mod folder;
+pub mod kibana;
 
 pub use duration::{parse_interval, parse_now_minus};
 pub use error::{line_col, RuleError, RuleErrorKind};
@@ -43,7 +46,7 @@ pub struct Rule {
     /// Index patterns queried.
     pub index: Vec<String>,
     pub language: String,
-    /// The `type` field (`eql` for every loaded rule).
+    /// The `type` field (`eql`; a Kibana export may also hold `query`, `threshold`, …, which are skipped).
     pub rule_type: String,
     /// The EQL query text exactly as in the file (TOML string value).
     pub query: String,
@@ -97,6 +100,22 @@ pub struct Rule {
     pub extra: toml::Table,
     /// Top-level tables other than `[metadata]` and `[rule]` (e.g. `[transform]`), kept verbatim.
     pub file_extra: toml::Table,
+    /// Rules from a Kibana export: the raw JSON text of the line from just after the query's opening
+    /// quote, so positions inside the (unescaped) query map back to columns of the line.
+    pub query_json: Option<String>,
+    /// Kibana's rule saved-object id (`id` in an export): the `kibana.alert.rule.uuid` Kibana uses.
+    pub kibana_id: Option<String>,
+    /// `enabled` as the rule source states it (Kibana exports); `None` for detection-rules files.
+    pub enabled: Option<bool>,
+    /// `exceptions_list`: references `[{id, list_id, namespace_type, type}]` to exception lists (`[]` if none).
+    pub exceptions_list: Value,
+    /// `alert_suppression` as written (not applied yet: a warning says so).
+    pub alert_suppression: Option<Value>,
+    /// `data_view_id`; `index` must then still be known (from the rule or a data view in the export).
+    pub data_view_id: Option<String>,
+    /// Kibana export: the keys of the rule object not read into fields above (`created_at`, `updated_by`,
+    /// `revision`, `immutable`, `meta`, …), verbatim. Empty for TOML rules.
+    pub export_extra: Map<String, Value>,
 }
 
 /// The namespace of esdetect's default rule uuids: UUIDv5(NAMESPACE_URL,
@@ -120,7 +139,19 @@ impl Rule {
 
     /// Converts a query parse error (1-based line/col relative to [`Rule::query`]) to a file error.
     pub fn query_error(&self, err_line: u32, err_col: u32, message: impl Into<String>) -> RuleError {
-        map_query_error(&self.path, self.query_origin, err_line, err_col, message)
+        match &self.query_json {
+            // JSON escapes (`\n`, `\"`) make the line longer than the query: walk them.
+            Some(raw) => {
+                let col = self.query_origin.1 + json_escaped_offset(raw, err_line, err_col);
+                RuleError::new(&self.path, (self.query_origin.0, col), Some("query"), message)
+            }
+            None => map_query_error(&self.path, self.query_origin, err_line, err_col, message),
+        }
+    }
+
+    /// Maturity from the detection-rules `[metadata]` table (`production`, `development`, `deprecated`).
+    pub fn maturity(&self) -> Option<&str> {
+        self.metadata.get("maturity").and_then(|m| m.as_str())
     }
 
     /// Whether the EQL query is a sequence (its first word is `sequence`), which decides whether
@@ -133,6 +164,39 @@ impl Rule {
 /// Position (1-based line, character column) of the first character of the query text in its file.
 pub fn query_position_in_file(rule: &Rule) -> (u32, u32) {
     rule.query_origin
+}
+
+/// Character offset inside a JSON string literal's raw text (starting after its opening quote) of the
+/// decoded character at 1-based (`line`, `col`): each escape counts as its raw length.
+fn json_escaped_offset(raw: &str, line: u32, col: u32) -> u32 {
+    let (mut cur_line, mut cur_col, mut offset) = (1u32, 1u32, 0u32);
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if (cur_line, cur_col) >= (line, col.max(1)) || c == '"' {
+            break;
+        }
+        let (decoded, width) = if c == '\\' {
+            match chars.next() {
+                Some('u') => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    (u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32).unwrap_or('?'), 6)
+                }
+                Some('n') => ('\n', 2),
+                Some(other) => (other, 2),
+                None => break,
+            }
+        } else {
+            (c, 1)
+        };
+        offset += width;
+        if decoded == '\n' {
+            cur_line += 1;
+            cur_col = 1;
+        } else {
+            cur_col += 1;
+        }
+    }
+    offset
 }
 
 /// Turns an error position relative to the query text into one in the rule file. Exact for literal
@@ -265,10 +329,18 @@ pub fn parse_rule(path: &Path, text: &str) -> Result<Rule, RuleError> {
     if !["low", "medium", "high", "critical"].contains(&severity.as_str()) {
         return Err(f.err("severity", format!("`severity` must be low, medium, high or critical, got `{severity}`")));
     }
-    let index = f.req_str_list("index")?;
-    if index.is_empty() {
-        return Err(f.err("index", "`index` is empty: list the index patterns the rule reads"));
-    }
+    let data_view_id = f.opt_str("data_view_id")?;
+    let index = match (f.opt_str_list("index")?, &data_view_id) {
+        (Some(index), _) if !index.is_empty() => index,
+        (_, Some(dv)) => {
+            return Err(f.err(
+                "data_view_id",
+                format!("the rule reads data view `{dv}`, which esdetect cannot resolve without Kibana: add `index = [...]` with the data view's index patterns"),
+            ))
+        }
+        (Some(_), None) => return Err(f.err("index", "`index` is empty: list the index patterns the rule reads")),
+        (None, None) => return Err(f.missing("index")),
+    };
     let query_origin = f.query_origin();
     let query = f.req_str("query")?;
 
@@ -331,6 +403,13 @@ pub fn parse_rule(path: &Path, text: &str) -> Result<Rule, RuleError> {
         related_integrations: f.opt_array("related_integrations")?,
         required_fields: f.opt_array("required_fields")?,
         investigation_fields: f.take("investigation_fields").map(|v| toml_to_json(&v)),
+        exceptions_list: f.opt_array("exceptions_list")?.unwrap_or_else(|| json!([])),
+        alert_suppression: f.take("alert_suppression").map(|v| toml_to_json(&v)),
+        data_view_id,
+        query_json: None,
+        kibana_id: None,
+        enabled: None,
+        export_extra: Map::new(),
         rule_id,
         name,
         description,
@@ -455,9 +534,6 @@ impl Fields<'_> {
         Ok(self.opt_str_list(key)?.unwrap_or_default())
     }
 
-    fn req_str_list(&mut self, key: &str) -> Result<Vec<String>, RuleError> {
-        self.opt_str_list(key)?.ok_or_else(|| self.missing(key))
-    }
 
     fn opt_array(&mut self, key: &str) -> Result<Option<Value>, RuleError> {
         match self.take(key) {
