@@ -11,6 +11,7 @@ use super::{
     alert_context, alert_groups, cluster_mapping, compile, keep_new_sequences, mode_of, window_query, PreparedRule, RunOptions,
     Window,
 };
+use crate::alert::AlertDoc;
 use crate::eql::analyze::CompiledQuery;
 use crate::eql::mapping::Mapping;
 use crate::es::EsClient;
@@ -32,6 +33,23 @@ struct Ready<'a> {
     mapping: Mapping,
 }
 
+/// What becomes of the alert documents a run builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOutput {
+    /// Written to each rule's alias (dedup + bulk create).
+    Write,
+    /// Returned, nothing written (comparisons, dry runs).
+    Return,
+}
+
+/// One rule's run against the cluster: its summary, and its alert documents when they were returned.
+#[derive(Debug)]
+pub struct ClusterOutcome {
+    pub summary: RunSummary,
+    /// Grouped as they would be written; empty when written ([`AlertOutput::Write`]).
+    pub groups: Vec<Vec<AlertDoc>>,
+}
+
 /// Runs each `(rule, window)` against the cluster and writes its alerts; one summary per rule, in order.
 /// Never panics; every failure ends in its rule's summary.
 pub async fn run_rules_on_cluster(
@@ -40,8 +58,20 @@ pub async fn run_rules_on_cluster(
     opts: &RunOptions,
     now: &(dyn Fn() -> DateTime<Utc> + Sync),
 ) -> Vec<RunSummary> {
+    evaluate_rules_on_cluster(client, rules, opts, now, AlertOutput::Write).await.into_iter().map(|o| o.summary).collect()
+}
+
+/// [`run_rules_on_cluster`] with the choice of writing the alerts or returning them.
+pub async fn evaluate_rules_on_cluster(
+    client: &EsClient,
+    rules: &[(&PreparedRule, Window)],
+    opts: &RunOptions,
+    now: &(dyn Fn() -> DateTime<Utc> + Sync),
+    output: AlertOutput,
+) -> Vec<ClusterOutcome> {
     let started = Instant::now();
-    let mut summaries: Vec<Option<RunSummary>> = (0..rules.len()).map(|_| None).collect();
+    let mut summaries: Vec<Option<ClusterOutcome>> = (0..rules.len()).map(|_| None).collect();
+    let failed = |summary: RunSummary| Some(ClusterOutcome { summary, groups: Vec::new() });
     let mut mappings: Vec<(Vec<String>, Mapping)> = Vec::new();
     let mut ready: Vec<Ready<'_>> = Vec::new();
     for (at, (prepared, window)) in rules.iter().enumerate() {
@@ -55,7 +85,7 @@ pub async fn run_rules_on_cluster(
                     m
                 }
                 Err(e) => {
-                    summaries[at] = Some(summary.fail(format!("could not read the field mapping of {indices:?}: {e}"), started));
+                    summaries[at] = failed(summary.fail(format!("could not read the field mapping of {indices:?}: {e}"), started));
                     continue;
                 }
             },
@@ -63,7 +93,7 @@ pub async fn run_rules_on_cluster(
         let plan = match compile(prepared, &mapping) {
             Ok(p) => p,
             Err(e) => {
-                summaries[at] = Some(summary.fail(format!("query rejected: {}", e.render(&prepared.rule.query)), started));
+                summaries[at] = failed(summary.fail(format!("query rejected: {}", e.render(&prepared.rule.query)), started));
                 continue;
             }
         };
@@ -81,8 +111,8 @@ pub async fn run_rules_on_cluster(
         }
     }
     for group in groups {
-        for (at, summary) in run_group(client, &group, opts, now, started).await {
-            summaries[at] = Some(summary);
+        for (at, outcome) in run_group(client, &group, opts, now, started, output).await {
+            summaries[at] = Some(outcome);
         }
     }
     summaries.into_iter().map(|s| s.expect("every rule has a summary")).collect()
@@ -128,7 +158,8 @@ async fn run_group(
     opts: &RunOptions,
     now: &(dyn Fn() -> DateTime<Utc> + Sync),
     started: Instant,
-) -> Vec<(usize, RunSummary)> {
+    output: AlertOutput,
+) -> Vec<(usize, ClusterOutcome)> {
     let query = shared_query(group);
     let projection = Projection::Fields(Arc::new(field_set(group.iter().map(|r| (r.prepared, &r.plan)))));
     let search_started = Instant::now();
@@ -158,14 +189,14 @@ async fn run_group(
         let mut summary = RunSummary::new(r.prepared, r.window);
         summary.durations.search_ms = search_ms;
         if let Some(f) = &failure {
-            out.push((r.at, summary.fail(f.clone(), started)));
+            out.push((r.at, ClusterOutcome { summary: summary.fail(f.clone(), started), groups: Vec::new() }));
             continue;
         }
         if let Ok(stats) = &fetched {
             summary.fetched = stats.hits as u64;
             summary.bytes_fetched = stats.bytes;
         }
-        out.push((r.at, finish_rule(client, r, result, summary, opts, now, started).await));
+        out.push((r.at, finish_rule(client, r, result, summary, opts, now, started, output).await));
     }
     out
 }
@@ -179,19 +210,21 @@ async fn finish_rule(
     opts: &RunOptions,
     now: &(dyn Fn() -> DateTime<Utc> + Sync),
     started: Instant,
-) -> RunSummary {
+    output: AlertOutput,
+) -> ClusterOutcome {
+    let done = |summary: RunSummary| ClusterOutcome { summary, groups: Vec::new() };
     let prepared = r.prepared;
     if result.excepted > 0 {
         summary.skipped.insert("removed by the rule's exceptions".into(), result.excepted);
     }
-    let mut output = match result.output {
+    let mut evaluated = match result.output {
         Ok(o) => o,
-        Err(e) => return summary.fail(format!("query failed while evaluating: {e}"), started),
+        Err(e) => return done(summary.fail(format!("query failed while evaluating: {e}"), started)),
     };
     if mode_of(prepared, &r.plan).is_some() {
-        keep_new_sequences(&r.plan, &r.window, opts.previous_window_end, &mut output.results);
+        keep_new_sequences(&r.plan, &r.window, opts.previous_window_end, &mut evaluated.results);
     }
-    summary.record_evaluation(&output, r.plan.malformed_values(), prepared.rule.max_signals);
+    summary.record_evaluation(&evaluated, r.plan.malformed_values(), prepared.rule.max_signals);
     match count_without_timestamp(client, &r.query).await {
         Ok(0) => {}
         Ok(n) => {
@@ -200,10 +233,13 @@ async fn finish_rule(
         Err(e) => tracing::warn!(error = %e, "could not count events without a timestamp"),
     }
     let ctx = alert_context(prepared, opts, now());
-    let groups = alert_groups(prepared, &ctx, &output.results);
+    let groups = alert_groups(prepared, &ctx, &evaluated.results);
     summary.alerts_built = groups.iter().map(|g| g.len() as u64).sum();
+    if output == AlertOutput::Return {
+        return ClusterOutcome { summary: summary.finish(started), groups };
+    }
     if groups.is_empty() {
-        return summary.finish(started);
+        return done(summary.finish(started));
     }
     let index_started = Instant::now();
     let docs: Vec<Vec<(String, serde_json::Value)>> =
@@ -212,7 +248,7 @@ async fn finish_rule(
     summary.durations.index_ms = index_started.elapsed().as_millis() as u64;
     match written {
         Ok(report) => summary.record_write(&report),
-        Err(e) => return summary.fail(format!("could not write alerts to `{}`: {e}", prepared.alias), started),
+        Err(e) => return done(summary.fail(format!("could not write alerts to `{}`: {e}", prepared.alias), started)),
     }
-    summary.finish(started)
+    done(summary.finish(started))
 }
