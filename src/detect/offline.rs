@@ -14,8 +14,10 @@ use crate::alert::AlertDoc;
 use crate::eql::analyze::CompiledQuery;
 use crate::eql::mapping::Mapping;
 use crate::eql::plan::Plan;
-use crate::event::Event;
-use crate::source::files::{read_events_file, FileSourceError, Flow, Projection, ReadReport};
+use crate::eql::engine::Results;
+use crate::event::{Event, FileRange};
+use crate::source::files::{read_events_file, read_ranges, FileSourceError, Flow, Projection, ReadReport};
+use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use std::path::Path;
 use std::sync::Arc;
@@ -123,7 +125,8 @@ pub fn run_on_file<'a>(
     })?;
     if !out_of_order {
         let results = pass.finish();
-        let rules = outcomes(&setup, &plans, results, &read, opts, started);
+        let read_back = |ranges: &[FileRange]| read_ranges(path, ranges);
+        let rules = outcomes(&setup, &plans, results, &read, opts, started, Some(&read_back));
         return Ok(FileRun { read, sorted_in_memory: false, rules });
     }
     drop(pass);
@@ -135,7 +138,8 @@ pub fn run_on_file<'a>(
     let fresh = setup.fresh_plans();
     let fresh_refs: Vec<&CompiledQuery> = fresh.iter().collect();
     let results = sorted_pass(&setup, &fresh_refs, &events, true);
-    let rules = outcomes(&setup, &fresh_refs, results, &read, opts, started);
+    let read_back = |ranges: &[FileRange]| read_ranges(path, ranges);
+    let rules = outcomes(&setup, &fresh_refs, results, &read, opts, started, Some(&read_back));
     Ok(FileRun { read, sorted_in_memory: true, rules })
 }
 
@@ -153,10 +157,14 @@ pub fn run_on_events<'a>(
     let events: Vec<Arc<Event>> = events.into_iter().map(Arc::new).collect();
     let plans: Vec<&CompiledQuery> = setup.runnable().into_iter().filter_map(|i| setup.compiled[i].as_ref().ok()).collect();
     let results = sorted_pass(&setup, &plans, &events, false);
-    outcomes(&setup, &plans, results, &ReadReport { events: events.len() as u64, ..ReadReport::default() }, opts, started)
+    outcomes(&setup, &plans, results, &ReadReport { events: events.len() as u64, ..ReadReport::default() }, opts, started, None)
 }
 
+/// Where the texts of events that stayed in their file are read back from.
+type ReadBack<'f> = &'f dyn Fn(&[FileRange]) -> Result<HashMap<FileRange, Arc<str>>, FileSourceError>;
+
 /// Turns each runnable rule's pass result (in runnable order, evaluated with `plans`) into its outcome.
+/// Result events whose text stayed in the file get it back first, in one read for every rule.
 fn outcomes<'a>(
     setup: &Setup<'_, 'a>,
     plans: &[&CompiledQuery],
@@ -164,10 +172,11 @@ fn outcomes<'a>(
     read: &ReadReport,
     opts: &RunOptions,
     started: Instant,
+    read_back: Option<ReadBack<'_>>,
 ) -> Vec<RuleOutcome<'a>> {
-    let run_now = Utc::now();
+    // Phase 1: each rule's selected results and summary.
     let mut results = results.into_iter().zip(plans);
-    let mut outcomes = Vec::with_capacity(setup.rules.len());
+    let mut evaluated: Vec<(RunSummary, Option<Results>)> = Vec::with_capacity(setup.rules.len());
     for (i, &prepared) in setup.rules.iter().enumerate() {
         let window_or_span = |span: Option<(i64, i64)>| {
             setup.windows[i].unwrap_or_else(|| {
@@ -179,8 +188,9 @@ fn outcomes<'a>(
             })
         };
         if let Err(message) = &setup.compiled[i] {
-            let summary = RunSummary::new(prepared, window_or_span(None)).fail(message.clone(), started);
-            outcomes.push(RuleOutcome { prepared, summary, groups: Vec::new() });
+            let mut summary = RunSummary::new(prepared, window_or_span(None));
+            summary.errors.push(message.clone());
+            evaluated.push((summary, None));
             continue;
         }
         let (MemberResult { offered, outside_indices, excepted, span_ms, output }, plan) =
@@ -197,8 +207,8 @@ fn outcomes<'a>(
         let mut output = match output {
             Ok(o) => o,
             Err(e) => {
-                let summary = summary.fail(format!("query failed while evaluating: {}", e.render(&prepared.rule.query)), started);
-                outcomes.push(RuleOutcome { prepared, summary, groups: Vec::new() });
+                summary.errors.push(format!("query failed while evaluating: {}", e.render(&prepared.rule.query)));
+                evaluated.push((summary, None));
                 continue;
             }
         };
@@ -206,11 +216,64 @@ fn outcomes<'a>(
             keep_new_sequences(plan, &w, None, &mut output.results);
         }
         summary.record_evaluation(&output, plan.malformed_values(), prepared.rule.max_signals);
-        let groups = alert_groups(prepared, &alert_context(prepared, opts, run_now), &output.results);
-        summary.alerts_built = groups.iter().map(|g| g.len() as u64).sum();
-        outcomes.push(RuleOutcome { prepared, summary: summary.finish(started), groups });
+        evaluated.push((summary, Some(output.results)));
     }
-    outcomes
+
+    // Phase 2: the texts of the result events that stayed in the file, in one read.
+    if let Some(read_back) = read_back {
+        let ranges: Vec<FileRange> =
+            evaluated.iter().filter_map(|(_, r)| r.as_ref()).flat_map(result_events).filter_map(Event::file_range).collect();
+        if !ranges.is_empty() {
+            match read_back(&ranges) {
+                Ok(texts) => {
+                    for (_, results) in &mut evaluated {
+                        for event in results.iter_mut().flat_map(result_events_mut) {
+                            if let Some(text) = event.file_range().and_then(|r| texts.get(&r)) {
+                                event.attach_text(Arc::clone(text));
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    for (summary, results) in &mut evaluated {
+                        if results.take().is_some() {
+                            summary.errors.push(format!("could not read the matched events back from the file: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Phase 3: alert documents.
+    let run_now = Utc::now();
+    setup
+        .rules
+        .iter()
+        .zip(evaluated)
+        .map(|(&prepared, (mut summary, results))| {
+            let groups = match results {
+                Some(results) => alert_groups(prepared, &alert_context(prepared, opts, run_now), &results),
+                None => Vec::new(),
+            };
+            summary.alerts_built = groups.iter().map(|g| g.len() as u64).sum();
+            RuleOutcome { prepared, summary: summary.finish(started), groups }
+        })
+        .collect()
+}
+
+fn result_events(results: &Results) -> Box<dyn Iterator<Item = &Event> + '_> {
+    match results {
+        Results::Events(events) => Box::new(events.iter()),
+        Results::Sequences(seqs) => Box::new(seqs.iter().flat_map(|s| s.events.iter())),
+    }
+}
+
+fn result_events_mut(results: &mut Results) -> Box<dyn Iterator<Item = &mut Event> + '_> {
+    match results {
+        Results::Events(events) => Box::new(events.iter_mut()),
+        Results::Sequences(seqs) => Box::new(seqs.iter_mut().flat_map(|s| s.events.iter_mut())),
+    }
 }
 
 /// File-level problems go into every rule's summary: each rule's results depend on them.

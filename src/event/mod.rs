@@ -36,6 +36,16 @@ enum FullText {
     Source(Arc<str>),
     /// A whole search hit (`{"_index", "_id", "_source": {…}, …}`): its `_source` member.
     Hit(Arc<str>),
+    /// Not in memory: bytes `[offset, offset + len)` of the source's (decompressed) file hold the item
+    /// (a hit when `hit`), to be read back with [`Event::attach_text`] if the event becomes an alert.
+    InFile { offset: u64, len: u32, hit: bool },
+}
+
+/// Where an event's item lies in its file, for events that keep no text in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileRange {
+    pub offset: u64,
+    pub len: u32,
 }
 
 impl Event {
@@ -54,6 +64,28 @@ impl Event {
         Event { index: index.into(), id: id.into(), source: projection, full_text: Some(FullText::Hit(hit)) }
     }
 
+    /// An event whose `source` is a projection of the item at `range` of its file (a search hit when `hit`,
+    /// else a bare document): the text stays on disk until [`Event::attach_text`].
+    pub fn projected_in_file(index: impl Into<String>, id: impl Into<String>, projection: Value, range: FileRange, hit: bool) -> Self {
+        let full_text = Some(FullText::InFile { offset: range.offset, len: range.len, hit });
+        Event { index: index.into(), id: id.into(), source: projection, full_text }
+    }
+
+    /// Where the item lies in its file, when its text was left there.
+    pub fn file_range(&self) -> Option<FileRange> {
+        match self.full_text {
+            Some(FullText::InFile { offset, len, .. }) => Some(FileRange { offset, len }),
+            _ => None,
+        }
+    }
+
+    /// Gives an event whose text was left in its file ([`Event::file_range`]) that text, read back.
+    pub fn attach_text(&mut self, text: Arc<str>) {
+        if let Some(FullText::InFile { hit, .. }) = self.full_text {
+            self.full_text = Some(if hit { FullText::Hit(text) } else { FullText::Source(text) });
+        }
+    }
+
     /// The whole `_source`, for building alert documents. Parses the kept text when `source` is a
     /// projection (the text parsed once already, so this cannot fail short of a bug; the projection is
     /// returned then, which loses copied fields but never an alert).
@@ -62,6 +94,10 @@ impl Event {
             None => return Cow::Borrowed(&self.source),
             Some(FullText::Source(text)) => serde_json::from_str(text),
             Some(FullText::Hit(text)) => serde_json::from_str::<Value>(text).map(|mut hit| hit["_source"].take()),
+            Some(FullText::InFile { offset, .. }) => {
+                tracing::error!(index = %self.index, id = %self.id, offset, "the event's text was not read back from its file");
+                return Cow::Borrowed(&self.source);
+            }
         };
         match parsed {
             Ok(v) => Cow::Owned(v),

@@ -33,7 +33,7 @@ use thiserror::Error;
 
 pub use crate::event::projection::Projection;
 use crate::event::projection::{read_document, Document};
-use crate::event::Event;
+use crate::event::{Event, FileRange};
 
 
 /// How many skipped items keep their line number and reason (all of them are counted).
@@ -107,20 +107,68 @@ pub fn read_events_file(
     projection: &Projection,
     on_event: impl FnMut(Event) -> Flow,
 ) -> Result<ReadReport, FileSourceError> {
-    let io_err = |source| FileSourceError::Io { path: path.to_path_buf(), source };
-    let file = std::fs::File::open(path).map_err(io_err)?;
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let is_gzip = reader.fill_buf().map_err(io_err)?.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn BufRead> = if is_gzip {
-        Box::new(BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(reader)))
-    } else {
-        Box::new(reader)
-    };
-    read_events(reader, default_index, projection, on_event).map_err(|e| match e {
+    let reader = open(path)?;
+    let leave_text_in_file = matches!(projection, Projection::Fields(_));
+    read_items(reader, default_index, projection, leave_text_in_file, on_event).map_err(|e| match e {
         ReadError::Io(source) => FileSourceError::Io { path: path.to_path_buf(), source },
         ReadError::BadArray(reason) => FileSourceError::BadArray { path: path.to_path_buf(), reason },
         ReadError::Utf16 => FileSourceError::Utf16 { path: path.to_path_buf() },
     })
+}
+
+/// Opens a file, decompressing it when it starts with the gzip magic bytes.
+fn open(path: &Path) -> Result<Box<dyn BufRead>, FileSourceError> {
+    let io_err = |source| FileSourceError::Io { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(io_err)?;
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let is_gzip = reader.fill_buf().map_err(io_err)?.starts_with(&[0x1f, 0x8b]);
+    Ok(if is_gzip { Box::new(BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(reader))) } else { Box::new(reader) })
+}
+
+/// Reads back the texts at `ranges` of a file read by [`read_events_file`] (offsets into the decompressed
+/// stream), in one forward pass. Used for the few events that become alerts.
+pub fn read_ranges(path: &Path, ranges: &[FileRange]) -> Result<HashMap<FileRange, Arc<str>>, FileSourceError> {
+    let io_err = |source| FileSourceError::Io { path: path.to_path_buf(), source };
+    let mut wanted: Vec<FileRange> = ranges.to_vec();
+    wanted.sort();
+    wanted.dedup();
+    let mut out = HashMap::with_capacity(wanted.len());
+    let mut buf = Vec::new();
+    let mut file = std::fs::File::open(path).map_err(io_err)?;
+    let mut magic = [0u8; 2];
+    let is_gzip = file.read(&mut magic).map_err(io_err)? == 2 && magic == [0x1f, 0x8b];
+    if !is_gzip {
+        // A plain file: seek to each range.
+        use std::io::{Seek, SeekFrom};
+        for range in wanted {
+            file.seek(SeekFrom::Start(range.offset)).map_err(io_err)?;
+            buf.resize(range.len as usize, 0);
+            file.read_exact(&mut buf).map_err(io_err)?;
+            let text = std::str::from_utf8(&buf).map_err(|e| io_err(changed(e)))?;
+            out.insert(range, Arc::from(text));
+        }
+        return Ok(out);
+    }
+    // Compressed: one forward pass through the decompressed stream.
+    let mut reader = open(path)?;
+    let mut position = 0u64;
+    for range in wanted {
+        if range.offset < position {
+            // Overlapping ranges cannot come from one read; skip rather than rewind.
+            continue;
+        }
+        std::io::copy(&mut (&mut reader).take(range.offset - position), &mut std::io::sink()).map_err(io_err)?;
+        buf.resize(range.len as usize, 0);
+        reader.read_exact(&mut buf).map_err(io_err)?;
+        position = range.offset + range.len as u64;
+        let text = std::str::from_utf8(&buf).map_err(|e| io_err(changed(e)))?;
+        out.insert(range, Arc::from(text));
+    }
+    Ok(out)
+}
+
+fn changed(e: std::str::Utf8Error) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("the file changed while it was read: {e}"))
 }
 
 /// Reads a whole file into memory (tests and small files).
@@ -140,13 +188,26 @@ fn is_truncation(e: &std::io::Error) -> bool {
 
 /// Reads NDJSON or a JSON array from any reader (already decompressed).
 pub fn read_events(
+    reader: impl BufRead,
+    default_index: &str,
+    projection: &Projection,
+    on_event: impl FnMut(Event) -> Flow,
+) -> Result<ReadReport, ReadError> {
+    read_items(reader, default_index, projection, false, on_event)
+}
+
+/// [`read_events`]; with `leave_text_in_file`, projected NDJSON items keep only their byte range
+/// ([`Event::file_range`]) and [`read_ranges`] reads the texts back for the events that need them.
+fn read_items(
     mut reader: impl BufRead,
     default_index: &str,
     projection: &Projection,
+    leave_text_in_file: bool,
     mut on_event: impl FnMut(Event) -> Flow,
 ) -> Result<ReadReport, ReadError> {
-    let mut items = ItemReader { default_index, projection, ids: IdAllocator::default() };
+    let mut items = ItemReader { default_index, projection, ids: IdAllocator::default(), keep_ranges: leave_text_in_file };
     let mut report = ReadReport::default();
+    let mut consumed_before = 0usize;
     {
         let head = reader.fill_buf()?;
         if head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]) {
@@ -154,6 +215,7 @@ pub fn read_events(
         }
         if head.starts_with(&[0xef, 0xbb, 0xbf]) {
             reader.consume(3);
+            consumed_before += 3;
         }
     }
     // Peek at the first non-blank byte to choose the format; count the newlines passed on the way so
@@ -176,12 +238,14 @@ pub fn read_events(
                 let b = buf[i];
                 blank_lines += buf[..i].iter().filter(|&&c| c == b'\n').count();
                 reader.consume(i);
+                consumed_before += i;
                 break b;
             }
             None => {
                 let n = buf.len();
                 blank_lines += buf.iter().filter(|&&c| c == b'\n').count();
                 reader.consume(n);
+                consumed_before += n;
             }
         }
     };
@@ -190,13 +254,16 @@ pub fn read_events(
         return Ok(report);
     }
     let mut n = blank_lines;
+    // Offset of the next line in the (decompressed) stream: what was consumed before the first item.
+    let mut offset = consumed_before as u64;
     // Raw bytes, so that one line of invalid UTF-8 is skipped instead of aborting the file.
     let mut bytes = Vec::with_capacity(8 * 1024);
     loop {
         bytes.clear();
+        let line_start = offset;
         match reader.read_until(b'\n', &mut bytes) {
             Ok(0) => break,
-            Ok(_) => {}
+            Ok(read) => offset += read as u64,
             Err(e) if is_truncation(&e) => {
                 report.truncated = Some(e.to_string());
                 break;
@@ -212,7 +279,10 @@ pub fn read_events(
         if text.is_empty() {
             continue;
         }
-        match items.event(text) {
+        let lead = line.len() - line.trim_start().len();
+        let range = (items.keep_ranges && text.len() <= u32::MAX as usize)
+            .then(|| FileRange { offset: line_start + lead as u64, len: text.len() as u32 });
+        match items.event(text, range) {
             Ok(e) => {
                 report.events += 1;
                 if on_event(e) == Flow::Stop {
@@ -247,7 +317,7 @@ fn read_array(
             let mut n = 0usize;
             while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
                 n += 1;
-                match self.items.event(raw.get()) {
+                match self.items.event(raw.get(), None) {
                     Ok(e) => {
                         self.report.events += 1;
                         if (self.on_event)(e) == Flow::Stop {
@@ -285,11 +355,14 @@ struct ItemReader<'a> {
     default_index: &'a str,
     projection: &'a Projection,
     ids: IdAllocator,
+    /// Leave each projected item's text in the file (only its range is kept).
+    keep_ranges: bool,
 }
 
 impl ItemReader<'_> {
     /// The event of one item, or `(kind of reason, reason)`.
-    fn event(&mut self, text: &str) -> Result<Event, (&'static str, String)> {
+    /// `range`: where `text` lies in the file, to leave the text there instead of copying it.
+    fn event(&mut self, text: &str, range: Option<FileRange>) -> Result<Event, (&'static str, String)> {
         if let Projection::Fields(fields) = self.projection {
             // Fast path, one scan of the text: a hit with a string `_id` (what Elasticsearch exports).
             if text.starts_with('{') {
@@ -300,7 +373,10 @@ impl ItemReader<'_> {
                         Some(_) => None,
                     };
                     if let (Some(index), false) = (index, id.is_empty()) {
-                        return Ok(Event::projected_hit(index, id, projection, Arc::from(text)));
+                        return Ok(match range {
+                            Some(range) => Event::projected_in_file(index, id, projection, range, true),
+                            None => Event::projected_hit(index, id, projection, Arc::from(text)),
+                        });
                     }
                 }
             }
@@ -311,9 +387,10 @@ impl ItemReader<'_> {
         let event = item_to_event(item, self.default_index, &mut self.ids)?;
         Ok(match self.projection {
             // A bare item is its own `_source`: keep its text, evaluate the projection.
-            Projection::Fields(fields) if bare => {
-                Event::projected(event.index, event.id, fields.prune(&event.source), Arc::from(text))
-            }
+            Projection::Fields(fields) if bare => match range {
+                Some(range) => Event::projected_in_file(event.index, event.id, fields.prune(&event.source), range, false),
+                None => Event::projected(event.index, event.id, fields.prune(&event.source), Arc::from(text)),
+            },
             _ => event,
         })
     }
