@@ -53,3 +53,21 @@ fn sample_test_queries() {
 fn missing_events_test_queries() {
     check("missing-events.data", "test_missing_events.toml", "missing-events.mapping", "sequence", 26);
 }
+
+/// `esdetect eql-spec` takes several data and mapping files (one request over several indices) and reports
+/// skipped known differences with their reason.
+#[test]
+fn eql_spec_command_runs_the_sample_spec() {
+    let join = |names: &[&str]| names.iter().map(|n| corpus(n).display().to_string()).collect::<Vec<_>>().join(",");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_esdetect"))
+        .args(["eql-spec", "--no-tiebreaker", "--id-field", "id", "--spec"])
+        .arg(corpus("test_sample.toml"))
+        .args(["--data", &join(&["sample1.data", "sample2.data", "sample3.data"])])
+        .args(["--mapping", &join(&["sample1.mapping", "sample2.mapping", "sample3.mapping"])])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.trim_end().ends_with("22 passed, 0 failed, 3 skipped"), "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("SKIPPED customDateFormat")).count(), 3, "{stdout}");
+}

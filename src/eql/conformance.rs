@@ -272,7 +272,7 @@ pub struct QueryResult {
     pub outcome: Outcome,
 }
 
-/// Per-query outcomes of a spec run. `Display` prints one line per failure and ends with
+/// Per-query outcomes of a spec run. `Display` prints one line per failure or skip and ends with
 /// `N passed, M failed, K skipped`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Report {
@@ -298,9 +298,11 @@ impl Report {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for r in &self.results {
-            if let Outcome::Failed { reason } = &r.outcome {
-                let query = r.query.split_whitespace().collect::<Vec<_>>().join(" ");
-                writeln!(f, "FAILED {}: {} — {}", r.name, query, reason)?;
+            let query = r.query.split_whitespace().collect::<Vec<_>>().join(" ");
+            match &r.outcome {
+                Outcome::Failed { reason } => writeln!(f, "FAILED {}: {} — {}", r.name, query, reason)?,
+                Outcome::Skipped { reason } => writeln!(f, "SKIPPED {}: {reason}", r.name)?,
+                Outcome::Passed => {}
             }
         }
         write!(f, "{}", self.summary())
@@ -681,7 +683,34 @@ expected_event_ids = []
         let text = report.to_string();
         assert!(text.ends_with("\n1 passed, 3 failed, 1 skipped"), "{text}");
         assert!(text.contains("FAILED wrongIds: A then B — expected [2, 1], got [1, 2]"), "{text}");
-        assert_eq!(text.lines().count(), 4);
+        // Three failures, one skip (with its reason), the summary.
+        assert_eq!(text.lines().count(), 5);
+        assert_eq!(text.lines().filter(|l| l.starts_with("SKIPPED ")).count(), 1, "{text}");
+    }
+
+    #[test]
+    fn known_differences_are_skipped_only_when_they_fail() {
+        let spec = SpecFile::parse(
+            "[[queries]]\nname = \"customDateFormatAsKey_SameIndexResults\"\nquery = 'A where true'\nexpected_event_ids = [9]\n\
+             [[queries]]\nname = \"customDateFormatsAsKey_DifferentKeyNames\"\nquery = 'A where true'\nexpected_event_ids = [1]\n",
+        )
+        .unwrap();
+        let events = vec![ev(1, 10, "A", json!({}))];
+        let compile = |_: &str, _: &QueryOptions| -> Result<Box<dyn Plan>, EqlError> { Ok(Box::new(TestPlan::events(cat("A")))) };
+        let report = run_spec(&spec, &events, &compile, "n");
+        assert!(matches!(&report.results[0].outcome, Outcome::Skipped { reason } if reason.contains("custom `format`")));
+        assert_eq!(report.results[1].outcome, Outcome::Passed);
+    }
+
+    #[test]
+    fn spec_size_missing_placeholders_and_comment_lines() {
+        let spec = SpecFile::parse("[[queries]]\nname = \"s\"\nsize = 2\nquery = 'x'\nexpected_event_ids = [1, -1]\n").unwrap();
+        assert_eq!(spec.queries[0].size, Some(2));
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d.data");
+        std::fs::write(&data, "[{\"sequence\": 1},\n////group 2\n{\"sequence\": 2}]").unwrap();
+        let events = load_events(&data, "sequence").unwrap();
+        assert_eq!(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["1", "2"]);
     }
 
     #[test]
