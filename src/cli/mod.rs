@@ -274,7 +274,13 @@ fn explain(config: &Config, a: &args::ExplainArgs) -> Result<i32> {
     println!("indices:   {}", rule.rule.index.join(" "));
     println!("rule uuid: {}   space: {}   alerts alias: {}", rule.rule_uuid, rule.space, rule.alias);
     println!("window:    [{}, {}] on {}", window.from.to_rfc3339(), window.to.to_rfc3339(), query.window_field);
-    println!("limit:     max_signals {} (tail: the most recent results are kept)\n", rule.rule.max_signals);
+    match &rule.query.body {
+        crate::eql::ast::QueryBody::Sample(_) => println!(
+            "limit:     max_signals {} samples (the first ones in ascending join-key order, one per key; each is a shell plus building blocks)\n",
+            rule.rule.max_signals
+        ),
+        _ => println!("limit:     max_signals {} (tail: the most recent results are kept)\n", rule.rule.max_signals),
+    }
     println!("query (normalised):\n  {}\n", rule.query);
     println!("1. POST /{indices}/_pit?keep_alive={}&ignore_unavailable=true&allow_no_indices=true", crate::source::es::PIT_KEEP_ALIVE);
     println!("2. POST /_search   (repeated with search_after until a page is short)");
