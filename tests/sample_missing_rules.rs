@@ -100,6 +100,20 @@ fn explain_describes_how_samples_are_selected() {
     assert!(stdout.contains("sample by host.name"), "{stdout}");
     assert!(stdout.contains("ascending join-key order"), "{stdout}");
     assert!(!stdout.contains("tail: the most recent"), "{stdout}");
+    // The pushdown fetches the events of every filter.
+    assert!(stdout.contains("\"logged-in\"") && stdout.contains("\"service-installed\""), "{stdout}");
+}
+
+#[test]
+fn explain_fetches_the_events_of_missing_stages_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path());
+    let out = esdetect(dir.path(), &["--config", cfg.to_str().unwrap(), "explain", MISSING_ID, "--now", "2026-05-20T10:10:00Z"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("![any where event.action == \"logged-out\"]"), "{stdout}");
+    // A logoff vetoes a sequence, so the search must return logoffs as well as logons.
+    assert!(stdout.contains("\"logged-in\"") && stdout.contains("\"logged-out\""), "{stdout}");
 }
 
 #[test]
