@@ -24,6 +24,9 @@ use crate::event::Event;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Per filter, the candidate events of one key.
+type Candidates = Vec<Vec<Arc<Event>>>;
+
 /// Collects per-key candidates for a `sample` plan. Feed every event with [`SampleCollector::push`], then
 /// [`SampleCollector::finish`].
 #[derive(Debug)]
@@ -33,7 +36,7 @@ pub struct SampleCollector {
     /// Candidates kept per filter and key.
     cap: usize,
     /// `candidates[key][f]`: the first `cap` events matching filter `f` with that key, in arrival order.
-    candidates: HashMap<Vec<KeyValue>, Vec<Vec<Arc<Event>>>>,
+    candidates: HashMap<Vec<KeyValue>, Candidates>,
 }
 
 impl SampleCollector {
@@ -70,7 +73,7 @@ impl SampleCollector {
 
     /// Builds the samples, ascending by key, at most `limit` of them.
     pub fn finish(self, limit: usize) -> Vec<Completed> {
-        let mut keys: Vec<(Vec<KeyValue>, Vec<Vec<Arc<Event>>>)> =
+        let mut keys: Vec<(Vec<KeyValue>, Candidates)> =
             self.candidates.into_iter().filter(|(_, lists)| lists.iter().all(|l| !l.is_empty())).collect();
         keys.sort_by(|a, b| compare_key_tuples(&a.0, &b.0));
         let mut out = Vec::new();

@@ -31,6 +31,7 @@
 //!   sequence's first event, *trailing* stages for the earliest one strictly after its last event; the
 //!   sequence is kept when none exists, or when it is more than `maxspan` away: from the sequence's last
 //!   event (leading only), from its first event (trailing only), or from the leading one (both).
+//!
 //! A sequence that waits for trailing events is held until the stream has passed its deadline, and
 //! sequences are released in completion order, so results stay ordered by their last event.
 
