@@ -9,7 +9,7 @@
 //! Things ES rejects get a specific message here too: `=`, single quotes, chained comparisons, `sequence
 //! with maxspan=.. by ..`, a maxspan without unit, unsupported pipes, `join`, lineage (`x of [...]`),
 //! array indexes, unknown functions, wrong arity, `~` on a function without a case-insensitive form, and
-//! the shape rules of `sample` (2 to 5 filters, join keys, no `with`/`until`/`![...]`/pipes) and of
+//! the shape rules of `sample` (2 or more filters, join keys, no `with`/`until`/`![...]`/pipes) and of
 //! missing-event stages (`maxspan` required, at least one positive stage, not as `until`). Recursion is bounded ([`MAX_NESTING`]) and so is the depth of the tree ([`MAX_TREE_DEPTH`]), so
 //! no input can overflow the stack here or in later passes.
 //!
@@ -30,8 +30,6 @@ pub const MAX_NESTING: usize = 100;
 pub const MAX_TREE_DEPTH: u32 = 512;
 /// Largest `with runs=N` accepted by Elasticsearch.
 pub const MAX_RUNS: u32 = 100;
-/// Most filters a `sample` may have (Elasticsearch's limit).
-pub const MAX_SAMPLE_FILTERS: usize = 5;
 
 /// Parses one EQL query (event query, sequence or sample, then pipes).
 pub fn parse(text: &str) -> Result<Query, EqlError> {
@@ -205,10 +203,10 @@ impl Parser {
         };
         let mut pipes = Vec::new();
         if matches!(body, QueryBody::Sample(_)) && self.at(&TokenKind::Pipe) {
-            // ES: a sample's result count is the request's `size` (and `max_samples_per_key`), not a pipe.
+            // ES documents no pipes for samples, and its sample executor limits results by `size` only.
             return Err(EqlError::syntax(
-                "pipes cannot follow a `sample` query; limit the number of samples with the request `size` \
-                 (a rule's `max_signals`)",
+                "pipes after a `sample` query are not supported by esdetect; the number of samples is the \
+                 request `size` (a rule's `max_signals`)",
                 self.peek().span,
             ));
         }
@@ -364,7 +362,7 @@ impl Parser {
         Ok(Sequence { by, maxspan_ms, stages, until, span })
     }
 
-    /// `sample [by keys] [filter] [by keys] [filter] [by keys] ...` (2 to [`MAX_SAMPLE_FILTERS`] filters).
+    /// `sample [by keys] [filter] [by keys] [filter] [by keys] ...` (at least 2 filters, join keys required).
     fn sample(&mut self) -> PResult<Sample> {
         let tok = self.expect(&TokenKind::Sample, "`sample`")?;
         let by = if self.at(&TokenKind::By) { self.join_keys()? } else { Vec::new() };
@@ -398,12 +396,6 @@ impl Parser {
             }
             return Err(EqlError::syntax(
                 format!("a sample needs at least 2 filters `[ ... ]`, found {}", stages.len()),
-                span,
-            ));
-        }
-        if stages.len() > MAX_SAMPLE_FILTERS {
-            return Err(EqlError::syntax(
-                format!("a sample can have at most {MAX_SAMPLE_FILTERS} filters, found {}", stages.len()),
                 span,
             ));
         }
@@ -1398,15 +1390,14 @@ mod tests {
     fn sample_errors() {
         let e = err("sample by h [a where true]");
         assert!(e.message.contains("at least 2 filters"), "{}", e.message);
-        let e = err("sample by h [a where true] [b where true] [c where true] [d where true] [e where true] [f where true]");
-        assert!(e.message.contains("at most 5 filters"), "{}", e.message);
         let e = err("sample by h [a where true] ![b where true]");
         assert!(e.message.contains("only allowed in a `sequence`"), "{}", e.message);
         assert_eq!(e.span.col, 28);
         assert!(err("sample by h [a where true] [b where true] with runs=2").message.contains("`with runs=N`"));
         assert!(err("sample by h with maxspan=1m [a where true] [b where true]").message.contains("no `with` parameters"));
         assert!(err("sample by h [a where true] [b where true] until [c where true]").message.contains("`until`"));
-        assert!(err("sample by h [a where true] [b where true] | head 1").message.contains("pipes cannot follow a `sample`"));
+        let e = err("sample by h [a where true] [b where true] | head 1");
+        assert!(e.message.contains("pipes after a `sample` query are not supported") && e.is_unsupported(), "{}", e.message);
         assert!(err("sample [a where true] [b where true]").message.contains("needs join keys"));
         assert!(err("sample [a where true] by x [b where true]").message.contains("inconsistent number of join keys"));
     }
