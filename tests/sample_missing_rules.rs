@@ -161,3 +161,54 @@ fn sample_and_missing_event_rules_raise_kibana_shaped_alerts() {
     let shell_b = alerts.iter().find(|a| a["_id"] == missing_b[1].as_str()).unwrap();
     assert_eq!(shell_b["_source"]["host"]["name"], "b");
 }
+
+/// Queries shaped like the production detection rules that use these features (five-filter and two-filter
+/// samples keyed by several fields; a trailing missing event with a 12 h span; a per-stage-keyed one) load.
+#[test]
+fn production_shaped_rules_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let open = |path: &str| {
+        format!("[file where host.os.type == \"linux\" and auditd.data.syscall == \"open\" and auditd.data.a2 == \"1b6\" and file.path == \"{path}\"]")
+    };
+    let queries = [
+        format!(
+            "sample by host.id, process.pid, user.id\n  {}\n  {}\n  {}\n  {}\n  {}",
+            open("/etc/machine-id"),
+            open("/etc/passwd"),
+            open("/proc/net/route"),
+            open("/proc/net/ipv6_route"),
+            open("/proc/net/if_inet6")
+        ),
+        "sample by host.id, process.pid, process.parent.pid\n  [process where host.os.type == \"linux\" and event.type == \"start\" and process.name : (\"bash\", \"sh\")]\n  [network where host.os.type == \"linux\" and event.action == \"connected-to\" and network.transport == \"udp\"]".to_string(),
+        "sequence by okta.target.id with maxspan=12h\n  [any where event.dataset == \"okta.system\" and okta.event_type in (\"user.mfa.factor.deactivate\", \"user.mfa.factor.reset_all\")]\n ![any where event.dataset == \"okta.system\" and okta.event_type == \"user.mfa.factor.activate\"]".to_string(),
+        "sequence with maxspan=10m\n  [any where event.dataset == \"endpoint.alerts\"] by host.id\n ![any where event.dataset != \"endpoint.alerts\"] by host.id".to_string(),
+    ];
+    for (i, q) in queries.iter().enumerate() {
+        let id = format!("cccccccc-0000-4000-8000-00000000000{i}");
+        std::fs::write(rules.join(format!("r{i}.toml")), rule(&id, &format!("rule {i}"), q)).unwrap();
+    }
+    let out = esdetect(dir.path(), &["--rules", rules.to_str().unwrap(), "validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("4 rule(s) valid, 0 error(s)"), "{}", text(&out.stdout));
+
+    // A rule that cannot run is never reported valid: an error names file:line:col.
+    std::fs::write(
+        rules.join("bad.toml"),
+        rule("cccccccc-0000-4000-8000-000000000009", "bad", "sample by host.id\n  [any where true]\n  ![any where true]"),
+    )
+    .unwrap();
+    let out = esdetect(dir.path(), &["--rules", rules.to_str().unwrap(), "validate"]);
+    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let bad = rules.join("bad.toml").display().to_string();
+    let text_of_bad = std::fs::read_to_string(rules.join("bad.toml")).unwrap();
+    let (line, col) = text_of_bad
+        .lines()
+        .enumerate()
+        .find_map(|(n, l)| l.find("![any").map(|c| (n + 1, c + 1)))
+        .unwrap();
+    assert!(stderr.contains(&format!("{bad}:{line}:{col}:")), "{stderr}");
+    assert!(stderr.contains("only allowed in a `sequence`"), "{stderr}");
+}
