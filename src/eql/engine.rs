@@ -15,6 +15,9 @@
 //! fails the run, as the Elasticsearch search would.
 //!
 //! Events without a timestamp are skipped and counted: Elasticsearch's EQL never returns them.
+//!
+//! `sample` queries (`eql::sample`) ignore time: their events bypass the millisecond buffer and the timestamp
+//! check, and the samples are built when the stream ends (returned as [`Results::Sequences`]).
 
 use super::plan::{compare_tiebreakers, KeyValue, Limit, Plan, Position};
 use super::sample::SampleCollector;
@@ -219,8 +222,8 @@ impl<'p, P: Plan + ?Sized> Runner<'p, P> {
                 Results::Sequences(items)
             }
             Collector::Samples { collector, limit } => {
-                let samples = collector.finish(limit.count);
-                self.stats.total_results = samples.len() as u64;
+                let (samples, total) = collector.finish(limit.count);
+                self.stats.total_results = total;
                 Results::Sequences(samples.iter().map(Completed::to_match).collect())
             }
         };

@@ -127,7 +127,7 @@ pub fn compare_tiebreakers(a: &Option<KeyValue>, b: &Option<KeyValue>) -> Orderi
 pub trait Plan {
     /// True for `sequence` queries.
     fn is_sequence(&self) -> bool;
-    /// Number of (expanded) positive stages; 1 for an event query.
+    /// Number of (expanded) positive stages; 1 for an event query; the number of filters for a sample.
     fn stage_count(&self) -> usize;
     /// Whether `event` satisfies stage `stage` (category filter included). `Err` is a query error that fails
     /// the whole search, as it would in Elasticsearch (e.g. a non-numeric string against a `long` field).

@@ -71,21 +71,23 @@ impl SampleCollector {
         Ok(matches)
     }
 
-    /// Builds the samples, ascending by key, at most `limit` of them.
-    pub fn finish(self, limit: usize) -> Vec<Completed> {
+    /// Builds the samples, ascending by key, at most `limit` of them. Also returns how many samples there
+    /// were before the cut, so a caller can tell that `size` (`max_signals`) dropped some.
+    pub fn finish(self, limit: usize) -> (Vec<Completed>, u64) {
         let mut keys: Vec<(Vec<KeyValue>, Candidates)> =
             self.candidates.into_iter().filter(|(_, lists)| lists.iter().all(|l| !l.is_empty())).collect();
         keys.sort_by(|a, b| compare_key_tuples(&a.0, &b.0));
         let mut out = Vec::new();
+        let mut total = 0u64;
         for (key, lists) in keys {
             for events in pick(&lists, self.per_key) {
-                if out.len() >= limit {
-                    return out;
+                total += 1;
+                if out.len() < limit {
+                    out.push(Completed { join_keys: key.clone(), events, missing: Vec::new() });
                 }
-                out.push(Completed { join_keys: key.clone(), events, missing: Vec::new() });
             }
         }
-        out
+        (out, total)
     }
 }
 
@@ -183,5 +185,7 @@ mod runner_tests {
             vec![(vec![KeyValue::Str("a".into())], vec![4, 6]), (vec![KeyValue::Str("m".into())], vec![3, 5])]
         );
         assert_eq!(out.stats.events_skipped_no_timestamp, 0);
+        // Three samples existed (a, m, z); `size` kept two, and the run says so.
+        assert_eq!((out.stats.total_results, out.stats.truncated), (3, true));
     }
 }
