@@ -170,8 +170,8 @@ pub struct SequenceMatcher {
     pushed: u64,
     last_ts: Option<i64>,
     missing: MissingStages,
-    /// Missing-stage events seen, per (missing stage id, key).
-    seen: HashMap<(usize, Vec<KeyValue>), Seen>,
+    /// Missing-stage events seen, per key and missing stage id.
+    seen: HashMap<Vec<KeyValue>, Vec<Option<Seen>>>,
     /// Completed sequences not yet released (only with trailing missing stages).
     held: VecDeque<Held>,
 }
@@ -212,10 +212,8 @@ impl SequenceMatcher {
 
     /// The latest event of any of `stages` (missing stage ids) for `key` strictly before `ts`.
     fn latest_missing_before(&self, stages: &[usize], key: &[KeyValue], ts: i64) -> Option<i64> {
-        stages
-            .iter()
-            .filter_map(|&m| self.seen.get(&(m, key.to_vec())).and_then(|s| s.latest_before(ts)))
-            .max()
+        let row = self.seen.get(key)?;
+        stages.iter().filter_map(|&m| row.get(m).copied().flatten().and_then(|s| s.latest_before(ts))).max()
     }
 
     /// Records the event's matches of missing stages, and lets trailing ones reject held sequences.
@@ -233,10 +231,12 @@ impl SequenceMatcher {
                         }
                     }
                 }
-                self.seen
-                    .entry((m, key))
-                    .and_modify(|s| s.record(ts))
-                    .or_insert(Seen { last: ts, before_last: None });
+                let count = self.missing.count;
+                let slot = &mut self.seen.entry(key).or_insert_with(|| vec![None; count])[m];
+                match slot {
+                    Some(seen) => seen.record(ts),
+                    None => *slot = Some(Seen { last: ts, before_last: None }),
+                }
             }
         }
         Ok(())
@@ -253,7 +253,7 @@ impl SequenceMatcher {
         let exceeds = |from: i64, to: i64| to.saturating_sub(from) > span;
         let has_leading = !self.missing.leading.is_empty();
         let has_trailing = !self.missing.trailing.is_empty();
-        // `None`: decided now (Some(true) keep / Some(false) drop); otherwise the trailing deadline.
+        // `keep == false` drops it now; a deadline means a trailing event in (end, deadline] still can.
         let (keep, deadline) = match (has_leading, has_trailing) {
             (false, false) => (true, None),
             (true, false) => (seq.last_leading.is_none_or(|l| exceeds(l, ts)), None),
@@ -267,8 +267,8 @@ impl SequenceMatcher {
             return;
         }
         match deadline {
-            // No trailing event can fall inside (end, deadline]: decided.
             Some(d) if d > ts => self.held.push_back(Held { done, end: ts, deadline: d, rejected: false }),
+            // Decided (no deadline, or an empty (end, deadline] range); it waits only behind held ones.
             _ if !self.held.is_empty() => {
                 self.held.push_back(Held { done, end: ts, deadline: i64::MIN, rejected: false })
             }
@@ -376,7 +376,14 @@ impl SequenceMatcher {
         let Some(span) = self.maxspan_ms else { return };
         // A missing-stage event older than a maxspan before now can no longer be inside any future sequence's
         // range, nor within maxspan of it.
-        self.seen.retain(|_, seen| now_ts.saturating_sub(seen.last) <= span);
+        self.seen.retain(|_, row| {
+            for slot in row.iter_mut() {
+                if slot.is_some_and(|seen| now_ts.saturating_sub(seen.last) > span) {
+                    *slot = None;
+                }
+            }
+            row.iter().any(Option::is_some)
+        });
         let mut removed = 0usize;
         self.slots.retain(|_, row| {
             for slot in row.iter_mut() {
@@ -680,6 +687,24 @@ mod missing_tests {
         )
         .unwrap();
         assert_eq!(seqs(&order), vec![(vec![1, 2], vec![2]), (vec![3, 4], vec![2])]);
+    }
+
+    #[test]
+    fn pruning_old_missing_events_changes_nothing() {
+        // [A] ![M] [B] plus a leading ![M]; enough filler events to trigger several prunes.
+        let mut plan = TestPlan::seq(vec![cat("A"), cat("B")], &["k"]).missing(0, cat("M")).missing(1, cat("M"));
+        plan.maxspan_ms = Some(100);
+        let mut events = vec![ev(1, 0, "M", k())];
+        events.extend((0..10_000).map(|i| ev(100 + i, 1 + i / 2, "X", k())));
+        events.extend([
+            ev(20_001, 6_000, "A", k()),
+            ev(20_002, 6_010, "B", k()),
+            ev(20_003, 7_000, "A", k()),
+            ev(20_004, 7_010, "M", k()),
+            ev(20_005, 7_020, "B", k()),
+        ]);
+        // The old leading M is far away (kept); the second pair has an M between (discarded).
+        assert_eq!(seqs(&run(&plan, events).unwrap()), vec![(vec![20_001, 20_002], vec![0, 2])]);
     }
 
     #[test]
