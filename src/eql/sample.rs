@@ -189,3 +189,90 @@ mod runner_tests {
         assert_eq!((out.stats.total_results, out.stats.truncated), (3, true));
     }
 }
+
+/// Property: samples are exactly the keys for which distinct events can fill every filter (checked by brute
+/// force over all matching events), ascending, each sample valid.
+#[cfg(test)]
+mod properties {
+    use super::super::engine::{run, Results};
+    use super::super::plan::{compare_key_tuples, KeyValue, Position};
+    use super::super::sequence::test_plan::{n, when, TestPlan};
+    use crate::event::Event;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+    use std::cmp::Ordering;
+
+    fn cat_in(e: &Event, cats: &[&str]) -> bool {
+        e.source.get("cat").and_then(Value::as_str).is_some_and(|c| cats.contains(&c))
+    }
+
+    /// Overlapping filters, so one event can match several of them and distinctness matters.
+    const FILTERS: [&[&str]; 3] = [&["A", "B"], &["B", "C"], &["A", "C"]];
+
+    fn plan() -> TestPlan {
+        let stages = FILTERS.iter().map(|cats| when(move |e: &Event| cat_in(e, cats))).collect();
+        let mut p = TestPlan::seq(stages, &["k"]).limit(Position::Tail, 50);
+        p.sequence = false;
+        p.sample = true;
+        p
+    }
+
+    /// Whether distinct events from `events` can fill every filter (any order of choice).
+    fn fillable(events: &[&Event], f: usize, used: &mut Vec<i64>) -> bool {
+        if f == FILTERS.len() {
+            return true;
+        }
+        for e in events {
+            if cat_in(e, FILTERS[f]) && !used.contains(&n(e)) {
+                used.push(n(e));
+                if fillable(events, f + 1, used) {
+                    return true;
+                }
+                used.pop();
+            }
+        }
+        false
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+        #[test]
+        fn samples_are_the_fillable_keys_in_order(raw in proptest::collection::vec((0usize..3, 0usize..4), 0..14)) {
+            let events: Vec<Event> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, (c, k))| {
+                    let cat = ["A", "B", "C"][*c];
+                    Event::new("i", format!("{i:04}"), json!({"n": i, "cat": cat, "k": format!("k{k}")}))
+                })
+                .collect();
+            let out = run(&plan(), events.clone()).unwrap();
+            let Results::Sequences(samples) = out.results else { panic!("samples come back as sequences") };
+            let mut expected: Vec<String> = (0..4).map(|k| format!("k{k}")).filter(|key| {
+                let of_key: Vec<&Event> = events.iter().filter(|e| e.source["k"] == json!(key)).collect();
+                fillable(&of_key, 0, &mut Vec::new())
+            }).collect();
+            expected.sort();
+            let got: Vec<String> = samples.iter().map(|s| match &s.join_keys[..] {
+                [KeyValue::Str(k)] => k.clone(),
+                other => panic!("unexpected key {other:?}"),
+            }).collect();
+            prop_assert_eq!(&got, &expected);
+            for w in samples.windows(2) {
+                prop_assert_eq!(compare_key_tuples(&w[0].join_keys, &w[1].join_keys), Ordering::Less);
+            }
+            for (s, key) in samples.iter().zip(&got) {
+                let ids: Vec<i64> = s.events.iter().map(n).collect();
+                for (f, e) in s.events.iter().enumerate() {
+                    prop_assert!(cat_in(e, FILTERS[f]));
+                    prop_assert_eq!(&e.source["k"], &json!(key));
+                }
+                let mut distinct = ids.clone();
+                distinct.sort();
+                distinct.dedup();
+                prop_assert_eq!(distinct.len(), ids.len(), "events of a sample are distinct: {:?}", ids);
+            }
+        }
+    }
+}
