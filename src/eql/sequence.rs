@@ -721,3 +721,101 @@ mod missing_tests {
         assert_eq!(seqs(&no_lead), vec![(vec![2], vec![0, 2])]);
     }
 }
+
+/// Property: the streaming missing-event checks equal Elasticsearch's formulation — match the positive stages
+/// alone, then test each completed sequence against all events (`TumblingWindow.doCheckMissingEvents`).
+#[cfg(test)]
+mod missing_properties {
+    use super::super::engine::{run, Results};
+    use super::super::plan::Position;
+    use super::test_plan::{cat, ev, n, TestPlan};
+    use crate::event::Event;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    const SPAN: i64 = 10;
+
+    fn ts(e: &Event) -> i64 {
+        e.source["ts"].as_i64().unwrap_or_default()
+    }
+    fn is(e: &Event, c: &str) -> bool {
+        e.source.get("cat").and_then(Value::as_str) == Some(c)
+    }
+
+    /// `[A] [B]` with missing stages: 0 = leading `![M]`, 1 = inner `![N]`, 2 = trailing `![M]`.
+    fn plan(layout: &[usize]) -> TestPlan {
+        let mut p = TestPlan::seq(vec![cat("A"), cat("B")], &["k"]).limit(Position::Tail, 10_000);
+        p.maxspan_ms = Some(SPAN);
+        for &m in layout {
+            p = match m {
+                0 => p.missing(0, cat("M")),
+                1 => p.missing(1, cat("N")),
+                _ => p.missing(2, cat("M")),
+            };
+        }
+        p
+    }
+
+    /// Elasticsearch's verdict for one completed `[a, b]` sequence of key `k`.
+    fn es_keeps(layout: &[usize], events: &[Event], a: &Event, b: &Event, k: &Value) -> bool {
+        let same = |e: &&Event| &e.source["k"] == k;
+        if layout.contains(&1) && events.iter().filter(same).any(|e| is(e, "N") && ts(e) > ts(a) && ts(e) < ts(b)) {
+            return false;
+        }
+        let leading = layout.contains(&0);
+        let trailing = layout.contains(&2);
+        let last_leading =
+            if leading { events.iter().filter(same).filter(|e| is(e, "M") && ts(e) < ts(a)).map(ts).max() } else { None };
+        let first_trailing =
+            if trailing { events.iter().filter(same).filter(|e| is(e, "M") && ts(e) > ts(b)).map(ts).min() } else { None };
+        let bigger = |f: Option<i64>, t: Option<i64>| match (f, t) {
+            (Some(f), Some(t)) => t - f > SPAN,
+            _ => true,
+        };
+        (first_trailing.is_none() && last_leading.is_none())
+            || (last_leading.is_none() && leading)
+            || (first_trailing.is_none() && trailing)
+            || (leading && trailing && bigger(last_leading, first_trailing))
+            || (leading && !trailing && bigger(last_leading, Some(ts(b))))
+            || (!leading && trailing && bigger(Some(ts(a)), first_trailing))
+    }
+
+    fn pairs(out: Results) -> Vec<Vec<i64>> {
+        match out {
+            Results::Sequences(s) => s.iter().map(|m| m.events.iter().map(n).collect()).collect(),
+            Results::Events(_) => panic!("expected sequences"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+
+        #[test]
+        fn streaming_checks_equal_the_post_filter(
+            raw in proptest::collection::vec((0usize..4, 0usize..2, 0i64..4), 0..30),
+            layout in prop::sample::select(vec![vec![0], vec![1], vec![2], vec![0, 1], vec![1, 2], vec![0, 2], vec![0, 1, 2]]),
+        ) {
+            let mut t = 0;
+            let events: Vec<Event> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, (c, k, dt))| {
+                    t += dt;
+                    let key = ["x", "y"][*k];
+                    ev(i as i64, t, ["A", "B", "M", "N"][*c], json!({ "k": key }))
+                })
+                .collect();
+            let positive = pairs(run(&plan(&[]), events.clone()).unwrap().results);
+            let expected: Vec<Vec<i64>> = positive
+                .into_iter()
+                .filter(|ids| {
+                    let a = &events[ids[0] as usize];
+                    let b = &events[ids[1] as usize];
+                    es_keeps(&layout, &events, a, b, &a.source["k"])
+                })
+                .collect();
+            let got = pairs(run(&plan(&layout), events.clone()).unwrap().results);
+            prop_assert_eq!(got, expected);
+        }
+    }
+}
