@@ -1,6 +1,7 @@
-//! Arbitrary JSON documents (bytes → `serde_json`) evaluated against the compiled plans of both seed rules:
-//! every stage, the join keys, timestamp and a one-event engine run. Nothing may panic; query errors are
-//! allowed (they are results, e.g. a script type error), panics are not.
+//! Arbitrary JSON documents (bytes → `serde_json`) evaluated against the compiled plans of both seed rules,
+//! a `sample` and a sequence with missing-event stages: every stage, the join keys, timestamp and a small
+//! engine run. Nothing may panic; query errors are allowed (they are results, e.g. a script type error),
+//! panics are not.
 #![no_main]
 
 use esdetect::eql::analyze::CompiledQuery;
@@ -33,9 +34,20 @@ fn plans() -> &'static Vec<CompiledQuery> {
                 let q = esdetect::eql::parse(&rule.query).expect("seed rule parses");
                 CompiledQuery::compile(&q, &Mapping::builtin_ecs(), &opts).expect("seed rule compiles")
             })
+            .chain(EXTRA_QUERIES.iter().map(|text| {
+                let q = esdetect::eql::parse(text).expect("extra query parses");
+                CompiledQuery::compile(&q, &Mapping::builtin_ecs(), &opts).expect("extra query compiles")
+            }))
             .collect()
     })
 }
+
+/// Queries for the engine paths the seed rules do not take.
+const EXTRA_QUERIES: [&str; 2] = [
+    "sample by host.name, ?user.name [authentication where event.action == \"logged-in\"] by ?process.pid [any where true] by ?process.pid",
+    "sequence by host.name with maxspan=1m ![any where event.code == \"4634\"] [authentication where true] \
+     ![any where event.code == \"4647\"] [any where true] with runs=2 ![any where source.ip == \"::1\"]",
+];
 
 fuzz_target!(|data: &[u8]| {
     let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) else { return };
@@ -45,7 +57,13 @@ fuzz_target!(|data: &[u8]| {
             let _ = plan.matches_stage(s, &event);
             let _ = plan.join_keys(s, &event);
         }
+        for m in 0..plan.missing_positions().len() {
+            let _ = plan.matches_missing(m, &event);
+            let _ = plan.missing_keys(m, &event);
+        }
         let _ = plan.timestamp_ms(&event);
-        let _ = esdetect::eql::engine::run(plan, vec![event.clone()]);
+        // The same document several times: samples need distinct events per filter, sequences several stages.
+        let copies = (0..4).map(|i| Event::new("fuzz-index", format!("fuzz-id-{i}"), event.source.clone()));
+        let _ = esdetect::eql::engine::run(plan, copies);
     }
 });

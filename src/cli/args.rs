@@ -157,18 +157,25 @@ pub struct ExplainArgs {
 
 #[derive(Debug, Args)]
 pub struct EqlSpecArgs {
-    /// Data: a JSON array of documents.
-    #[arg(long, value_name = "FILE")]
-    pub data: PathBuf,
+    /// Data: a JSON array of documents (`//` comment lines allowed). Several files (repeat the option or
+    /// separate with commas) are searched together, one index each, like `sample1,sample2,sample3`.
+    #[arg(long, value_name = "FILE", required = true, value_delimiter = ',')]
+    pub data: Vec<PathBuf>,
     /// Spec: Elasticsearch QA TOML (`[[queries]]` with `query` and `expected_event_ids`).
     #[arg(long, value_name = "FILE")]
     pub spec: PathBuf,
-    /// Elasticsearch mapping JSON for the data (`#` comment lines allowed).
-    #[arg(long, value_name = "FILE")]
-    pub mapping: Option<PathBuf>,
-    /// Tiebreaker field; also the field that identifies events in `expected_event_ids`.
+    /// Elasticsearch mapping JSON for the data (`#` comment lines allowed); several are merged.
+    #[arg(long, value_name = "FILE", value_delimiter = ',')]
+    pub mapping: Vec<PathBuf>,
+    /// Tiebreaker field; also the field that identifies events in `expected_event_ids` unless `--id-field`.
     #[arg(long, value_name = "FIELD", default_value = "serial_event_id")]
     pub tiebreaker: String,
+    /// Send no tiebreaker field (the `test_sample.toml` runner does not).
+    #[arg(long)]
+    pub no_tiebreaker: bool,
+    /// Field that identifies events in `expected_event_ids` (default: the tiebreaker field).
+    #[arg(long, value_name = "FIELD")]
+    pub id_field: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

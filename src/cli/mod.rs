@@ -295,7 +295,13 @@ fn explain(config: &Config, a: &args::ExplainArgs) -> Result<i32> {
     println!("indices:   {}", rule.rule.index.join(" "));
     println!("rule uuid: {}   space: {}   alerts alias: {}", rule.rule_uuid, rule.space, rule.alias);
     println!("window:    [{}, {}] on {}", window.from.to_rfc3339(), window.to.to_rfc3339(), query.window_field);
-    println!("limit:     max_signals {} (tail: the most recent results are kept)", rule.rule.max_signals);
+    match &rule.query.body {
+        crate::eql::ast::QueryBody::Sample(_) => println!(
+            "limit:     max_signals {} samples (the first ones in ascending join-key order, one per key; each is a shell plus building blocks)",
+            rule.rule.max_signals
+        ),
+        _ => println!("limit:     max_signals {} (tail: the most recent results are kept)", rule.rule.max_signals),
+    }
     if !rule.exceptions.is_empty() {
         let names: Vec<&str> = rule.exceptions.items.iter().map(|i| i.item_id.as_str()).collect();
         println!("exceptions: {} item(s) ({}), excluded by the `must_not` filter below", names.len(), names.join(", "));
@@ -311,7 +317,11 @@ fn explain(config: &Config, a: &args::ExplainArgs) -> Result<i32> {
 }
 
 fn eql_spec(a: &args::EqlSpecArgs) -> Result<i32> {
-    let report = crate::eql::conformance::run_files_with_engine(&a.data, &a.spec, a.mapping.as_deref(), &a.tiebreaker)?;
+    let data: Vec<&std::path::Path> = a.data.iter().map(|p| p.as_path()).collect();
+    let mappings: Vec<&std::path::Path> = a.mapping.iter().map(|p| p.as_path()).collect();
+    let tiebreaker = (!a.no_tiebreaker).then_some(a.tiebreaker.as_str());
+    let id_field = a.id_field.as_deref().unwrap_or(&a.tiebreaker);
+    let report = crate::eql::conformance::run_indices_with_engine(&data, &a.spec, &mappings, tiebreaker, id_field)?;
     println!("{report}");
     Ok(if report.failed() == 0 { EXIT_OK } else { EXIT_FAILED })
 }

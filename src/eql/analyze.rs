@@ -42,7 +42,11 @@ struct CompiledStage {
 #[derive(Debug)]
 pub struct CompiledQuery {
     sequence: bool,
+    sample: bool,
     stages: Vec<CompiledStage>,
+    /// Missing-event stages (`![...]`, expanded by `runs`) and where each sits among the positive stages.
+    missing: Vec<CompiledStage>,
+    missing_positions: Vec<usize>,
     until: Option<CompiledStage>,
     maxspan_ms: Option<i64>,
     limit: Limit,
@@ -741,25 +745,55 @@ impl CompiledQuery {
     /// literal coercion failures are `Query` errors (ES would fail the search).
     pub fn compile(q: &ast::Query, mapping: &Mapping, opts: &QueryOptions) -> Result<CompiledQuery, EqlError> {
         let c = Compiler { mapping };
+        let mut missing = Vec::new();
+        let mut missing_positions = Vec::new();
+        let mut sample = false;
         let (sequence, stages, until, maxspan_ms) = match &q.body {
             ast::QueryBody::Event(f) => (false, vec![c.stage(f, &[], opts)?], None, None),
+            ast::QueryBody::Sample(s) => {
+                sample = true;
+                let mut stages = Vec::new();
+                for st in &s.stages {
+                    let by: Vec<&FieldRef> = s.by.iter().chain(st.by.iter()).collect();
+                    stages.push(c.stage(&st.filter, &by, opts)?);
+                }
+                let n = stages.first().map(|st| st.keys.len()).unwrap_or(0);
+                if n == 0 || stages.iter().any(|st| st.keys.len() != n) {
+                    return Err(EqlError::verification(
+                        "every filter of a sample needs the same number of join keys, at least one",
+                        s.span,
+                    ));
+                }
+                (false, stages, None, None)
+            }
             ast::QueryBody::Sequence(s) => {
                 let mut stages = Vec::new();
                 for st in &s.stages {
-                    if st.missing {
-                        return Err(EqlError::verification(
-                            "missing-event stages ![...] are not supported by esdetect yet",
-                            st.filter.span,
-                        ));
-                    }
                     if st.runs == 0 {
                         return Err(EqlError::verification("runs must be at least 1", st.filter.span));
                     }
                     let by: Vec<&FieldRef> = s.by.iter().chain(st.by.iter()).collect();
                     let compiled = c.stage(&st.filter, &by, opts)?;
                     for _ in 0..st.runs {
-                        stages.push(compiled.clone());
+                        if st.missing {
+                            missing_positions.push(stages.len());
+                            missing.push(compiled.clone());
+                        } else {
+                            stages.push(compiled.clone());
+                        }
                     }
+                }
+                if stages.is_empty() {
+                    return Err(EqlError::verification(
+                        "a sequence needs at least one stage that is not a missing event `![...]`",
+                        s.span,
+                    ));
+                }
+                if !missing.is_empty() && s.maxspan_ms.is_none() {
+                    return Err(EqlError::verification(
+                        "`with maxspan=...` is required in a sequence with missing-event stages `![...]`",
+                        s.span,
+                    ));
                 }
                 let until = match &s.until {
                     Some(u) => {
@@ -770,7 +804,7 @@ impl CompiledQuery {
                 };
                 if let Some(first) = stages.first() {
                     let n = first.keys.len();
-                    if stages.iter().chain(until.iter()).any(|st| st.keys.len() != n) {
+                    if stages.iter().chain(until.iter()).chain(missing.iter()).any(|st| st.keys.len() != n) {
                         return Err(EqlError::verification(
                             "every stage of a sequence must have the same number of join keys",
                             s.span,
@@ -797,7 +831,10 @@ impl CompiledQuery {
         let tiebreaker = opts.tiebreaker_field.as_deref().map(|t| ordering_field(mapping, t, ValueKind::Inferred));
         Ok(CompiledQuery {
             sequence,
+            sample,
             stages,
+            missing,
+            missing_positions,
             until,
             maxspan_ms,
             limit,
@@ -810,12 +847,13 @@ impl CompiledQuery {
 
     /// How many document values were skipped because the mapping could not index them (e.g. `"0x1c0"` in a
     /// `long` field, an invalid IP) — ES would have rejected or ignored them; worth a warning.
-    /// Every `_source` path this query reads (predicates, join keys, timestamp, tiebreaker), aliases
+    /// Every `_source` path this query reads (predicates of every stage — positive, missing, until —, join
+    /// keys, timestamp, tiebreaker), aliases
     /// resolved: what an event must carry for the query to see it exactly as the whole document.
     pub fn fields_read(&self) -> Vec<String> {
         let mut out = vec![self.timestamp.source_path.clone()];
         out.extend(self.tiebreaker.iter().map(|t| t.source_path.clone()));
-        for stage in self.stages.iter().chain(self.until.iter()) {
+        for stage in self.stages.iter().chain(&self.missing).chain(self.until.iter()) {
             stage.pred.fields_read(&mut out);
             out.extend(stage.keys.iter().filter_map(|k| k.acc.as_ref()).map(|a| a.source_path.clone()));
         }
@@ -868,6 +906,23 @@ impl CompiledQuery {
     }
 }
 
+/// A sample's keys come from composite-aggregation buckets, where a `date` key is its epoch-millisecond
+/// number (sequence keys come from the document and stay formatted).
+fn sample_keys(stage: &CompiledStage, mut keys: Vec<Vec<KeyValue>>) -> Vec<Vec<KeyValue>> {
+    for (i, k) in stage.keys.iter().enumerate() {
+        if k.acc.as_ref().is_some_and(|a| matches!(a.kind, ValueKind::Date | ValueKind::DateNanos)) {
+            for key in keys.iter_mut() {
+                if let Some(KeyValue::Str(text)) = key.get(i) {
+                    if let Some(ms) = super::value::parse_date_ms(text) {
+                        key[i] = KeyValue::Long(ms);
+                    }
+                }
+            }
+        }
+    }
+    keys
+}
+
 impl Plan for CompiledQuery {
     fn is_sequence(&self) -> bool {
         self.sequence
@@ -883,6 +938,7 @@ impl Plan for CompiledQuery {
     }
     fn join_keys(&self, stage: usize, event: &Event) -> Vec<Vec<KeyValue>> {
         match self.stages.get(stage) {
+            Some(s) if self.sample => sample_keys(s, self.keys_of(s, event)),
             Some(s) => self.keys_of(s, event),
             None => Vec::new(),
         }
@@ -918,9 +974,31 @@ impl Plan for CompiledQuery {
             _ => None,
         }
     }
+    fn fields_read(&self) -> Option<Vec<String>> {
+        Some(CompiledQuery::fields_read(self))
+    }
+
     fn tiebreaker(&self, event: &Event) -> Option<KeyValue> {
         let acc = self.tiebreaker.as_ref()?;
         acc.first(&event.source, &self.malformed).map(|v| v.to_key())
+    }
+    fn missing_positions(&self) -> Vec<usize> {
+        self.missing_positions.clone()
+    }
+    fn matches_missing(&self, m: usize, event: &Event) -> Result<bool, EqlError> {
+        match self.missing.get(m) {
+            Some(s) => s.pred.eval(&event.source, &self.malformed),
+            None => Ok(false),
+        }
+    }
+    fn missing_keys(&self, m: usize, event: &Event) -> Vec<Vec<KeyValue>> {
+        match self.missing.get(m) {
+            Some(s) => self.keys_of(s, event),
+            None => Vec::new(),
+        }
+    }
+    fn is_sample(&self) -> bool {
+        self.sample
     }
 }
 

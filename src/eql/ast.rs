@@ -15,7 +15,7 @@ pub struct Span {
     pub col: u32,
 }
 
-/// A whole query: an event query or a sequence, followed by pipes.
+/// A whole query: an event query, a sequence or a sample, followed by pipes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
     pub body: QueryBody,
@@ -27,6 +27,7 @@ pub enum QueryBody {
     /// `<category> where <condition>` or `any where <condition>`.
     Event(EventFilter),
     Sequence(Sequence),
+    Sample(Sample),
 }
 
 /// `<category> where <condition>`.
@@ -51,7 +52,18 @@ pub struct Sequence {
     pub span: Span,
 }
 
-/// One bracketed stage of a sequence.
+/// `sample [by k, ...] [filter] [by ...] [filter] [by ...] ...`: events sharing join-key values, one per
+/// filter, in any time order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Keys shared by every filter (`sample by ...`); they come first in each filter's join key.
+    pub by: Vec<FieldRef>,
+    /// The filters, as stages (never `missing`, always `runs == 1`).
+    pub stages: Vec<Stage>,
+    pub span: Span,
+}
+
+/// One bracketed stage of a sequence (or filter of a sample).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stage {
     pub filter: EventFilter,

@@ -15,8 +15,12 @@
 //! fails the run, as the Elasticsearch search would.
 //!
 //! Events without a timestamp are skipped and counted: Elasticsearch's EQL never returns them.
+//!
+//! `sample` queries (`eql::sample`) ignore time: their events bypass the millisecond buffer and the timestamp
+//! check, and the samples are built when the stream ends (returned as [`Results::Sequences`]).
 
 use super::plan::{compare_tiebreakers, KeyValue, Limit, Plan, Position};
+use super::sample::SampleCollector;
 use super::sequence::{Completed, SequenceMatch, SequenceMatcher};
 use super::EqlError;
 use crate::event::Event;
@@ -101,6 +105,8 @@ impl<T> Selector<T> {
 enum Collector {
     Events(Selector<Arc<Event>>),
     Sequences { matcher: SequenceMatcher, selected: Selector<Completed>, scratch: Vec<Completed> },
+    /// `sample`: per-key candidates, turned into samples when the stream ends (results are `Sequences`).
+    Samples { collector: SampleCollector, limit: Limit },
 }
 
 /// A buffered event of the current millisecond with the rest of its ordinal.
@@ -124,7 +130,9 @@ pub struct Runner<'p, P: Plan + ?Sized> {
 impl<'p, P: Plan + ?Sized> Runner<'p, P> {
     pub fn new(plan: &'p P) -> Self {
         let limit = plan.limit();
-        let collector = if plan.is_sequence() {
+        let collector = if plan.is_sample() {
+            Collector::Samples { collector: SampleCollector::for_plan(plan), limit }
+        } else if plan.is_sequence() {
             Collector::Sequences {
                 matcher: SequenceMatcher::for_plan(plan),
                 selected: Selector::new(limit),
@@ -154,6 +162,19 @@ impl<'p, P: Plan + ?Sized> Runner<'p, P> {
             return Err(e.clone());
         }
         self.stats.events_seen += 1;
+        if let Collector::Samples { collector, .. } = &mut self.collector {
+            // A sample ignores time: every event counts, in arrival order, with or without a timestamp.
+            return match collector.push(self.plan, event) {
+                Ok(n) => {
+                    self.stats.stage_matches += n;
+                    Ok(())
+                }
+                Err(e) => {
+                    self.failed = Some(e.clone());
+                    Err(e)
+                }
+            };
+        }
         let Some(ts) = self.plan.timestamp_ms(&event) else {
             self.stats.events_skipped_no_timestamp += 1;
             return Ok(());
@@ -186,6 +207,14 @@ impl<'p, P: Plan + ?Sized> Runner<'p, P> {
             return Err(e);
         }
         self.flush()?;
+        if let Collector::Sequences { matcher, selected, scratch } = &mut self.collector {
+            // Sequences held back for a trailing missing-event verdict are decided now.
+            matcher.finish(scratch);
+            for done in scratch.drain(..) {
+                self.stats.total_results += 1;
+                selected.offer(done);
+            }
+        }
         let then_limits = self.plan.then_limits();
         let results = match self.collector {
             Collector::Events(sel) => {
@@ -197,6 +226,11 @@ impl<'p, P: Plan + ?Sized> Runner<'p, P> {
                 let mut items: Vec<SequenceMatch> = selected.items.iter().map(Completed::to_match).collect();
                 then_limits.iter().for_each(|l| l.apply(&mut items));
                 Results::Sequences(items)
+            }
+            Collector::Samples { collector, limit } => {
+                let (samples, total) = collector.finish(limit.count);
+                self.stats.total_results = total;
+                Results::Sequences(samples.iter().map(Completed::to_match).collect())
             }
         };
         self.stats.truncated = self.stats.total_results > results.len() as u64;
@@ -241,6 +275,8 @@ impl<'p, P: Plan + ?Sized> Runner<'p, P> {
                     }
                 }
             }
+            // Samples never buffer: `push` hands their events over directly.
+            Collector::Samples { .. } => {}
         }
         Ok(())
     }

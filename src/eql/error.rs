@@ -30,8 +30,8 @@ impl EqlError {
         EqlError { kind: ErrorKind::Query, message: message.into(), span }
     }
 
-    /// Whether the query uses a feature that Elasticsearch EQL (or esdetect) does not support — `sample`,
-    /// `join`, pipes other than head/tail, lineage, Endgame-only functions — rather than being malformed.
+    /// Whether the query uses a feature that Elasticsearch EQL (or esdetect) does not support — `join`,
+    /// pipes other than head/tail, lineage, Endgame-only functions — rather than being malformed.
     /// Every such message produced by the parser says "not supported".
     pub fn is_unsupported(&self) -> bool {
         self.message.contains("not supported")

@@ -6,9 +6,9 @@
 //! by mapping, latest-wins sequence slots, tail selection.
 //!
 //! Pipeline, one module each: `lexer`/`parser` (text → `ast`) → `analyze` (types from `mapping`, values
-//! from `value`, predicates in `eval`/`functions`) → `plan` (the contract) → `sequence`/`engine`
-//! (ordering, state machine, limits); `pushdown` derives the pre-filter, `dsl` checks it in tests;
-//! `conformance` runs Elasticsearch's QA specs.
+//! from `value`, predicates in `eval`/`functions`) → `plan` (the contract) → `sequence` (state machine and
+//! missing-event stages) / `sample` (per-key candidates) / `engine` (ordering, limits); `pushdown` derives
+//! the pre-filter, `dsl` checks it in tests; `conformance` runs Elasticsearch's QA specs.
 
 pub mod ast;
 pub mod error;
@@ -24,6 +24,7 @@ pub mod eval;
 pub mod functions;
 pub mod mapping;
 pub mod pushdown;
+pub mod sample;
 pub mod sequence;
 pub mod value;
 

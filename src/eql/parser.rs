@@ -7,9 +7,10 @@
 //! `a + b : "x"` is `a + (b : "x")`.
 //!
 //! Things ES rejects get a specific message here too: `=`, single quotes, chained comparisons, `sequence
-//! with maxspan=.. by ..`, a maxspan without unit, unsupported pipes, `sample`/`join`, lineage (`x of
-//! [...]`), array indexes, unknown functions, wrong arity, `~` on a function without a case-insensitive
-//! form. Recursion is bounded ([`MAX_NESTING`]) and so is the depth of the tree ([`MAX_TREE_DEPTH`]), so
+//! with maxspan=.. by ..`, a maxspan without unit, unsupported pipes, `join`, lineage (`x of [...]`),
+//! array indexes, unknown functions, wrong arity, `~` on a function without a case-insensitive form, and
+//! the shape rules of `sample` (2 or more filters, join keys, no `with`/`until`/`![...]`/pipes) and of
+//! missing-event stages (`maxspan` required, at least one positive stage, not as `until`). Recursion is bounded ([`MAX_NESTING`]) and so is the depth of the tree ([`MAX_TREE_DEPTH`]), so
 //! no input can overflow the stack here or in later passes.
 //!
 //! `Display` is implemented for [`Query`] and its parts: it prints a normalised query (lower-case
@@ -30,7 +31,7 @@ pub const MAX_TREE_DEPTH: u32 = 512;
 /// Largest `with runs=N` accepted by Elasticsearch.
 pub const MAX_RUNS: u32 = 100;
 
-/// Parses one EQL query (event query or sequence, then pipes).
+/// Parses one EQL query (event query, sequence or sample, then pipes).
 pub fn parse(text: &str) -> Result<Query, EqlError> {
     let tokens = tokenize(text)?;
     let mut p = Parser { tokens, pos: 0, nesting: 0 };
@@ -194,18 +195,21 @@ impl Parser {
     fn query(&mut self) -> PResult<Query> {
         let body = match self.peek_kind() {
             TokenKind::Sequence => QueryBody::Sequence(self.sequence()?),
-            TokenKind::Sample => {
-                return Err(EqlError::syntax(
-                    "`sample` queries are not supported by esdetect (detection rules use event queries and sequences)",
-                    self.peek().span,
-                ))
-            }
+            TokenKind::Sample => QueryBody::Sample(self.sample()?),
             TokenKind::Join => {
                 return Err(EqlError::syntax("`join` queries are not supported by Elasticsearch EQL", self.peek().span))
             }
             _ => QueryBody::Event(self.event_filter()?),
         };
         let mut pipes = Vec::new();
+        if matches!(body, QueryBody::Sample(_)) && self.at(&TokenKind::Pipe) {
+            // ES documents no pipes for samples, and its sample executor limits results by `size` only.
+            return Err(EqlError::syntax(
+                "pipes after a `sample` query are not supported by esdetect; the number of samples is the \
+                 request `size` (a rule's `max_signals`)",
+                self.peek().span,
+            ));
+        }
         while self.at(&TokenKind::Pipe) {
             pipes.push(self.pipe()?);
         }
@@ -356,6 +360,63 @@ impl Parser {
             }
         }
         Ok(Sequence { by, maxspan_ms, stages, until, span })
+    }
+
+    /// `sample [by keys] [filter] [by keys] [filter] [by keys] ...` (at least 2 filters, join keys required).
+    fn sample(&mut self) -> PResult<Sample> {
+        let tok = self.expect(&TokenKind::Sample, "`sample`")?;
+        let by = if self.at(&TokenKind::By) { self.join_keys()? } else { Vec::new() };
+        if self.at(&TokenKind::With) {
+            return Err(EqlError::syntax(
+                "`sample` takes no `with` parameters (no maxspan: a sample ignores time order)",
+                self.peek().span,
+            ));
+        }
+        let mut stages = Vec::new();
+        while self.at(&TokenKind::LBracket) || self.at(&TokenKind::MissingOpen) {
+            if self.at(&TokenKind::MissingOpen) {
+                return Err(EqlError::syntax(
+                    "missing-event filters `![...]` are only allowed in a `sequence`, not in a `sample`",
+                    self.peek().span,
+                ));
+            }
+            let st = self.stage()?;
+            if st.runs != 1 {
+                return Err(EqlError::syntax("`with runs=N` is only allowed in a `sequence`, not in a `sample`", st.filter.span));
+            }
+            stages.push(st);
+        }
+        if self.at(&TokenKind::Until) {
+            return Err(EqlError::syntax("`until` is only allowed in a `sequence`, not in a `sample`", self.peek().span));
+        }
+        let span = join_span(tok.span, self.prev_span());
+        if stages.len() < 2 {
+            if stages.is_empty() && !self.at(&TokenKind::Eof) && !self.at(&TokenKind::Pipe) {
+                return Err(self.unexpected("`[` to open a sample filter"));
+            }
+            return Err(EqlError::syntax(
+                format!("a sample needs at least 2 filters `[ ... ]`, found {}", stages.len()),
+                span,
+            ));
+        }
+        let mut counts = stages.iter().map(|s| (s.by.len(), s.filter.span));
+        if let Some((first, _)) = counts.next() {
+            for (n, sp) in counts {
+                if n != first {
+                    return Err(EqlError::syntax(
+                        format!("inconsistent number of join keys: the first filter has {first} `by` key(s) but this filter has {n}; every filter needs the same number"),
+                        sp,
+                    ));
+                }
+            }
+        }
+        if by.is_empty() && stages[0].by.is_empty() {
+            return Err(EqlError::syntax(
+                "a sample needs join keys: `sample by <field> [...] [...]` or `[...] by <field>` on every filter",
+                span,
+            ));
+        }
+        Ok(Sample { by, stages, span })
     }
 
     /// `[ filter ] [by keys] [with runs=N]` or `![ filter ] ...`.
@@ -1150,11 +1211,23 @@ impl fmt::Display for Sequence {
     }
 }
 
+impl fmt::Display for Sample {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sample")?;
+        write_keys(f, &self.by)?;
+        for s in &self.stages {
+            write!(f, "\n  {s}")?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Query {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.body {
             QueryBody::Event(e) => write!(f, "{e}")?,
             QueryBody::Sequence(s) => write!(f, "{s}")?,
+            QueryBody::Sample(s) => write!(f, "{s}")?,
         }
         for p in &self.pipes {
             match p {
@@ -1174,7 +1247,7 @@ mod tests {
     fn cond(q: &str) -> Expr {
         match parse(q).unwrap_or_else(|e| panic!("{q}: {}", e.render(q))).body {
             QueryBody::Event(e) => e.condition,
-            QueryBody::Sequence(_) => panic!("not an event query"),
+            QueryBody::Sequence(_) | QueryBody::Sample(_) => panic!("not an event query"),
         }
     }
 
@@ -1301,6 +1374,35 @@ mod tests {
     }
 
     #[test]
+    fn sample_forms() {
+        let q = parse("sample by host [any where uptime > 0] by os [failure where port > 100] by op_sys").unwrap();
+        let QueryBody::Sample(smp) = q.body else { panic!() };
+        assert_eq!(smp.by.iter().map(|k| k.path.as_str()).collect::<Vec<_>>(), vec!["host"]);
+        assert_eq!(smp.stages.len(), 2);
+        assert_eq!(smp.stages[1].filter.category.as_deref(), Some("failure"));
+        assert_eq!(smp.stages[1].by[0].path, "op_sys");
+        // Keys only per filter, and optional keys.
+        assert!(parse("sample [a where true] by ?x [b where true] by ?y").is_ok());
+        assert!(parse("sample by ?x, y [a where true] [b where true] [c where true] [d where true] [e where true]").is_ok());
+    }
+
+    #[test]
+    fn sample_errors() {
+        let e = err("sample by h [a where true]");
+        assert!(e.message.contains("at least 2 filters"), "{}", e.message);
+        let e = err("sample by h [a where true] ![b where true]");
+        assert!(e.message.contains("only allowed in a `sequence`"), "{}", e.message);
+        assert_eq!(e.span.col, 28);
+        assert!(err("sample by h [a where true] [b where true] with runs=2").message.contains("`with runs=N`"));
+        assert!(err("sample by h with maxspan=1m [a where true] [b where true]").message.contains("no `with` parameters"));
+        assert!(err("sample by h [a where true] [b where true] until [c where true]").message.contains("`until`"));
+        let e = err("sample by h [a where true] [b where true] | head 1");
+        assert!(e.message.contains("pipes after a `sample` query are not supported") && e.is_unsupported(), "{}", e.message);
+        assert!(err("sample [a where true] [b where true]").message.contains("needs join keys"));
+        assert!(err("sample [a where true] by x [b where true]").message.contains("inconsistent number of join keys"));
+    }
+
+    #[test]
     fn pipes() {
         let q = parse("any where true | head 5 | tail 2").unwrap();
         assert_eq!(q.pipes, vec![Pipe::Head(5), Pipe::Tail(2)]);
@@ -1421,6 +1523,8 @@ mod tests {
             "any where 1e20 == 1.5e-7",
             "\"my cat\" where startsWith~(a, \"b\") and between(a, \"x\", \"y\", true) : \"q\"",
             "sequence by a, ?b with maxspan=90s [x where true] by c ![y where true] by d [z where true] by e with runs=2 until [w where true] by f | head 3 | tail 1",
+            "sample by a, ?b [x where c > 1] by c [\"y z\" where true] by d [any where e : \"f*\"] by g",
+            "sequence with maxspan=1m ![x where true] [y where true] ![z where true] with runs=2",
         ] {
             let parsed = parse(q).unwrap_or_else(|e| panic!("{q}: {}", e.render(q)));
             let printed = parsed.to_string();
@@ -1450,6 +1554,16 @@ mod tests {
                     q.pipes
                 )
             }
+            QueryBody::Sample(s) => format!(
+                "sample {:?} {:?} {:?}",
+                s.by.iter().map(|f| (f.path.clone(), f.optional)).collect::<Vec<_>>(),
+                s.stages
+                    .iter()
+                    .map(|st| format!("{:?}:{}:{:?}", st.filter.category, shape(&st.filter.condition),
+                        st.by.iter().map(|f| (f.path.clone(), f.optional)).collect::<Vec<_>>()))
+                    .collect::<Vec<_>>(),
+                q.pipes
+            ),
         }
     }
 

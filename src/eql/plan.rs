@@ -127,7 +127,7 @@ pub fn compare_tiebreakers(a: &Option<KeyValue>, b: &Option<KeyValue>) -> Orderi
 pub trait Plan {
     /// True for `sequence` queries.
     fn is_sequence(&self) -> bool;
-    /// Number of (expanded) positive stages; 1 for an event query.
+    /// Number of (expanded) positive stages; 1 for an event query; the number of filters for a sample.
     fn stage_count(&self) -> usize;
     /// Whether `event` satisfies stage `stage` (category filter included). `Err` is a query error that fails
     /// the whole search, as it would in Elasticsearch (e.g. a non-numeric string against a `long` field).
@@ -156,4 +156,51 @@ pub trait Plan {
     fn timestamp_ms(&self, event: &Event) -> Option<i64>;
     /// The event's tiebreaker value, if a tiebreaker field is configured and present.
     fn tiebreaker(&self, event: &Event) -> Option<KeyValue>;
+    /// Every `_source` path the plan reads, when it can tell: an event projected to these fields gives the
+    /// same answers as the whole document. `None`: unknown (keep whole documents).
+    fn fields_read(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Where the sequence's missing-event stages (`![...]`, after `runs=N` expansion) sit: entry `m` is the
+    /// number of positive stages written before missing stage `m` (0 = leading, `stage_count()` = trailing).
+    /// Empty for queries without missing events.
+    fn missing_positions(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    /// Whether `event` satisfies missing-event stage `m` (category filter included).
+    fn matches_missing(&self, _m: usize, _event: &Event) -> Result<bool, EqlError> {
+        Ok(false)
+    }
+    /// Join keys of `event` for missing-event stage `m` (same shape as [`Plan::join_keys`]).
+    fn missing_keys(&self, _m: usize, _event: &Event) -> Vec<Vec<KeyValue>> {
+        Vec::new()
+    }
+
+    /// True for `sample` queries: stages are the sample's filters and [`Plan::join_keys`] its keys.
+    fn is_sample(&self) -> bool {
+        false
+    }
+    /// `max_samples_per_key` of the request (Elasticsearch's default: 1).
+    fn max_samples_per_key(&self) -> usize {
+        1
+    }
+}
+
+/// Orders two join-key tuples the way an ascending composite aggregation orders its buckets (the order of
+/// `sample` results): position by position, a null key (the `missing_bucket` of an optional key) first,
+/// numbers numerically, strings by code point, `false` before `true`.
+pub fn compare_key_tuples(a: &[KeyValue], b: &[KeyValue]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let o = match (x, y) {
+            (KeyValue::Null, KeyValue::Null) => Ordering::Equal,
+            (KeyValue::Null, _) => Ordering::Less,
+            (_, KeyValue::Null) => Ordering::Greater,
+            _ => compare_tiebreakers(&Some(x.clone()), &Some(y.clone())),
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    a.len().cmp(&b.len())
 }

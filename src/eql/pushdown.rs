@@ -46,11 +46,16 @@ pub fn pushdown_filter_mapped(
                 Some(bool_filter(clauses))
             }
         }
-        QueryBody::Sequence(seq) => {
+        QueryBody::Sequence(_) | QueryBody::Sample(_) => {
+            // Every stage's events are needed, missing-event stages included (they veto sequences).
+            let (by, stages): (&[FieldRef], Vec<&Stage>) = match &query.body {
+                QueryBody::Sequence(seq) => (&seq.by, seq.stages.iter().chain(seq.until.iter()).collect()),
+                QueryBody::Sample(sample) => (&sample.by, sample.stages.iter().collect()),
+                QueryBody::Event(_) => (&[], Vec::new()),
+            };
             let mut branches: Vec<Value> = Vec::new();
-            let stages = seq.stages.iter().chain(seq.until.iter());
             for stage in stages {
-                let clauses = cx.stage_clauses(&seq.by, stage);
+                let clauses = cx.stage_clauses(by, stage);
                 // A stage we cannot narrow means every event may matter: no useful filter at all.
                 if clauses.is_empty() {
                     return None;
