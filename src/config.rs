@@ -335,6 +335,13 @@ mod tests {
         std::fs::write(&path, "[scheduler]\nmax_backfill = \"forever\"\n").unwrap();
         let err = Config::load(Some(&path), &no_env).unwrap_err().to_string();
         assert!(err.contains("invalid duration"), "{err}");
+        // Out-of-range durations are refused at load time with the position, never overflow later.
+        std::fs::write(&path, "[scheduler]\nrun_timeout = \"100000000d\"\n").unwrap();
+        let err = Config::load(Some(&path), &no_env).unwrap_err().to_string();
+        assert!(err.contains("c.toml: 2:15:") && err.contains("maximum of 3650 days"), "{err}");
+        std::fs::write(&path, "[scheduler]\nlease_margin = 999999999999\n").unwrap();
+        let err = Config::load(Some(&path), &no_env).unwrap_err().to_string();
+        assert!(err.contains("2:16:") && err.contains("maximum"), "{err}");
         std::fs::write(&path, "[scheduler]\nlistn = \"x\"\n").unwrap();
         assert!(Config::load(Some(&path), &no_env).is_err(), "unknown keys are refused");
     }

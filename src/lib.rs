@@ -11,6 +11,7 @@ pub mod detect;
 pub mod eql;
 pub mod es;
 pub mod event;
+pub mod limits;
 pub mod rules;
 pub mod scheduler;
 pub mod simulate;

@@ -83,8 +83,13 @@ impl ConnectionConfig {
     }
 }
 
-/// Parses `30`, `"30"`, `"30s"`, `"500ms"`, `"2m"`, `"1h"`, `"2d"` into a `Duration`.
+/// Parses `30`, `"30"`, `"30s"`, `"500ms"`, `"2m"`, `"1h"`, `"2d"` into a `Duration`; `None` for anything
+/// else or anything longer than [`crate::limits::MAX_DURATION_DAYS`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
+    parse_duration_unbounded(s).filter(|d| d.as_secs() <= crate::limits::MAX_DURATION_SECS)
+}
+
+fn parse_duration_unbounded(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -108,7 +113,13 @@ pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D
         Text(String),
     }
     match Raw::deserialize(d)? {
+        Raw::Secs(n) if n > crate::limits::MAX_DURATION_SECS => {
+            Err(serde::de::Error::custom(crate::limits::too_long(&n.to_string())))
+        }
         Raw::Secs(n) => Ok(Duration::from_secs(n)),
+        Raw::Text(t) if parse_duration_unbounded(&t).is_some() && parse_duration(&t).is_none() => {
+            Err(serde::de::Error::custom(crate::limits::too_long(&t)))
+        }
         Raw::Text(t) => parse_duration(&t).ok_or_else(|| {
             serde::de::Error::custom(format!(
                 "invalid duration {t:?}: use seconds (30) or a number with ms/s/m/h/d (\"500ms\", \"5m\", \"24h\")"

@@ -96,6 +96,11 @@ impl RuleSpec {
         positive("interval", self.interval)?;
         positive("the look-back (`from`)", self.lookback)?;
         positive("the run timeout", self.run_timeout)?;
+        for (what, d) in [("interval", self.interval), ("the look-back (`from`)", self.lookback), ("the run timeout", self.run_timeout)] {
+            if d > crate::limits::max_duration() {
+                return Err(format!("rule `{}`: {what} {}", self.rule_id, crate::limits::too_long(&d.to_string())));
+            }
+        }
         if let GapPolicy::Backfill { max_backfill } = self.gap_policy {
             if max_backfill < Duration::zero() {
                 return Err(format!("rule `{}`: max_backfill must not be negative", self.rule_id));
@@ -221,7 +226,8 @@ impl SchedulerConfig {
 
     /// Lease length for a rule: at least as long as its interval and its run timeout, plus the margin.
     pub fn lease_length(&self, rule: &RuleSpec) -> Duration {
-        rule.interval.max(rule.run_timeout) + self.lease_margin.max(Duration::zero())
+        let longest = rule.interval.max(rule.run_timeout);
+        longest.checked_add(&self.lease_margin.max(Duration::zero())).unwrap_or(longest)
     }
 }
 
@@ -632,9 +638,9 @@ impl Scheduler {
         let lease_len = inner.config.lease_length(rule);
         let renew_every = (lease_len / 3).max(Duration::seconds(1));
         let start = clock.now();
-        let deadline = start + rule.run_timeout;
-        let mut next_renew = start + renew_every;
-        let mut grace_until = shutdown.is_cancelled().then(|| start + inner.config.shutdown_grace);
+        let deadline = crate::limits::later(start, rule.run_timeout);
+        let mut next_renew = crate::limits::later(start, renew_every);
+        let mut grace_until = shutdown.is_cancelled().then(|| crate::limits::later(start, inner.config.shutdown_grace));
         let run = (inner.executor)(req);
         tokio::pin!(run);
         loop {
@@ -653,7 +659,7 @@ impl Scheduler {
                 _ = clock.sleep_until(deadline) => return WindowResult::TimedOut,
                 _ = grace => return WindowResult::Abandoned,
                 _ = shutdown.cancelled(), if grace_until.is_none() => {
-                    grace_until = Some(clock.now() + inner.config.shutdown_grace);
+                    grace_until = Some(crate::limits::later(clock.now(), inner.config.shutdown_grace));
                 }
                 _ = clock.sleep_until(next_renew) => {
                     let now = clock.now();
