@@ -174,22 +174,34 @@ pub async fn run_daemon(config: &Config, a: &RunArgs) -> Result<i32> {
         termination_signal().await;
         signal_token.cancel();
     });
+    let stats = scheduler.stats();
     let run = scheduler.run(specs, shutdown.clone());
     tokio::pin!(run);
+    let mut down = Vec::new();
     tokio::select! {
-        _ = &mut run => {}
+        d = &mut run => down = d,
         _ = shutdown.cancelled() => {
             // Runs in progress get the grace period, then a bounded time to release their leases.
             let bound = grace.to_std().unwrap_or_default() + std::time::Duration::from_secs(10);
-            if tokio::time::timeout(bound, &mut run).await.is_err() {
-                tracing::warn!("rules did not stop within the grace period; exiting anyway (their leases expire)");
+            match tokio::time::timeout(bound, &mut run).await {
+                Ok(d) => down = d,
+                Err(_) => tracing::warn!("rules did not stop within the grace period; exiting anyway (their leases expire)"),
             }
+        }
+    }
+    for rule in stats.rules_down().into_keys() {
+        if !down.contains(&rule) {
+            down.push(rule);
         }
     }
     shutdown.cancel();
     http_stop.cancel();
     probe.abort();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http_task).await;
+    if !down.is_empty() {
+        tracing::error!(rules = ?down, "esdetect daemon stopped while rules were down after a failure");
+        return Ok(super::EXIT_FAILED);
+    }
     tracing::info!("esdetect daemon stopped");
     Ok(EXIT_OK)
 }

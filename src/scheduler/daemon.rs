@@ -251,6 +251,12 @@ pub struct SchedulerStats {
     pub gap_seconds: AtomicU64,
     /// Per rule: windows of the current plan still to run (backfill progress).
     windows_pending: Mutex<HashMap<String, u64>>,
+    /// Window runs that panicked (a bug; the window counts as failed and is retried).
+    pub run_panics: AtomicU64,
+    /// Rule tasks that ended abnormally (a panic outside a window run) and were restarted.
+    pub task_failures: AtomicU64,
+    /// Rules whose task failed and is waiting to be restarted, with why.
+    down: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl SchedulerStats {
@@ -261,6 +267,20 @@ impl SchedulerStats {
 
     pub fn windows_pending(&self) -> HashMap<String, u64> {
         self.windows_pending.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Rules whose scheduling task failed and is not running right now (rule id → why).
+    pub fn rules_down(&self) -> std::collections::BTreeMap<String, String> {
+        self.down.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn set_down(&self, rule_id: &str, why: Option<String>) {
+        if let Ok(mut m) = self.down.lock() {
+            match why {
+                Some(why) => m.insert(rule_id.to_string(), why),
+                None => m.remove(rule_id),
+            };
+        }
     }
 
     fn set_pending(&self, rule_id: &str, n: u64) {
@@ -307,6 +327,8 @@ struct Inner {
 /// How one window's run ended.
 enum WindowResult {
     Done(RunOutcome),
+    /// The executor panicked (a bug); the message of the panic.
+    Panicked(String),
     TimedOut,
     LeaseLost,
     Abandoned,
@@ -329,19 +351,79 @@ impl Scheduler {
 
     /// Runs every rule on its schedule until `shutdown` is cancelled, then returns once every rule has
     /// released its lease (within `shutdown_grace` plus a few store round trips).
-    pub async fn run(&self, rules: Vec<RuleSpec>, shutdown: CancellationToken) {
+    ///
+    /// Each rule's task is supervised: if it ends abnormally (a panic outside a window run — those are
+    /// caught per window), the failure is written to the ledger, counted, shown by
+    /// [`SchedulerStats::rules_down`] (so `/readyz` says not ready) and the rule is restarted after a
+    /// jittered exponential backoff. Returns the rules that were down when the loop stopped, so the
+    /// process can exit non-zero instead of pretending all was well.
+    pub async fn run(&self, rules: Vec<RuleSpec>, shutdown: CancellationToken) -> Vec<String> {
         let mut tasks = tokio::task::JoinSet::new();
+        let mut by_task: HashMap<tokio::task::Id, (RuleSpec, Backoff)> = HashMap::new();
         for rule in rules {
-            let me = self.clone();
-            let token = shutdown.clone();
-            tasks.spawn(async move { me.rule_loop(rule, token).await });
+            let handle = tasks.spawn(self.supervised(rule.clone(), None, shutdown.clone()));
+            by_task.insert(handle.id(), (rule, Backoff::new(self.inner.config.backoff)));
         }
-        while let Some(res) = tasks.join_next().await {
-            if let Err(e) = res {
-                // A bug in one rule's loop must not take the others down.
-                tracing::error!(error = %e, "a rule's scheduling task ended abnormally");
+        while let Some(res) = tasks.join_next_with_id().await {
+            let e = match res {
+                Ok((id, ())) => {
+                    by_task.remove(&id);
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let Some((rule, mut backoff)) = by_task.remove(&e.id()) else { continue };
+            let why = if e.is_panic() { format!("panicked: {}", panic_message(e.into_panic())) } else { e.to_string() };
+            self.inner.stats.task_failures.fetch_add(1, Ordering::Relaxed);
+            self.inner.stats.set_down(&rule.rule_id, Some(why.clone()));
+            let delay = backoff.next_delay();
+            tracing::error!(rule = %rule.rule_id, error = %why, restart_in_ms = delay.num_milliseconds(),
+                "the rule's scheduling task failed; restarting it");
+            self.record_task_failure(&rule, &why, delay).await;
+            if shutdown.is_cancelled() {
+                continue; // stays down: reported by the return value
             }
+            let handle = tasks.spawn(self.supervised(rule.clone(), Some(delay), shutdown.clone()));
+            by_task.insert(handle.id(), (rule, backoff));
         }
+        self.inner.stats.rules_down().into_keys().collect()
+    }
+
+    /// A rule's loop, started after `delay` when it is a restart (the rule counts as down until then).
+    fn supervised(
+        &self,
+        rule: RuleSpec,
+        delay: Option<Duration>,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let me = self.clone();
+        async move {
+            if let Some(delay) = delay {
+                let until = crate::limits::later(me.inner.clock.now(), delay);
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return,
+                    _ = me.inner.clock.sleep_until(until) => {}
+                }
+                me.inner.stats.set_down(&rule.rule_id, None);
+                tracing::info!(rule = %rule.rule_id, "rule restarted");
+            }
+            me.rule_loop(rule, shutdown).await
+        }
+    }
+
+    /// Writes a failed ledger entry for a rule task that ended abnormally, so `esdetect status` shows it.
+    async fn record_task_failure(&self, rule: &RuleSpec, why: &str, delay: Duration) {
+        let now = self.inner.clock.now();
+        let message = format!(
+            "the rule's scheduling task stopped unexpectedly ({why}); this is a bug in esdetect, please report it. \
+             The rule is restarted in {}s and its windows are run again.",
+            delay.num_seconds().max(1)
+        );
+        let mut entry = bare_entry(&rule.rule_id, &self.inner.config.owner, now, RunStatus::Failed, message.clone());
+        entry.errors = vec![message];
+        self.inner.stats.count_execution(RunStatus::Failed);
+        self.append_with_retries(&entry).await;
     }
 
     /// Runs the newest due tick of every rule once (`esdetect run --once`), rules one after another.
@@ -516,6 +598,16 @@ impl Scheduler {
                     errors.extend(out.errors);
                     ok
                 }
+                WindowResult::Panicked(why) => {
+                    inner.stats.run_panics.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(rule = %rule.rule_id, from = %w.from, to = %w.to, error = %why, "the run panicked");
+                    errors.push(format!(
+                        "the run of window {} to {} panicked ({why}); this is a bug in esdetect, please report it; \
+                         the window will be retried",
+                        w.from, w.to
+                    ));
+                    false
+                }
                 WindowResult::TimedOut => {
                     inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                     errors.push(format!(
@@ -641,7 +733,9 @@ impl Scheduler {
         let deadline = crate::limits::later(start, rule.run_timeout);
         let mut next_renew = crate::limits::later(start, renew_every);
         let mut grace_until = shutdown.is_cancelled().then(|| crate::limits::later(start, inner.config.shutdown_grace));
-        let run = (inner.executor)(req);
+        // Its own task: a panic in the run is caught here instead of killing the rule's loop, and dropping
+        // the handle (timeout, shutdown) aborts it.
+        let run = tokio_util::task::AbortOnDropHandle::new(tokio::spawn((inner.executor)(req)));
         tokio::pin!(run);
         loop {
             let grace = {
@@ -655,7 +749,11 @@ impl Scheduler {
             };
             tokio::select! {
                 biased;
-                out = &mut run => return WindowResult::Done(out),
+                out = &mut run => return match out {
+                    Ok(out) => WindowResult::Done(out),
+                    Err(e) if e.is_panic() => WindowResult::Panicked(panic_message(e.into_panic())),
+                    Err(e) => WindowResult::Panicked(e.to_string()),
+                },
                 _ = clock.sleep_until(deadline) => return WindowResult::TimedOut,
                 _ = grace => return WindowResult::Abandoned,
                 _ = shutdown.cancelled(), if grace_until.is_none() => {
@@ -767,5 +865,48 @@ impl Scheduler {
         if let Err(e) = inner.store.append_ledger(&entry).await {
             tracing::warn!(rule = %rule.rule_id, error = %e, "could not record skipped ticks");
         }
+    }
+}
+
+/// The text of a panic payload (`panic!("…")` gives a `&str` or a `String`).
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(s) => (*s).to_string(),
+            Err(_) => "a panic without a message".to_string(),
+        },
+    }
+}
+
+/// A ledger entry of an execution that ran no window (a skipped tick, a failed task).
+fn bare_entry(rule_id: &str, owner: &str, now: DateTime<Utc>, status: RunStatus, message: String) -> LedgerEntry {
+    LedgerEntry {
+        rule_id: rule_id.to_string(),
+        execution_id: uuid::Uuid::new_v4().to_string(),
+        owner: owner.to_string(),
+        scheduled_at: now,
+        started_at: now,
+        finished_at: now,
+        window_from: None,
+        window_to: None,
+        windows: Vec::new(),
+        windows_completed: 0,
+        windows_remaining: 0,
+        window_end: None,
+        status,
+        message,
+        counts: Counts::default(),
+        warnings: Vec::new(),
+        errors: Vec::new(),
+        gap_ms: None,
+        gap_from: None,
+        gap_to: None,
+        search_duration_ms: 0,
+        indexing_duration_ms: 0,
+        duration_ms: 0,
+        delay_ms: 0,
+        skipped_tick: false,
+        skipped_ticks: 0,
     }
 }

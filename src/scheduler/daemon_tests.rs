@@ -96,7 +96,7 @@ async fn drive(clock: &ManualClock, until: DateTime<Utc>, step: Duration) {
     }
 }
 
-fn spawn_run(s: &Scheduler, rules: Vec<RuleSpec>, token: &CancellationToken) -> tokio::task::JoinHandle<()> {
+fn spawn_run(s: &Scheduler, rules: Vec<RuleSpec>, token: &CancellationToken) -> tokio::task::JoinHandle<Vec<String>> {
     let (s, token) = (s.clone(), token.clone());
     tokio::spawn(async move { s.run(rules, token).await })
 }
@@ -560,4 +560,118 @@ async fn run_once_runs_the_newest_due_tick() {
     // A second call within the same tick finds it done.
     let again = s.run_once(&[rule()], &CancellationToken::new()).await;
     assert!(again[0].1.as_ref().unwrap().already_done);
+}
+
+/// A store whose `get` panics the first `panics` times: a bug outside any window run.
+struct PanickyStore {
+    inner: InMemoryStateStore,
+    panics: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl StateStore for PanickyStore {
+    async fn get(&self, rule_id: &str) -> Result<Option<super::state::Versioned<RuleState>>, super::state::StoreError> {
+        if self.panics.load(Ordering::SeqCst) > 0 {
+            self.panics.fetch_sub(1, Ordering::SeqCst);
+            panic!("state store bug");
+        }
+        self.inner.get(rule_id).await
+    }
+    async fn create(&self, state: &RuleState) -> Result<super::state::Versioned<RuleState>, super::state::StoreError> {
+        self.inner.create(state).await
+    }
+    async fn compare_and_set(
+        &self,
+        state: &RuleState,
+        seq_no: i64,
+        primary_term: i64,
+    ) -> Result<super::state::Versioned<RuleState>, super::state::StoreError> {
+        self.inner.compare_and_set(state, seq_no, primary_term).await
+    }
+    async fn append_ledger(&self, entry: &LedgerEntry) -> Result<(), super::state::StoreError> {
+        self.inner.append_ledger(entry).await
+    }
+    async fn recent_ledger(&self, rule_id: &str, limit: usize) -> Result<Vec<LedgerEntry>, super::state::StoreError> {
+        self.inner.recent_ledger(rule_id, limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_run_fails_its_window_is_recorded_and_retried() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    seed(&store, t0() - m(5)).await;
+    let fake = Arc::new(Fake::default());
+    let panicked = Arc::new(AtomicBool::new(false));
+    let once = panicked.clone();
+    let inner = executor(&clock, "A", &fake, |_| Act::Instant);
+    let exec: Executor = Arc::new(move |req: RunRequest| {
+        if !once.swap(true, Ordering::SeqCst) {
+            return Box::pin(async { panic!("evaluator bug") });
+        }
+        inner(req)
+    });
+    let s = scheduler(&clock, &store, exec, "A");
+    let token = CancellationToken::new();
+    let h = spawn_run(&s, vec![rule()], &token);
+    drive(&clock, t0() + m(5), Duration::seconds(10)).await;
+
+    let ex = executions(&store);
+    assert_eq!(ex.len(), 2, "{ex:?}");
+    assert_eq!(ex[0].status, RunStatus::Failed);
+    assert!(ex[0].errors.iter().any(|e| e.contains("panicked (evaluator bug)")), "{:?}", ex[0].errors);
+    assert_eq!(ex[0].window_end, Some(t0() - m(5)), "the window end must not move past a panicked run");
+    // The next tick runs the failed window again (as catch-up) and the new one.
+    assert_eq!(ex[1].status, RunStatus::Succeeded);
+    assert_eq!(fake.done_ends(), vec![t0(), t0() + m(5)]);
+    assert_eq!(s.stats().run_panics.load(Ordering::Relaxed), 1);
+    assert!(s.stats().rules_down().is_empty());
+    token.cancel();
+    assert_eq!(h.await.unwrap(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_failed_rule_task_is_recorded_shown_down_and_restarted_with_backoff() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(PanickyStore { inner: InMemoryStateStore::new(), panics: 2.into() });
+    let fake = Arc::new(Fake::default());
+    let exec = executor(&clock, "A", &fake, |_| Act::Instant);
+    let s = Scheduler::new(Arc::new(clock.clone()), store.clone(), exec, SchedulerConfig::new("A"));
+    let token = CancellationToken::new();
+    let h = spawn_run(&s, vec![rule()], &token);
+    settle().await;
+
+    // First failure: recorded, counted and shown as down until the restart.
+    assert_eq!(s.stats().task_failures.load(Ordering::Relaxed), 1);
+    let down = s.stats().rules_down();
+    assert!(down.get("r1").is_some_and(|why| why.contains("state store bug")), "{down:?}");
+    let failed: Vec<_> = store.inner.ledger().into_iter().filter(|e| e.status == RunStatus::Failed).collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].message.contains("stopped unexpectedly (panicked: state store bug)"), "{}", failed[0].message);
+
+    // The restarts back off (≥ 0.5 s, then ≥ 1 s) and the third attempt runs the tick.
+    drive(&clock, t0() + Duration::seconds(4), Duration::milliseconds(100)).await;
+    assert_eq!(s.stats().task_failures.load(Ordering::Relaxed), 2);
+    assert!(s.stats().rules_down().is_empty(), "restarted");
+    assert_eq!(fake.done_ends(), vec![t0()]);
+    drive(&clock, t0() + m(5), Duration::seconds(10)).await;
+    assert_eq!(fake.done_ends(), vec![t0(), t0() + m(5)]);
+    token.cancel();
+    assert_eq!(h.await.unwrap(), Vec::<String>::new(), "nothing is down at shutdown");
+}
+
+#[tokio::test]
+async fn rules_still_down_at_shutdown_are_reported() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(PanickyStore { inner: InMemoryStateStore::new(), panics: u32::MAX.into() });
+    let fake = Arc::new(Fake::default());
+    let exec = executor(&clock, "A", &fake, |_| Act::Instant);
+    let s = Scheduler::new(Arc::new(clock.clone()), store.clone(), exec, SchedulerConfig::new("A"));
+    let token = CancellationToken::new();
+    let h = spawn_run(&s, vec![rule()], &token);
+    drive(&clock, t0() + m(3), Duration::seconds(5)).await;
+    assert!(s.stats().task_failures.load(Ordering::Relaxed) >= 3, "restarted again and again");
+    token.cancel();
+    assert_eq!(h.await.unwrap(), vec!["r1".to_string()], "a dead rule must not look like a clean exit");
+    assert!(fake.done_ends().is_empty());
 }
