@@ -133,3 +133,25 @@ fn out_of_range_config_durations_are_a_usage_error_with_their_position() {
         assert!(stderr.contains("maximum of 3650 days"), "{stderr}");
     }
 }
+
+#[test]
+fn index_patterns_follow_elasticsearch_naming_rules_and_are_encoded_in_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = "index = [\"logs-system.security*\", \"logs-windows.forwarded*\", \"winlogbeat-*\"]";
+    let evil = smb().replacen(original, "index = [\"logs-system.security*\", \"../_security/api_key?x=\"]", 1);
+    let at = position(&evil, "\"../_security", 0);
+    let rules = rules_folder(dir.path(), &[("evil.toml", &evil)]);
+    let out = esdetect(dir.path(), &["--no-color", "--rules", rules.to_str().unwrap(), "validate"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(find_line(&stderr, &rules.join("evil.toml"), at).contains("invalid `index`"), "{stderr}");
+
+    // A legal name with characters that mean something in a URL is sent percent-encoded.
+    let odd = smb().replacen(original, "index = [\"logs-a&b=c*\", \"winlogbeat-*\"]", 1);
+    let dir2 = tempfile::tempdir().unwrap();
+    let rules2 = rules_folder(dir2.path(), &[("odd.toml", &odd)]);
+    let out = esdetect(dir2.path(), &["--no-color", "--rules", rules2.to_str().unwrap(), "explain", SMB_RULE_ID]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(stdout.contains("POST /logs-a%26b%3Dc*,winlogbeat-*/_pit?"), "{stdout}");
+}

@@ -268,7 +268,7 @@ fn explain(config: &Config, a: &args::ExplainArgs) -> Result<i32> {
     // also merges the cluster's `_mapping`, which can only turn a `text` field into its keyword sub-field.
     let mapping = offline_mapping(config)?;
     let query = detect::window_query(rule, &window, config.run.page_size, Some(&mapping));
-    let indices = rule.rule.index.join(",");
+    let indices = crate::es::path::indices(&rule.rule.index);
     println!("rule:      {} ({})", rule.rule.name, rule.rule.rule_id);
     println!("file:      {}", rule.rule.path.display());
     println!("indices:   {}", rule.rule.index.join(" "));

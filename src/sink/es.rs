@@ -116,7 +116,7 @@ pub async fn ensure_alerts_index(client: &EsClient, alias: &str, template_body: 
     }
     // No alias of that name: a concrete index or data stream with the name would make creating the
     // alias impossible; say so instead of failing obscurely.
-    let (status, _) = client.raw(Method::Head, &format!("/{alias}"), &[], None).await?;
+    let (status, _) = client.raw(Method::Head, &format!("/{}", crate::es::path::segment(alias)), &[], None).await?;
     if status == 200 {
         // HEAD also answers 200 for an alias another process created a moment ago.
         return match get_alias(client, alias).await? {
@@ -155,7 +155,7 @@ fn already_exists(status: u16, resp: &Value) -> bool {
 /// Puts the template unless one of that name exists. Returns whether it was created by this call.
 async fn ensure_template(client: &EsClient, alias: &str, mut body: Value) -> Result<bool, SinkError> {
     let name = template_name(alias);
-    let path = format!("/_index_template/{name}");
+    let path = format!("/_index_template/{}", crate::es::path::segment(&name));
     let (status, resp) = client.raw(Method::Get, &path, &[], None).await?;
     if status == 200 {
         return Ok(false);
@@ -189,7 +189,7 @@ pub async fn put_index_template_if_absent(client: &EsClient, name: &str, body: &
     if name.is_empty() || name.contains(['*', ',', '/', ' ']) {
         return Err(SinkError::Malformed(format!("invalid index template name `{name}`")));
     }
-    let path = format!("/_index_template/{name}");
+    let path = format!("/_index_template/{}", crate::es::path::segment(name));
     let (status, resp) = client.raw(Method::Put, &path, &[("create", "true".to_string())], Some(body)).await?;
     if (200..300).contains(&status) {
         Ok(true)
@@ -202,7 +202,7 @@ pub async fn put_index_template_if_absent(client: &EsClient, name: &str, body: &
 
 /// `Some(write index)` if `alias` is an alias (the write index may be unknown: `Some(None)`), `None` if not.
 async fn get_alias(client: &EsClient, alias: &str) -> Result<Option<Option<String>>, SinkError> {
-    let (status, resp) = client.raw(Method::Get, &format!("/_alias/{alias}"), &[], None).await?;
+    let (status, resp) = client.raw(Method::Get, &format!("/_alias/{}", crate::es::path::segment(alias)), &[], None).await?;
     if status == 404 {
         return Ok(None);
     }
