@@ -13,6 +13,12 @@ use chrono::{DateTime, Duration, Utc};
 /// configuration (`run_timeout`, `max_backfill`, …) may give: 10 years (3650 days).
 pub const MAX_DURATION_DAYS: i64 = 3650;
 
+/// Most join keys one event may contribute to one sequence stage (the cartesian product of its
+/// multi-valued key fields). 1,024 is the classic default of Elasticsearch's
+/// `indices.query.bool.max_clause_count`; real events have a handful. An event over it takes no part in
+/// the stage and is counted in the run summary with the reason.
+pub const MAX_JOIN_KEY_COMBINATIONS: usize = 1024;
+
 /// [`MAX_DURATION_DAYS`] as a chrono duration.
 pub fn max_duration() -> Duration {
     Duration::days(MAX_DURATION_DAYS)

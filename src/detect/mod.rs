@@ -234,6 +234,7 @@ pub async fn run_on_cluster(
         keep_new_sequences(&plan, &window, opts.previous_window_end, &mut output.results);
     }
     summary.record_evaluation(&output, plan.malformed_values(), prepared.rule.max_signals);
+    summary.record_limit_skips(plan.limit_skips());
     match count_without_timestamp(client, &query).await {
         Ok(0) => {}
         Ok(n) => {

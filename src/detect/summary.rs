@@ -106,6 +106,15 @@ impl RunSummary {
         }
     }
 
+    /// Records events left out by a per-event limit (`crate::limits`): counted by reason, and a warning
+    /// (partial failure) because such an event may have been part of an attack.
+    pub fn record_limit_skips(&mut self, skips: Vec<(String, u64)>) {
+        for (reason, n) in skips {
+            self.warnings.push(format!("{n} event(s) left out by a per-event limit: {reason}"));
+            self.skipped.insert(reason, n);
+        }
+    }
+
     pub fn record_write(&mut self, report: &WriteReport) {
         self.alerts_written = report.created as u64;
         self.duplicates = report.duplicates as u64;

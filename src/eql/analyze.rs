@@ -51,6 +51,9 @@ pub struct CompiledQuery {
     timestamp: FieldAcc,
     tiebreaker: Option<FieldAcc>,
     malformed: AtomicU64,
+    /// Events (per stage) left out because their join keys expand to more than
+    /// [`crate::limits::MAX_JOIN_KEY_COMBINATIONS`] keys.
+    keys_over_limit: AtomicU64,
 }
 
 /// Static type of an expression, for verification.
@@ -805,6 +808,7 @@ impl CompiledQuery {
             timestamp,
             tiebreaker,
             malformed: AtomicU64::new(0),
+            keys_over_limit: AtomicU64::new(0),
         })
     }
 
@@ -814,14 +818,36 @@ impl CompiledQuery {
         self.malformed.load(AtomicOrdering::Relaxed)
     }
 
+    /// Events skipped by per-event limits, by reason (see [`crate::limits`]); empty when none was.
+    pub fn limit_skips(&self) -> Vec<(String, u64)> {
+        let n = self.keys_over_limit.load(AtomicOrdering::Relaxed);
+        if n == 0 {
+            return Vec::new();
+        }
+        vec![(
+            format!(
+                "join keys expanding to more than {} combinations (the event is left out of the sequence)",
+                crate::limits::MAX_JOIN_KEY_COMBINATIONS
+            ),
+            n,
+        )]
+    }
+
+    /// The join keys of `event` for `stage`: the cartesian product of each key field's distinct non-null
+    /// values (in first-seen order). An event whose product would exceed
+    /// [`crate::limits::MAX_JOIN_KEY_COMBINATIONS`] takes no part and is counted ([`Self::limit_skips`]):
+    /// a few crafted arrays must not cost minutes and gigabytes.
     fn keys_of(&self, stage: &CompiledStage, event: &Event) -> Vec<Vec<KeyValue>> {
-        let mut combos: Vec<Vec<KeyValue>> = vec![Vec::with_capacity(stage.keys.len())];
+        let mut per_key: Vec<Vec<KeyValue>> = Vec::with_capacity(stage.keys.len());
+        let mut product: usize = 1;
         for k in &stage.keys {
             let mut vals: Vec<KeyValue> = Vec::new();
             if let Some(acc) = &k.acc {
+                // Hash-based de-duplication: linear in the number of values.
+                let mut seen = std::collections::HashSet::new();
                 acc.any(&event.source, &self.malformed, &mut |v| {
                     let kv = v.to_key();
-                    if !vals.contains(&kv) {
+                    if seen.insert(kv.clone()) {
                         vals.push(kv);
                     }
                     false
@@ -833,10 +859,18 @@ impl CompiledQuery {
                 }
                 vals.push(KeyValue::Null);
             }
+            product = product.saturating_mul(vals.len());
+            if product > crate::limits::MAX_JOIN_KEY_COMBINATIONS {
+                self.keys_over_limit.fetch_add(1, AtomicOrdering::Relaxed);
+                return Vec::new();
+            }
+            per_key.push(vals);
+        }
+        let mut combos: Vec<Vec<KeyValue>> = vec![Vec::with_capacity(stage.keys.len())];
+        for vals in per_key {
             if vals.len() == 1 {
-                let v = vals.pop().unwrap_or(KeyValue::Null);
                 for c in &mut combos {
-                    c.push(v.clone());
+                    c.push(vals[0].clone());
                 }
             } else {
                 let mut next = Vec::with_capacity(combos.len() * vals.len());
@@ -1458,6 +1492,24 @@ mod tests {
         keys.sort();
         let k = |a: &str, b: &str| vec![KeyValue::Str(a.into()), KeyValue::Str(b.into())];
         assert_eq!(keys, vec![k("A", "0x1"), k("A", "0x2"), k("B", "0x1"), k("B", "0x2")]);
+        assert!(q.limit_skips().is_empty());
+        // 3,000 × 3,000 values: over the cap, so the event is left out and counted, quickly.
+        let many = |p: &str| json!((0..3000).map(|i| format!("{p}{i}")).collect::<Vec<_>>());
+        let doc = set(r1a_base(), "winlog.event_data.TargetLogonId", Some(many("0x")));
+        let doc = set(doc, "winlog.computer_name", Some(many("h")));
+        let started = std::time::Instant::now();
+        assert!(q.join_keys(0, &ev(doc)).is_empty());
+        assert_eq!(q.limit_skips().len(), 1);
+        assert_eq!(q.limit_skips()[0].1, 1);
+        // 100,000 values of one key, all the same: de-duplication is linear.
+        let same = json!(vec!["0x1"; 100_000]);
+        let keys = q.join_keys(0, &ev(set(r1a_base(), "winlog.event_data.TargetLogonId", Some(same))));
+        assert_eq!(keys.len(), 1);
+        // 1,024 distinct values: exactly at the cap, still joined.
+        let at_cap = json!((0..1024).map(|i| format!("0x{i}")).collect::<Vec<_>>());
+        let keys = q.join_keys(0, &ev(set(r1a_base(), "winlog.event_data.TargetLogonId", Some(at_cap))));
+        assert_eq!(keys.len(), 1024);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
         assert_eq!(q.stage_count(), 2);
         assert!(q.is_sequence());
         assert_eq!(q.maxspan_ms(), Some(300_000));
