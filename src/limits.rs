@@ -19,6 +19,12 @@ pub const MAX_DURATION_DAYS: i64 = 3650;
 /// the stage and is counted in the run summary with the reason.
 pub const MAX_JOIN_KEY_COMBINATIONS: usize = 1024;
 
+/// Most value combinations one predicate may try on one event: a script-style predicate over several
+/// multi-valued fields (`not endswith(string(source.ip), string(host.ip))`) loops over the product of
+/// their values. 1,000,000 is Painless's default loop limit (`max_loop_counter`). An event over it is left
+/// out of the stage (neither matching nor, through a surrounding `not`, matching by accident) and counted.
+pub const MAX_PREDICATE_COMBINATIONS: usize = 1_000_000;
+
 /// [`MAX_DURATION_DAYS`] as a chrono duration.
 pub fn max_duration() -> Duration {
     Duration::days(MAX_DURATION_DAYS)

@@ -54,6 +54,9 @@ pub struct CompiledQuery {
     /// Events (per stage) left out because their join keys expand to more than
     /// [`crate::limits::MAX_JOIN_KEY_COMBINATIONS`] keys.
     keys_over_limit: AtomicU64,
+    /// Event evaluations left out because a predicate would try more than
+    /// [`crate::limits::MAX_PREDICATE_COMBINATIONS`] value combinations.
+    predicates_over_limit: AtomicU64,
 }
 
 /// Static type of an expression, for verification.
@@ -809,6 +812,7 @@ impl CompiledQuery {
             tiebreaker,
             malformed: AtomicU64::new(0),
             keys_over_limit: AtomicU64::new(0),
+            predicates_over_limit: AtomicU64::new(0),
         })
     }
 
@@ -820,17 +824,41 @@ impl CompiledQuery {
 
     /// Events skipped by per-event limits, by reason (see [`crate::limits`]); empty when none was.
     pub fn limit_skips(&self) -> Vec<(String, u64)> {
-        let n = self.keys_over_limit.load(AtomicOrdering::Relaxed);
-        if n == 0 {
-            return Vec::new();
+        let keys = self.keys_over_limit.load(AtomicOrdering::Relaxed);
+        let preds = self.predicates_over_limit.load(AtomicOrdering::Relaxed);
+        let mut out = Vec::new();
+        if keys > 0 {
+            out.push((
+                format!(
+                    "join keys expanding to more than {} combinations (the event is left out of the sequence)",
+                    crate::limits::MAX_JOIN_KEY_COMBINATIONS
+                ),
+                keys,
+            ));
         }
-        vec![(
-            format!(
-                "join keys expanding to more than {} combinations (the event is left out of the sequence)",
-                crate::limits::MAX_JOIN_KEY_COMBINATIONS
-            ),
-            n,
-        )]
+        if preds > 0 {
+            out.push((
+                format!(
+                    "multi-valued fields needing more than {} value combinations in one predicate (the event is \
+                     left out)",
+                    crate::limits::MAX_PREDICATE_COMBINATIONS
+                ),
+                preds,
+            ));
+        }
+        out
+    }
+
+    /// A predicate that hit a per-event limit counts as "this event does not take part", not as a failed
+    /// run: one crafted event must not fail (and after three attempts give up) a whole window.
+    fn within_limits(&self, result: Result<bool, EqlError>) -> Result<bool, EqlError> {
+        match result {
+            Err(e) if e.kind == super::error::ErrorKind::Limit => {
+                self.predicates_over_limit.fetch_add(1, AtomicOrdering::Relaxed);
+                Ok(false)
+            }
+            other => other,
+        }
     }
 
     /// The join keys of `event` for `stage`: the cartesian product of each key field's distinct non-null
@@ -897,7 +925,7 @@ impl Plan for CompiledQuery {
     }
     fn matches_stage(&self, stage: usize, event: &Event) -> Result<bool, EqlError> {
         match self.stages.get(stage) {
-            Some(s) => s.pred.eval(&event.source, &self.malformed),
+            Some(s) => self.within_limits(s.pred.eval(&event.source, &self.malformed)),
             None => Ok(false),
         }
     }
@@ -912,7 +940,7 @@ impl Plan for CompiledQuery {
     }
     fn matches_until(&self, event: &Event) -> Result<bool, EqlError> {
         match &self.until {
-            Some(s) => s.pred.eval(&event.source, &self.malformed),
+            Some(s) => self.within_limits(s.pred.eval(&event.source, &self.malformed)),
             None => Ok(false),
         }
     }
@@ -1160,6 +1188,26 @@ mod tests {
         assert!(r1(1, r1b_base()));
         assert!(!r1(0, r1b_base()));
         assert!(!r1(1, r1a_base()));
+    }
+
+    #[test]
+    fn ten_thousand_by_ten_thousand_addresses_are_left_out_quickly_not_matched() {
+        let ips = |p: u32| json!((0..10_000u32).map(|i| format!("10.{p}.{}.{}", i / 256, i % 256)).collect::<Vec<_>>());
+        let doc = set(set(r2_base(), "source.ip", Some(ips(1))), "host.ip", Some(ips(2)));
+        let q = compile(&rule2());
+        let started = std::time::Instant::now();
+        // Without the limit the `not endswith(...)` loop would try 10^8 pairs; with it the event takes no
+        // part (and the surrounding `not` does not turn the cut-off into a match).
+        assert_eq!(q.matches_stage(0, &ev(doc)), Ok(false));
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
+        let skips = q.limit_skips();
+        assert_eq!(skips.len(), 1, "{skips:?}");
+        assert!(skips[0].0.contains("1000000 value combinations") && skips[0].1 == 1, "{skips:?}");
+        // 1,000 × 1,000 is within the limit and evaluated normally.
+        let small = |p: u32| json!((0..1000u32).map(|i| format!("10.{p}.{}.{}", i / 256, i % 256)).collect::<Vec<_>>());
+        let doc = set(set(r2_base(), "source.ip", Some(small(1))), "host.ip", Some(small(2)));
+        assert_eq!(q.matches_stage(0, &ev(doc)), Ok(true));
+        assert_eq!(q.limit_skips()[0].1, 1);
     }
 
     #[test]
