@@ -132,8 +132,25 @@ pub async fn run_daemon(config: &Config, a: &RunArgs) -> Result<i32> {
     let readiness = Arc::new(Readiness::default());
     readiness.set_rules_loaded(rules.len());
     let listener = http::bind(&config.scheduler.listen).await.map_err(|e| anyhow!(e))?;
-    let exec = detect_executor(client, rules, run_options(config)?, Some(metrics.clone()));
-    let scheduler = Scheduler::new(Arc::new(SystemClock), store.clone(), exec, sched_config);
+    // Window runs (fetch + CPU-bound evaluation) get a runtime and a connection pool of their own, so a
+    // heavy run never delays the scheduler's timers (run_timeout, lease renewal), the state store's
+    // requests or /healthz.
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let run_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("esdetect-run")
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow!("cannot start the worker threads for rule runs: {e}"))?;
+    let run_client = EsClient::new(&config.elasticsearch)?;
+    let exec = detect_executor(run_client, rules, run_options(config)?, Some(metrics.clone()));
+    let scheduler = Scheduler::with_run_runtime(
+        Arc::new(SystemClock),
+        store.clone(),
+        exec,
+        sched_config,
+        Some(run_runtime.handle().clone()),
+    );
     tracing::info!(owner = %scheduler.config().owner, rules = specs.len(), listen = ?listener.local_addr().ok(),
         "esdetect daemon starting");
 
@@ -198,6 +215,8 @@ pub async fn run_daemon(config: &Config, a: &RunArgs) -> Result<i32> {
     http_stop.cancel();
     probe.abort();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http_task).await;
+    // A run abandoned at shutdown may still be computing: do not wait for it.
+    run_runtime.shutdown_background();
     if !down.is_empty() {
         tracing::error!(rules = ?down, "esdetect daemon stopped while rules were down after a failure");
         return Ok(super::EXIT_FAILED);

@@ -322,6 +322,8 @@ struct Inner {
     executor: Executor,
     config: SchedulerConfig,
     stats: Arc<SchedulerStats>,
+    /// Where window runs execute; `None`: the current runtime.
+    runs: Option<tokio::runtime::Handle>,
 }
 
 /// How one window's run ended.
@@ -336,9 +338,23 @@ enum WindowResult {
 
 impl Scheduler {
     pub fn new(clock: Arc<dyn Clock>, store: Arc<dyn StateStore>, executor: Executor, config: SchedulerConfig) -> Self {
+        Scheduler::with_run_runtime(clock, store, executor, config, None)
+    }
+
+    /// Like [`Scheduler::new`], but window runs execute on `runs` (a runtime of their own). Evaluation is
+    /// CPU work: on its own runtime it can never hold up the scheduler's timers (so `run_timeout` fires on
+    /// time and the run is aborted at its next await), lease renewals, or the health endpoints.
+    pub fn with_run_runtime(
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn StateStore>,
+        executor: Executor,
+        config: SchedulerConfig,
+        runs: Option<tokio::runtime::Handle>,
+    ) -> Self {
         let mut config = config;
         config.max_windows_per_execution = config.max_windows_per_execution.max(windows::KIBANA_MAX_CATCHUP as usize + 1);
-        Scheduler { inner: Arc::new(Inner { clock, store, executor, config, stats: Arc::new(SchedulerStats::default()) }) }
+        let stats = Arc::new(SchedulerStats::default());
+        Scheduler { inner: Arc::new(Inner { clock, store, executor, config, stats, runs }) }
     }
 
     pub fn stats(&self) -> Arc<SchedulerStats> {
@@ -735,7 +751,12 @@ impl Scheduler {
         let mut grace_until = shutdown.is_cancelled().then(|| crate::limits::later(start, inner.config.shutdown_grace));
         // Its own task: a panic in the run is caught here instead of killing the rule's loop, and dropping
         // the handle (timeout, shutdown) aborts it.
-        let run = tokio_util::task::AbortOnDropHandle::new(tokio::spawn((inner.executor)(req)));
+        let future = (inner.executor)(req);
+        let spawned = match &inner.runs {
+            Some(runtime) => runtime.spawn(future),
+            None => tokio::spawn(future),
+        };
+        let run = tokio_util::task::AbortOnDropHandle::new(spawned);
         tokio::pin!(run);
         loop {
             let grace = {

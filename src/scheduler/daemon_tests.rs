@@ -675,3 +675,43 @@ async fn rules_still_down_at_shutdown_are_reported() {
     assert_eq!(h.await.unwrap(), vec!["r1".to_string()], "a dead rule must not look like a clean exit");
     assert!(fake.done_ends().is_empty());
 }
+
+#[test]
+fn a_cpu_bound_run_on_its_own_runtime_cannot_hold_up_the_timeout() {
+    // The scheduler on a single-threaded runtime, as a busy daemon worker would be; the run blocks its
+    // thread for 3 s without ever awaiting (evaluation of a huge page).
+    let runs = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let main = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    let exec: Executor = Arc::new(|_req: RunRequest| {
+        Box::pin(async {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            RunOutcome::default()
+        })
+    });
+    let s = Scheduler::with_run_runtime(
+        Arc::new(clock.clone()),
+        store.clone(),
+        exec,
+        SchedulerConfig::new("A"),
+        Some(runs.handle().clone()),
+    );
+    let mut r = rule();
+    r.run_timeout = m(1);
+    let started = std::time::Instant::now();
+    main.block_on(async {
+        let tick = {
+            let (s, r) = (s.clone(), r.clone());
+            tokio::spawn(async move { s.run_tick(&r, t0(), &CancellationToken::new()).await })
+        };
+        settle().await;
+        clock.advance(m(2));
+        let report = tick.await.unwrap().unwrap();
+        assert_eq!(report.executions[0].status, RunStatus::Failed);
+        assert!(report.executions[0].errors[0].contains("run timeout"), "{:?}", report.executions[0].errors);
+    });
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "the timeout waited for the run: {:?}", started.elapsed());
+    assert_eq!(s.stats().timeouts.load(Ordering::Relaxed), 1);
+    runs.shutdown_background();
+}
