@@ -155,3 +155,48 @@ fn index_patterns_follow_elasticsearch_naming_rules_and_are_encoded_in_paths() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(stdout.contains("POST /logs-a%26b%3Dc*,winlogbeat-*/_pit?"), "{stdout}");
 }
+
+/// Like [`esdetect`], with extra environment variables.
+fn esdetect_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esdetect"));
+    cmd.current_dir(cwd).args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("ESDETECT_") || name == "NO_COLOR" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("running the esdetect binary")
+}
+
+#[test]
+fn secrets_stay_out_of_errors_and_plain_http_credentials_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_folder(dir.path(), &[("smb.toml", &smb())]);
+    let r = rules.to_str().unwrap();
+    // A URL without a scheme, and one with a bad port, both carrying a password.
+    for url in ["elastic:hunter2@es01:9200", "http://elastic:hunter2@127.0.0.1:99999"] {
+        let out = esdetect_env(dir.path(), &["--no-color", "--rules", r, "run", "--once"], &[("ESDETECT_ES_URL", url)]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "password printed: {stderr}");
+        assert!(stderr.contains("elastic:***@"), "{stderr}");
+    }
+    // Credentials over http:// to a node that is not there: a warning, and still no password.
+    let out = esdetect_env(
+        dir.path(),
+        &["--no-color", "--rules", r, "run", "--once"],
+        &[("ESDETECT_ES_URL", "http://127.0.0.1:1"), ("ESDETECT_ES_USERNAME", "elastic"), ("ESDETECT_ES_PASSWORD", "hunter2")],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("plain http://"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    // A CA together with verification switched off is refused before anything is sent.
+    let config = dir.path().join("tls.toml");
+    std::fs::write(&config, "[elasticsearch]\nurls = [\"https://127.0.0.1:1\"]\nca_cert = \"/nonexistent/ca.pem\"\ninsecure_skip_verify = true\n").unwrap();
+    let out = esdetect(dir.path(), &["--no-color", "--config", config.to_str().unwrap(), "--rules", r, "run", "--once"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("insecure_skip_verify"), "{stderr}");
+}

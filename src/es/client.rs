@@ -72,10 +72,12 @@ impl EsClient {
         let mut url_creds = None;
         let mut urls = Vec::with_capacity(cfg.urls.len());
         for raw in &cfg.urls {
+            // Never the raw text in a message: it may carry a password.
+            let shown = super::config::redact_url(raw);
             let mut u = Url::parse(raw)
-                .map_err(|e| EsError::Config(format!("URL {raw:?} is not valid ({e}); expected e.g. https://host:9200")))?;
+                .map_err(|e| EsError::Config(format!("URL {shown:?} is not valid ({e}); expected e.g. https://host:9200")))?;
             if !matches!(u.scheme(), "http" | "https") {
-                return Err(EsError::Config(format!("URL {raw:?} must start with http:// or https://")));
+                return Err(EsError::Config(format!("URL {shown:?} must start with http:// or https://")));
             }
             // Credentials inside the URL: take them out (reqwest would send them twice) and use them
             // unless the config names credentials explicitly.
@@ -108,9 +110,22 @@ impl EsClient {
             url_creds.map(|(u, p)| Credentials::Basic(u, p))
         };
         if let Some(c) = creds {
+            let plain: Vec<&str> = printable.iter().filter(|u| u.starts_with("http://")).map(String::as_str).collect();
+            if !plain.is_empty() {
+                tracing::warn!(urls = ?plain, "credentials are sent over plain http:// and can be read on the network; \
+                    use https:// (and ca_cert) for any cluster that is not on this machine");
+            }
             builder = builder.auth(c);
         }
 
+        if cfg.insecure_skip_verify && cfg.ca_cert.is_some() {
+            return Err(EsError::Config(
+                "both `ca_cert` and `insecure_skip_verify = true` are set: the CA would be ignored and no certificate \
+                 checked. Remove `insecure_skip_verify` to verify against the CA (or `ca_cert` to skip verification \
+                 on purpose)"
+                    .into(),
+            ));
+        }
         if cfg.insecure_skip_verify {
             tracing::warn!("insecure_skip_verify is set: the cluster's TLS certificate is NOT verified");
             builder = builder.cert_validation(CertificateValidation::None);
@@ -410,6 +425,27 @@ mod tests {
             ..Default::default()
         })
         .is_ok());
+    }
+
+    #[test]
+    fn passwords_in_urls_never_reach_error_messages() {
+        for raw in ["http://elastic:hunter2@es01:99999", "ftp://elastic:hunter2@es01:9200", "elastic:hunter2@es01:9200"] {
+            let e = EsClient::new(&ConnectionConfig::for_url(raw)).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(e.contains("elastic:***@es01"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_ca_with_verification_switched_off_is_an_error() {
+        let e = EsClient::new(&ConnectionConfig {
+            ca_cert: Some("/etc/esdetect/ca.pem".into()),
+            insecure_skip_verify: true,
+            ..ConnectionConfig::for_url("https://x:9200")
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ca_cert") && e.contains("insecure_skip_verify"), "{e}");
     }
 
     #[tokio::test]

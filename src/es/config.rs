@@ -41,7 +41,7 @@ impl fmt::Display for Secret {
 ///
 /// `api_key` is either Kibana's "encoded" form (base64 of `id:key`) or the raw `id:key` pair; it wins
 /// over `username`/`password` when both are set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConnectionConfig {
     /// One or more node URLs (`https://host:9200`). Several URLs form a static round-robin pool;
@@ -73,6 +73,41 @@ impl Default for ConnectionConfig {
             request_timeout: Duration::from_secs(60),
             max_retries: 3,
         }
+    }
+}
+
+/// Like a derived `Debug`, but URLs with credentials in them are redacted ([`redact_url`]).
+impl fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionConfig")
+            .field("urls", &self.urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
+            .field("api_key", &self.api_key)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("ca_cert", &self.ca_cert)
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
+}
+
+/// A URL fit for messages: a password in its user-info becomes `***` (`https://user:***@host:9200`).
+/// Works on text that is not a valid URL too (no scheme, a bad port), which is exactly when it ends up
+/// in an error message.
+pub fn redact_url(raw: &str) -> String {
+    let (scheme, rest) = match raw.find("://") {
+        Some(i) => raw.split_at(i + 3),
+        None => ("", raw),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rfind('@') {
+        Some(at) => {
+            let user = authority[..at].split(':').next().unwrap_or("");
+            format!("{scheme}{user}:***@{}{tail}", &authority[at + 1..])
+        }
+        None => raw.to_string(),
     }
 }
 
@@ -145,6 +180,22 @@ mod tests {
         assert!(dbg.contains("***") && dbg.contains("elastic"));
         assert_eq!(Secret::new("x").to_string(), "***");
         assert_eq!(Secret::new("x").expose(), "x");
+        let cfg = ConnectionConfig::for_url("https://elastic:hunter2@es01:9200");
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("hunter2") && dbg.contains("elastic:***@es01:9200"), "{dbg}");
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted_even_in_broken_urls() {
+        for (raw, want) in [
+            ("https://elastic:hunter2@es01:9200", "https://elastic:***@es01:9200"),
+            ("http://elastic:hunter2@es01:99999/x?y", "http://elastic:***@es01:99999/x?y"),
+            ("elastic:hunter2@es01:9200", "elastic:***@es01:9200"),
+            ("ftp://u:p@w@host", "ftp://u:***@host"),
+            ("https://es01:9200", "https://es01:9200"),
+        ] {
+            assert_eq!(redact_url(raw), want);
+        }
     }
 
     #[test]
