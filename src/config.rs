@@ -25,6 +25,9 @@ pub struct Config {
     pub scheduler: SchedulerSettings,
     /// Per-rule settings, keyed by the detection-rules `rule_id`.
     pub rules: BTreeMap<String, RuleSettings>,
+    /// Where `rules_dir` came from, for error messages (not a setting).
+    #[serde(skip)]
+    pub rules_dir_origin: String,
 }
 
 impl Default for Config {
@@ -37,6 +40,7 @@ impl Default for Config {
             mapping: MappingConfig::default(),
             scheduler: SchedulerSettings::default(),
             rules: BTreeMap::new(),
+            rules_dir_origin: "the default `rules` folder in the current directory".into(),
         }
     }
 }
@@ -216,6 +220,14 @@ impl Config {
                         config.rules_dir = dir.join(&config.rules_dir);
                     }
                 }
+                if text.contains("rules_dir") {
+                    config.rules_dir_origin = format!(
+                        "`rules_dir` in {} (a relative path is relative to the config file's folder)",
+                        path.display()
+                    );
+                } else {
+                    config.rules_dir_origin = Config::default().rules_dir_origin;
+                }
                 config
             }
         };
@@ -241,6 +253,7 @@ impl Config {
         }
         if let Some(dir) = env("ESDETECT_RULES_DIR") {
             self.rules_dir = PathBuf::from(dir);
+            self.rules_dir_origin = "ESDETECT_RULES_DIR".into();
         }
         if let Some(space) = env("ESDETECT_SPACE") {
             self.alerts.space = space;

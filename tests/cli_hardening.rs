@@ -200,3 +200,28 @@ fn secrets_stay_out_of_errors_and_plain_http_credentials_are_warned_about() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("insecure_skip_verify"), "{stderr}");
 }
+
+#[test]
+fn logs_to_a_pipe_are_plain_a_bad_log_filter_and_a_missing_rules_folder_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_folder(dir.path(), &[("smb.toml", &smb())]);
+    let r = rules.to_str().unwrap();
+    // Warnings are logged while the unreachable node is retried; stderr is a pipe here.
+    let out = esdetect_env(dir.path(), &["--log", "warn", "--rules", r, "run", "--once"], &[("ESDETECT_ES_URL", "http://127.0.0.1:1")]);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("WARN"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "ANSI codes in logs written to a pipe: {stderr:?}");
+
+    let out = esdetect(dir.path(), &["--log", "esdetect=loud", "--rules", r, "validate"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--log \"esdetect=loud\" is not a log filter"), "{}", text(&out.stderr));
+
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "rules_dir = \"missing\"\n").unwrap();
+    let out = esdetect(dir.path(), &["--config", config.to_str().unwrap(), "validate"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "documented: a missing rules folder is a usage problem; {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "said once: {stderr}");
+    assert!(stderr.contains(&dir.path().join("missing").display().to_string()), "{stderr}");
+    assert!(stderr.contains("relative to the config file's folder") && !stderr.contains(":1:1"), "{stderr}");
+}

@@ -47,6 +47,7 @@ fn load_config(cli: &Cli) -> Result<Config> {
     let mut config = Config::load(cli.config.as_deref(), &env)?;
     if let Some(dir) = &cli.rules {
         config.rules_dir = dir.clone();
+        config.rules_dir_origin = "--rules".into();
     }
     Ok(config)
 }
@@ -62,6 +63,14 @@ fn parse_time(text: Option<&str>, what: &str) -> Result<DateTime<Utc>> {
 
 /// Loads and prepares the rules; prints problems as `file:line:col: message`. Fails when none is usable.
 fn load_rules(config: &Config, only: &[String]) -> Result<Prepared> {
+    // A missing folder is a usage problem (exit 2), said once, with where the path came from.
+    if !config.rules_dir.is_dir() {
+        bail!(
+            "rules folder {} not found (from {}); pass --rules DIR or set `rules_dir` in the config",
+            config.rules_dir.display(),
+            config.rules_dir_origin
+        );
+    }
     let mut prepared = detect::prepare_rules(&config.rules_dir, config);
     for e in &prepared.errors {
         eprintln!("{e}");
