@@ -1211,6 +1211,14 @@ mod tests {
     }
 
     #[test]
+    fn a_source_address_with_an_ipv6_zone_id_is_an_address() {
+        // Elasticsearch indexes `fe80::99%12` as `fe80::99`, and Kibana raises the alert.
+        assert!(r2(set(r2_base(), "source.ip", Some(json!("fe80::99%12")))));
+        // The host's own address with a zone id is still local access.
+        assert!(!r2(set(r2_base(), "source.ip", Some(json!("fe80::1%eth0")))));
+    }
+
+    #[test]
     fn e01_host_ip_missing_keeps_the_event() {
         assert!(r2(set(r2_base(), "host.ip", None)));
         assert!(r2(set(r2_base(), "host.ip", Some(json!([])))));
