@@ -371,7 +371,9 @@ fn security_disabled(status: u16, body: &Value) -> bool {
     let text = format!("{ty} {reason}").to_lowercase();
     let says_disabled = text.contains("security")
         && (text.contains("not enabled") || text.contains("disabled") || text.contains("must be explicitly enabled"));
-    let no_such_api = text.contains("no handler found") || status == 404 || status == 405;
+    // The node itself says it has no such API (no security module at all). A bare 404/405 — from a proxy,
+    // a path rewrite, a load balancer — says nothing about security and stays an error.
+    let no_such_api = text.contains("no handler found");
     matches!(status, 400 | 404 | 405 | 500 | 501) && (says_disabled || no_such_api)
 }
 
@@ -406,6 +408,11 @@ mod tests {
         assert!(security_disabled(400, &json!({"error":"no handler found for uri [/_security/user/_has_privileges] and method [POST]"})));
         assert!(!security_disabled(500, &json!({"error":{"type":"null_pointer_exception","reason":"boom"}})));
         assert!(!security_disabled(401, &basic));
+        // A 404 that does not come from Elasticsearch saying so is not "security disabled".
+        assert!(!security_disabled(404, &json!("<html><body>404 Not Found</body></html>")));
+        assert!(!security_disabled(404, &Value::Null));
+        assert!(!security_disabled(405, &json!({"error": "Method Not Allowed"})));
+        assert!(security_disabled(404, &json!({"error":"no handler found for uri [/_security/user/_has_privileges] and method [POST]"})));
     }
 
     #[test]
