@@ -277,6 +277,7 @@ async fn es_store_semantics_and_claim_race() {
         delay_ms: 0,
         skipped_tick: false,
         skipped_ticks: 0,
+        execution_type: esdetect::scheduler::state::ExecutionType::Scheduled,
     };
     a.append_ledger(&entry("e1", 0)).await.unwrap();
     a.append_ledger(&entry("e1", 0)).await.unwrap();

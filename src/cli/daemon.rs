@@ -37,6 +37,15 @@ pub fn default_owner() -> String {
     format!("{host}-{}", &id[..12])
 }
 
+/// This process's owner id: the configured `[scheduler] owner` (or the host name) plus a random instance
+/// id, so two processes given the same name never share leases and silently run the same windows.
+pub fn owner_id(config: &Config) -> String {
+    match config.scheduler.owner.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
+        Some(name) => format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        None => default_owner(),
+    }
+}
+
 /// Whether the config file asks for JSON logs (`[scheduler] log_format = "json"`). Read before logging
 /// starts, so problems with the file are ignored here and reported when the command loads it.
 pub fn config_wants_json_logs(cli: &super::args::Cli) -> bool {
@@ -62,7 +71,7 @@ pub fn state_store(config: &Config, client: EsClient) -> EsStateStore {
 /// Scheduler settings from `[scheduler]`.
 pub fn scheduler_config(config: &Config) -> Result<SchedulerConfig> {
     let s = &config.scheduler;
-    let mut c = SchedulerConfig::new(s.owner.clone().filter(|o| !o.trim().is_empty()).unwrap_or_else(default_owner));
+    let mut c = SchedulerConfig::new(owner_id(config));
     c.shutdown_grace = chrono_duration(s.shutdown_grace, "shutdown_grace")?;
     c.lease_margin = chrono_duration(s.lease_margin, "lease_margin")?;
     Ok(c)
@@ -95,6 +104,60 @@ pub fn rule_spec(rule: &PreparedRule, config: &Config) -> Result<RuleSpec> {
     }
     .validated()
     .map_err(|e| anyhow!(e))
+}
+
+/// Records one `run --once` execution in the ledger (execution type `manual`), so `esdetect status` shows
+/// it. Best effort: a ledger that cannot be written is a warning, never a failed run.
+pub async fn record_manual_run(
+    store: &EsStateStore,
+    owner: &str,
+    summary: &crate::detect::RunSummary,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+) {
+    let outcome = crate::scheduler::executor::outcome_of(summary);
+    let (status, message) = RunStatus::from_problems(&outcome.errors, &outcome.warnings);
+    let window = crate::scheduler::windows::Window {
+        from: summary.window.from,
+        to: summary.window.to,
+        kind: crate::scheduler::windows::WindowKind::Manual,
+    };
+    let entry = LedgerEntry {
+        rule_id: summary.rule_id.clone(),
+        execution_id: uuid::Uuid::new_v4().to_string(),
+        owner: owner.to_string(),
+        scheduled_at: started_at,
+        started_at,
+        finished_at,
+        window_from: Some(window.from),
+        window_to: Some(window.to),
+        windows: vec![window],
+        windows_completed: u32::from(status != RunStatus::Failed),
+        windows_remaining: 0,
+        window_end: None,
+        status,
+        message,
+        counts: outcome.counts,
+        warnings: outcome.warnings,
+        errors: outcome.errors,
+        gap_ms: None,
+        gap_from: None,
+        gap_to: None,
+        search_duration_ms: outcome.search_duration_ms,
+        indexing_duration_ms: outcome.indexing_duration_ms,
+        duration_ms: (finished_at - started_at).num_milliseconds().max(0) as u64,
+        delay_ms: 0,
+        skipped_tick: false,
+        skipped_ticks: 0,
+        execution_type: crate::scheduler::state::ExecutionType::Manual,
+    };
+    let written = match store.ensure_indices().await {
+        Ok(()) => store.append_ledger(&entry).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        tracing::warn!(rule = %entry.rule_id, error = %e, "could not record the run in the ledger");
+    }
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
@@ -312,7 +375,10 @@ pub async fn status(config: &Config, a: &StatusArgs, style: Style) -> Result<i32
         t.add_row(vec![
             e.rule_id.clone(),
             ts(Some(e.started_at)),
-            e.status.to_string(),
+            match e.execution_type {
+                crate::scheduler::state::ExecutionType::Manual => format!("{} (manual)", e.status),
+                crate::scheduler::state::ExecutionType::Scheduled => e.status.to_string(),
+            },
             format!("{} → {}", ts(e.window_from), ts(e.window_to)),
             windows,
             e.counts.fetched.to_string(),
@@ -356,7 +422,7 @@ pub async fn backfill(config: &Config, a: &BackfillArgs) -> Result<i32> {
     let mut opts = run_options(config)?;
     opts.manual = true;
     let store = state_store(config, client.clone());
-    let owner = config.scheduler.owner.clone().unwrap_or_else(default_owner);
+    let owner = owner_id(config);
     let plans: Vec<(&PreparedRule, Vec<windows::Window>)> = rules
         .iter()
         .map(|r| (r, windows::backfill(from, to, r.rule.lookback, r.rule.interval_duration)))
@@ -438,6 +504,7 @@ pub async fn backfill(config: &Config, a: &BackfillArgs) -> Result<i32> {
             delay_ms: 0,
             skipped_tick: false,
             skipped_ticks: 0,
+            execution_type: crate::scheduler::state::ExecutionType::Manual,
         };
         if let Err(e) = store.append_ledger(&entry).await {
             bar.suspend(|| eprintln!("warning: could not record the backfill of {} in the ledger: {e}", entry.rule_id));
@@ -465,6 +532,10 @@ mod tests {
 
     #[test]
     fn owners_are_unique_per_call() {
+        let mut config = Config::default();
+        config.scheduler.owner = Some("esdetect-a".into());
+        let (x, y) = (owner_id(&config), owner_id(&config));
+        assert!(x.starts_with("esdetect-a-") && y.starts_with("esdetect-a-") && x != y, "{x} {y}");
         let (a, b) = (default_owner(), default_owner());
         assert_ne!(a, b);
         assert!(!a.is_empty());

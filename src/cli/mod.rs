@@ -152,10 +152,16 @@ async fn run_rules(config: &Config, a: &args::RunArgs, style: Style) -> Result<i
         let template = crate::alert::mapping::alerts_index_template(&[format!("{alias}-*")]);
         crate::sink::es::ensure_alerts_index(&client, alias, template).await.map_err(|e| anyhow!("{e}"))?;
     }
+    let store = daemon::state_store(config, client.clone());
+    let owner = daemon::owner_id(config);
     let mut summaries = Vec::new();
     for rule in rules {
         let window = Window::ending_at(&rule.rule, now);
-        summaries.push(detect::run_on_cluster(&client, rule, window, &opts, &Utc::now).await);
+        let started = Utc::now();
+        let mut summary = detect::run_on_cluster(&client, rule, window, &opts, &Utc::now).await;
+        crate::scheduler::executor::warn_if_no_index_matches(&client, rule, &mut summary).await;
+        daemon::record_manual_run(&store, &owner, &summary, started, Utc::now()).await;
+        summaries.push(summary);
     }
     print_summaries(a.format, style, &summaries)?;
     Ok(exit_code(&summaries, !prepared.errors.is_empty()))

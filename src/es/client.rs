@@ -277,6 +277,21 @@ impl EsClient {
         Err(EsError::from_response("privilege check (_has_privileges)", status, &resp))
     }
 
+    /// The indices `patterns` match right now (`_field_caps`, as Kibana checks them before a rule run).
+    pub async fn matching_indices(&self, patterns: &[String]) -> Result<Vec<String>, EsError> {
+        let path = format!("/{}/_field_caps", super::path::indices(patterns));
+        let params = [
+            ("fields", "_id".to_string()),
+            ("ignore_unavailable", "true".to_string()),
+            ("allow_no_indices", "true".to_string()),
+        ];
+        let (status, body) = self.raw(Method::Get, &path, &params, None).await?;
+        if !(200..300).contains(&status) {
+            return Err(EsError::from_response("index check (_field_caps)", status, &body));
+        }
+        Ok(body["indices"].as_array().map(|a| a.iter().filter_map(|i| i.as_str().map(str::to_string)).collect()).unwrap_or_default())
+    }
+
     fn unreachable(&self, e: elasticsearch::Error) -> EsError {
         EsError::Unreachable { url: self.urls(), detail: chain_message(&e), source: e }
     }

@@ -726,6 +726,7 @@ impl Scheduler {
             delay_ms: (started_at - scheduled_at).num_milliseconds(),
             skipped_tick: false,
             skipped_ticks: 0,
+            execution_type: super::state::ExecutionType::Scheduled,
         };
         tracing::info!(rule = %entry.rule_id, status = %entry.status, windows = entry.windows.len(),
             completed, alerts = entry.counts.alerts_written, "execution finished");
@@ -882,6 +883,7 @@ impl Scheduler {
             delay_ms: (now - first).num_milliseconds(),
             skipped_tick: true,
             skipped_ticks: u32::try_from(skipped).unwrap_or(u32::MAX),
+            execution_type: super::state::ExecutionType::Scheduled,
         };
         if let Err(e) = inner.store.append_ledger(&entry).await {
             tracing::warn!(rule = %rule.rule_id, error = %e, "could not record skipped ticks");
@@ -929,5 +931,6 @@ fn bare_entry(rule_id: &str, owner: &str, now: DateTime<Utc>, status: RunStatus,
         delay_ms: 0,
         skipped_tick: false,
         skipped_ticks: 0,
+        execution_type: super::state::ExecutionType::Scheduled,
     }
 }

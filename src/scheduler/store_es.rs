@@ -323,6 +323,7 @@ pub fn ledger_mappings() -> Value {
         "properties": {
             "rule_id": {"type": "keyword"},
             "execution_id": {"type": "keyword"},
+            "execution_type": {"type": "keyword"},
             "owner": {"type": "keyword"},
             "scheduled_at": {"type": "date"},
             "started_at": {"type": "date"},
