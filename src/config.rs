@@ -165,10 +165,16 @@ pub struct SchedulerSettings {
     /// After SIGTERM/SIGINT, how long a run in progress may continue before it is abandoned.
     #[serde(deserialize_with = "crate::es::config::de_duration")]
     pub shutdown_grace: std::time::Duration,
-    /// Added to max(interval, run_timeout) to get the lease length (how long a crashed replica holds a
-    /// rule before another takes over).
+    /// How long a rule's lease lasts unless renewed: how long a killed replica blocks its rules.
     #[serde(deserialize_with = "crate::es::config::de_duration")]
-    pub lease_margin: std::time::Duration,
+    pub lease_ttl: std::time::Duration,
+    /// How often a running execution renews its lease (must be shorter than `lease_ttl`).
+    #[serde(deserialize_with = "crate::es::config::de_duration")]
+    pub lease_renew: std::time::Duration,
+    /// No longer used (the lease used to be max(interval, run_timeout) + this); accepted so old
+    /// configurations still load, with a warning.
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub lease_margin: Option<std::time::Duration>,
     /// `text` or `json` log lines.
     pub log_format: LogFormat,
 }
@@ -185,10 +191,16 @@ impl Default for SchedulerSettings {
             max_backfill: std::time::Duration::from_secs(24 * 3600),
             run_timeout: std::time::Duration::from_secs(300),
             shutdown_grace: std::time::Duration::from_secs(30),
-            lease_margin: std::time::Duration::from_secs(60),
+            lease_ttl: std::time::Duration::from_secs(90),
+            lease_renew: std::time::Duration::from_secs(30),
+            lease_margin: None,
             log_format: LogFormat::Text,
         }
     }
+}
+
+fn de_opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+    crate::es::config::de_duration(d).map(Some)
 }
 
 /// A configuration problem, with the file it came from.

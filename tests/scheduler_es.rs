@@ -371,7 +371,7 @@ async fn crashed_owner_is_taken_over_after_lease_expiry_without_gap() {
     let rule_spec = spec("tko", Duration::minutes(1), Duration::minutes(1), Duration::seconds(30));
     let config = |owner: &str| {
         let mut cfg = SchedulerConfig::new(owner);
-        cfg.lease_margin = Duration::seconds(1); // lease = max(1m, 30s) + 1s
+        cfg.lease_ttl = Duration::seconds(61); // a lease just longer than the 1-minute interval
         cfg
     };
     let clock = ManualClock::new(base + Duration::seconds(1));

@@ -73,7 +73,18 @@ pub fn scheduler_config(config: &Config) -> Result<SchedulerConfig> {
     let s = &config.scheduler;
     let mut c = SchedulerConfig::new(owner_id(config));
     c.shutdown_grace = chrono_duration(s.shutdown_grace, "shutdown_grace")?;
-    c.lease_margin = chrono_duration(s.lease_margin, "lease_margin")?;
+    c.lease_ttl = chrono_duration(s.lease_ttl, "lease_ttl")?;
+    c.lease_renew_every = chrono_duration(s.lease_renew, "lease_renew")?;
+    if c.lease_renew_every <= Duration::zero() || c.lease_renew_every >= c.lease_ttl {
+        bail!(
+            "[scheduler] lease_renew ({}s) must be longer than zero and shorter than lease_ttl ({}s), e.g. 30s and 90s",
+            c.lease_renew_every.num_seconds(),
+            c.lease_ttl.num_seconds()
+        );
+    }
+    if s.lease_margin.is_some() {
+        tracing::warn!("[scheduler] lease_margin is no longer used and is ignored: the lease lasts lease_ttl (default 90s) and is renewed every lease_renew (default 30s) while a rule runs");
+    }
     Ok(c)
 }
 
@@ -533,6 +544,11 @@ mod tests {
     #[test]
     fn owners_are_unique_per_call() {
         let mut config = Config::default();
+        let c = scheduler_config(&config).unwrap();
+        assert_eq!((c.lease_ttl, c.lease_renew_every), (Duration::seconds(90), Duration::seconds(30)));
+        config.scheduler.lease_renew = std::time::Duration::from_secs(90);
+        assert!(scheduler_config(&config).unwrap_err().to_string().contains("shorter than lease_ttl"));
+        config.scheduler.lease_renew = std::time::Duration::from_secs(30);
         config.scheduler.owner = Some("esdetect-a".into());
         let (x, y) = (owner_id(&config), owner_id(&config));
         assert!(x.starts_with("esdetect-a-") && y.starts_with("esdetect-a-") && x != y, "{x} {y}");

@@ -194,8 +194,11 @@ impl Backoff {
 pub struct SchedulerConfig {
     /// This replica's id in leases and the ledger. Must be unique per process (e.g. host + random id).
     pub owner: String,
-    /// Added to `max(interval, run_timeout)` to get the lease length.
-    pub lease_margin: Duration,
+    /// How long a claim lasts unless renewed (90 s): what a killed replica blocks its rules for.
+    pub lease_ttl: Duration,
+    /// How often a running execution renews its lease (30 s); well below `lease_ttl`, so one or two
+    /// failed renewals do not lose it.
+    pub lease_renew_every: Duration,
     /// How long a run in progress may go on after shutdown was requested.
     pub shutdown_grace: Duration,
     /// Most windows run under one claim (one ledger entry); a longer backfill releases and claims again,
@@ -215,7 +218,8 @@ impl SchedulerConfig {
     pub fn new(owner: impl Into<String>) -> Self {
         SchedulerConfig {
             owner: owner.into(),
-            lease_margin: Duration::minutes(1),
+            lease_ttl: Duration::seconds(90),
+            lease_renew_every: Duration::seconds(30),
             shutdown_grace: Duration::seconds(30),
             max_windows_per_execution: 12,
             backoff: BackoffConfig::default(),
@@ -224,10 +228,15 @@ impl SchedulerConfig {
         }
     }
 
-    /// Lease length for a rule: at least as long as its interval and its run timeout, plus the margin.
-    pub fn lease_length(&self, rule: &RuleSpec) -> Duration {
-        let longest = rule.interval.max(rule.run_timeout);
-        longest.checked_add(&self.lease_margin.max(Duration::zero())).unwrap_or(longest)
+    /// Lease length: short, and renewed while the rule runs, so a replica that dies holds its rules for
+    /// at most `lease_ttl` whatever the rule's interval or run timeout.
+    pub fn lease_length(&self, _rule: &RuleSpec) -> Duration {
+        self.lease_ttl.max(Duration::seconds(1))
+    }
+
+    /// How often a held lease is renewed: `lease_renew_every`, and at least three times per lease.
+    pub fn renew_every(&self, rule: &RuleSpec) -> Duration {
+        self.lease_renew_every.min(self.lease_length(rule) / 3).max(Duration::milliseconds(100))
     }
 }
 
@@ -745,7 +754,7 @@ impl Scheduler {
         let inner = &self.inner;
         let clock = &inner.clock;
         let lease_len = inner.config.lease_length(rule);
-        let renew_every = (lease_len / 3).max(Duration::seconds(1));
+        let renew_every = inner.config.renew_every(rule);
         let start = clock.now();
         let deadline = crate::limits::later(start, rule.run_timeout);
         let mut next_renew = crate::limits::later(start, renew_every);
@@ -793,7 +802,7 @@ impl Scheduler {
                                 return WindowResult::LeaseLost;
                             }
                             tracing::warn!(rule = %rule.rule_id, error = %e, "could not renew the lease; retrying");
-                            next_renew = now + (renew_every / 4).max(Duration::seconds(1));
+                            next_renew = now + (renew_every / 4).max(Duration::milliseconds(100));
                         }
                     }
                 }

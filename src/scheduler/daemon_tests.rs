@@ -352,17 +352,19 @@ async fn a_crashed_owners_lease_expires_and_another_replica_runs_its_window() {
 
     let b = scheduler(&clock, &store, executor(&clock, "B", &fake, |_| Act::Instant), "B");
     let _hb = spawn_run(&b, vec![rule()], &token);
-    drive(&clock, t0() + m(9), Duration::seconds(30)).await;
-    assert!(fake.done_ends().is_empty(), "B must wait for A's lease (6 min) to expire");
-    assert!(b.stats().ticks_held_elsewhere.load(Ordering::Relaxed) >= 2);
+    // A renewed at t0+30s and t0+60s: its lease runs out 90 s after the last renewal, at t0+2m30s.
+    drive(&clock, t0() + Duration::seconds(140), Duration::seconds(10)).await;
+    assert!(fake.done_ends().is_empty(), "B must wait for A's lease to expire");
+    assert!(b.stats().ticks_held_elsewhere.load(Ordering::Relaxed) >= 1);
     drive(&clock, t0() + m(16), Duration::seconds(30)).await;
 
-    // B took over at t0+10 and ran A's window (ending t0) as well: no gap, nothing twice.
+    // B took over at its next tick (t0+5) and ran A's window (ending t0) as well: no gap, nothing twice.
+    // With the old lease (interval + margin) B would have waited until t0+10.
     assert_eq!(fake.done_ends(), vec![t0(), t0() + m(5), t0() + m(10), t0() + m(15)]);
     assert!(fake.done.lock().unwrap().iter().all(|(o, _)| o == "B"));
     let ex = executions(&store);
     assert!(ex.iter().all(|e| e.owner == "B" && e.status == RunStatus::Succeeded && e.gap_ms.is_none()));
-    assert_eq!(ex[0].scheduled_at, t0() + m(10));
+    assert_eq!(ex[0].scheduled_at, t0() + m(5));
     token.cancel();
 }
 
@@ -374,7 +376,7 @@ async fn long_executions_renew_the_lease_so_nobody_else_steps_in() {
     let fake = Arc::new(Fake::default());
     let token = CancellationToken::new();
     let mut cfg = SchedulerConfig::new("A");
-    cfg.lease_margin = Duration::zero(); // lease 5 min, shorter than the execution
+    cfg.lease_ttl = m(1); // far shorter than the 16-minute execution: only renewals keep it
     let mut r = rule();
     r.gap_policy = GapPolicy::Kibana;
     let a = Scheduler::new(
