@@ -207,7 +207,11 @@ fn logs_to_a_pipe_are_plain_a_bad_log_filter_and_a_missing_rules_folder_are_usag
     let rules = rules_folder(dir.path(), &[("smb.toml", &smb())]);
     let r = rules.to_str().unwrap();
     // Warnings are logged while the unreachable node is retried; stderr is a pipe here.
-    let out = esdetect_env(dir.path(), &["--log", "warn", "--rules", r, "run", "--once"], &[("ESDETECT_ES_URL", "http://127.0.0.1:1")]);
+    let out = esdetect_env(
+        dir.path(),
+        &["--log", "warn", "--rules", r, "run", "--once"],
+        &[("ESDETECT_ES_URL", "http://127.0.0.1:1"), ("ESDETECT_ES_USERNAME", "u"), ("ESDETECT_ES_PASSWORD", "p")],
+    );
     let stderr = text(&out.stderr);
     assert!(stderr.contains("WARN"), "{stderr}");
     assert!(!stderr.contains('\u{1b}'), "ANSI codes in logs written to a pipe: {stderr:?}");

@@ -243,14 +243,28 @@ pub async fn run_daemon(config: &Config, a: &RunArgs) -> Result<i32> {
     let probe_store = store.clone();
     let probe_stop = shutdown.clone();
     let probe = tokio::spawn(async move {
+        use crate::scheduler::outage::{OutageLog, Report};
+        let probe_log = OutageLog::default();
         loop {
             let ok = match probe_store.ping().await {
                 Ok(()) => probe_store.ensure_indices().await,
                 Err(e) => Err(e),
             };
             let wait = if ok.is_ok() { 15 } else { 3 };
-            if let Err(e) = &ok {
-                tracing::warn!(error = %e, "cluster not ready");
+            let report = match &ok {
+                Ok(()) => probe_log.success(Utc::now()),
+                Err(_) => probe_log.failure(Utc::now()),
+            };
+            match (&ok, report) {
+                (Err(e), Report::Started) => tracing::warn!(error = %e, "cluster not ready"),
+                (Err(e), Report::StillDown { down_for, failures }) => {
+                    tracing::warn!(error = %e, down_s = down_for.num_seconds(), failures, "cluster still not ready")
+                }
+                (_, Report::Recovered { down_for, .. }) => {
+                    tracing::info!(down_s = down_for.num_seconds(), "cluster ready again")
+                }
+                (Err(e), _) => tracing::debug!(error = %e, "cluster not ready"),
+                _ => {}
             }
             readiness.set_cluster(ok.map_err(|e| e.to_string()));
             tokio::select! {

@@ -194,7 +194,8 @@ impl EsClient {
                 Err(e) => return Err(self.unreachable(e)),
             };
             let delay = self.retry.delay(retry);
-            tracing::warn!(what, attempt = retry + 1, ?delay, "request failed ({why}); retrying");
+            // Debug: the caller reports the final outcome; a WARN per retry flooded the log during outages.
+            tracing::debug!(what, attempt = retry + 1, ?delay, "request failed ({why}); retrying");
             tokio::time::sleep(delay).await;
             retry += 1;
         }

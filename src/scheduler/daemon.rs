@@ -266,6 +266,8 @@ pub struct SchedulerStats {
     pub task_failures: AtomicU64,
     /// Rules whose task failed and is waiting to be restarted, with why.
     down: Mutex<std::collections::BTreeMap<String, String>>,
+    /// State-store reachability, for log lines: one per change plus a periodic summary.
+    store_outage: super::outage::OutageLog,
 }
 
 impl SchedulerStats {
@@ -492,6 +494,11 @@ impl Scheduler {
             }
             match self.run_tick(&rule, due, &shutdown).await {
                 Ok(_) => {
+                    if let super::outage::Report::Recovered { down_for, failures } =
+                        inner.stats.store_outage.success(inner.clock.now())
+                    {
+                        tracing::info!(down_s = down_for.num_seconds(), failures, "the state store is reachable again");
+                    }
                     backoff.reset();
                     if let Some((first, n)) = skipped.take() {
                         self.record_skip(&rule, first, due, n, now).await;
@@ -508,8 +515,14 @@ impl Scheduler {
                     inner.stats.ready.store(false, Ordering::SeqCst);
                     inner.stats.store_errors.fetch_add(1, Ordering::Relaxed);
                     let delay = backoff.next_delay();
-                    tracing::warn!(rule = %rule.rule_id, error = %e, retry_in_ms = delay.num_milliseconds(),
-                        "cannot reach the state store; retrying");
+                    match inner.stats.store_outage.failure(inner.clock.now()) {
+                        super::outage::Report::Started => tracing::warn!(rule = %rule.rule_id, error = %e,
+                            "cannot reach the state store; every rule retries with backoff (one summary a minute until it is back)"),
+                        super::outage::Report::StillDown { down_for, failures } => tracing::warn!(error = %e,
+                            down_s = down_for.num_seconds(), failures, "the state store is still unreachable"),
+                        _ => tracing::debug!(rule = %rule.rule_id, error = %e, retry_in_ms = delay.num_milliseconds(),
+                            "cannot reach the state store; retrying"),
+                    }
                     tokio::select! {
                         biased;
                         _ = shutdown.cancelled() => return,
