@@ -271,6 +271,7 @@ async fn es_store_semantics_and_claim_race() {
         gap_ms: None,
         gap_from: None,
         gap_to: None,
+        gap_filled_ms: None,
         search_duration_ms: 1,
         indexing_duration_ms: 1,
         duration_ms: 2,

@@ -154,6 +154,7 @@ pub async fn record_manual_run(
         gap_ms: None,
         gap_from: None,
         gap_to: None,
+        gap_filled_ms: None,
         search_duration_ms: outcome.search_duration_ms,
         indexing_duration_ms: outcome.indexing_duration_ms,
         duration_ms: (finished_at - started_at).num_milliseconds().max(0) as u64,
@@ -318,8 +319,9 @@ fn ts(t: Option<DateTime<Utc>>) -> String {
 }
 
 fn gap_text(e: &LedgerEntry) -> String {
-    match e.gap_ms {
-        Some(ms) if ms > 0 => format!("{}s", (ms + 500) / 1000),
+    match (e.gap_ms, e.gap_filled_ms) {
+        (Some(ms), _) if ms > 0 => format!("{}s", (ms + 500) / 1000),
+        (_, Some(ms)) if ms > 0 => format!("{}s (filled)", (ms + 500) / 1000),
         _ => "-".into(),
     }
 }
@@ -523,6 +525,7 @@ pub async fn backfill(config: &Config, a: &BackfillArgs) -> Result<i32> {
             gap_ms: None,
             gap_from: None,
             gap_to: None,
+            gap_filled_ms: None,
             search_duration_ms: search_ms,
             indexing_duration_ms: index_ms,
             duration_ms: (finished_at - started_at).num_milliseconds().max(0) as u64,

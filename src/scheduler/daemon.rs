@@ -493,15 +493,19 @@ impl Scheduler {
                 skipped = Some((first, before + n));
             }
             match self.run_tick(&rule, due, &shutdown).await {
-                Ok(_) => {
+                Ok(report) => {
                     if let super::outage::Report::Recovered { down_for, failures } =
                         inner.stats.store_outage.success(inner.clock.now())
                     {
                         tracing::info!(down_s = down_for.num_seconds(), failures, "the state store is reachable again");
                     }
                     backoff.reset();
+                    // Only the replica that ran the late tick records the skipped ones; another replica
+                    // held the rule (or had run it), and it keeps its own record.
                     if let Some((first, n)) = skipped.take() {
-                        self.record_skip(&rule, first, due, n, now).await;
+                        if !report.executions.is_empty() {
+                            self.record_skip(&rule, first, due, n, now).await;
+                        }
                     }
                     match rule.schedule.next_after(due) {
                         Some(n) => next = n,
@@ -742,6 +746,7 @@ impl Scheduler {
             gap_ms: plan.unfilled.map(|g| g.millis()),
             gap_from: plan.unfilled.map(|g| g.from),
             gap_to: plan.unfilled.map(|g| g.to),
+            gap_filled_ms: (plan.gap > Duration::zero() && plan.unfilled.is_none()).then(|| plan.gap.num_milliseconds()),
             search_duration_ms: search_ms,
             indexing_duration_ms: indexing_ms,
             duration_ms: (finished_at - started_at).num_milliseconds().max(0) as u64,
@@ -899,6 +904,7 @@ impl Scheduler {
             gap_ms: None,
             gap_from: None,
             gap_to: None,
+            gap_filled_ms: None,
             search_duration_ms: 0,
             indexing_duration_ms: 0,
             duration_ms: 0,
@@ -947,6 +953,7 @@ fn bare_entry(rule_id: &str, owner: &str, now: DateTime<Utc>, status: RunStatus,
         gap_ms: None,
         gap_from: None,
         gap_to: None,
+        gap_filled_ms: None,
         search_duration_ms: 0,
         indexing_duration_ms: 0,
         duration_ms: 0,

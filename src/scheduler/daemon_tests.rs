@@ -253,6 +253,8 @@ async fn backfill_mode_fills_the_whole_gap_oldest_first_in_saved_steps() {
     assert_eq!((ex[0].windows_completed, ex[0].windows_remaining, ex[0].window_end), (12, 12, Some(t0() - m(60))));
     assert_eq!((ex[1].windows_completed, ex[1].windows_remaining, ex[1].window_end), (12, 0, Some(t0())));
     assert!(ex.iter().all(|e| e.status == RunStatus::Succeeded && e.gap_ms.is_none()));
+    // The gap was filled, and `status` can still show there was one: 120m since the last end − 9m.
+    assert_eq!(ex[0].gap_filled_ms, Some(m(111).num_milliseconds()));
     assert_eq!(store.state("r1").unwrap().value.last_window_end, Some(t0()));
 }
 
@@ -716,4 +718,26 @@ fn a_cpu_bound_run_on_its_own_runtime_cannot_hold_up_the_timeout() {
     assert!(started.elapsed() < std::time::Duration::from_secs(2), "the timeout waited for the run: {:?}", started.elapsed());
     assert_eq!(s.stats().timeouts.load(Ordering::Relaxed), 1);
     runs.shutdown_background();
+}
+
+#[tokio::test]
+async fn a_replica_that_never_owned_the_rule_records_no_skipped_ticks() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    let mut held = RuleState::new("r1");
+    held.lease_owner = Some("A".into());
+    held.lease_expires = Some(t0() + m(60));
+    store.create(&held).await.unwrap();
+    let fake = Arc::new(Fake::default());
+    let b = scheduler(&clock, &store, executor(&clock, "B", &fake, |_| Act::Instant), "B");
+    let token = CancellationToken::new();
+    let _h = spawn_run(&b, vec![rule()], &token);
+    settle().await;
+    clock.advance(m(12)); // B's loop wakes late: t0+5 was missed, t0+10 is due — and A holds the rule
+    settle().await;
+    assert_eq!(b.stats().ticks_skipped.load(Ordering::Relaxed), 1);
+    assert!(b.stats().ticks_held_elsewhere.load(Ordering::Relaxed) >= 1);
+    assert!(store.ledger().is_empty(), "B ran nothing, so it records nothing: {:?}", store.ledger());
+    assert!(fake.done_ends().is_empty());
+    token.cancel();
 }

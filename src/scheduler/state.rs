@@ -198,6 +198,10 @@ pub struct LedgerEntry {
     pub gap_ms: Option<i64>,
     pub gap_from: Option<DateTime<Utc>>,
     pub gap_to: Option<DateTime<Utc>>,
+    /// A gap this execution found and filled completely with catch-up/backfill windows, in
+    /// milliseconds (after an outage); `gap_ms` is only what stayed unqueried.
+    #[serde(default)]
+    pub gap_filled_ms: Option<i64>,
     pub search_duration_ms: u64,
     pub indexing_duration_ms: u64,
     pub duration_ms: u64,

@@ -366,6 +366,7 @@ pub fn ledger_mappings() -> Value {
             "rule_id": {"type": "keyword"},
             "execution_id": {"type": "keyword"},
             "execution_type": {"type": "keyword"},
+            "gap_filled_ms": {"type": "long"},
             "owner": {"type": "keyword"},
             "scheduled_at": {"type": "date"},
             "started_at": {"type": "date"},
