@@ -212,6 +212,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("environment variable {name}: {message}")]
     Env { name: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Config {
@@ -244,6 +246,14 @@ impl Config {
             }
         };
         config.apply_env(env)?;
+        // Checked here, before any command talks to the cluster (it used to surface only after the
+        // alerts alias had been set up).
+        if !(1..=10_000).contains(&config.run.page_size) {
+            return Err(ConfigError::Invalid(format!(
+                "[run] page_size = {} is out of range: use 1 to 10000 (Elasticsearch's index.max_result_window)",
+                config.run.page_size
+            )));
+        }
         Ok(config)
     }
 
@@ -367,6 +377,10 @@ mod tests {
         std::fs::write(&path, "[scheduler]\nlease_margin = 999999999999\n").unwrap();
         let err = Config::load(Some(&path), &no_env).unwrap_err().to_string();
         assert!(err.contains("2:16:") && err.contains("maximum"), "{err}");
+        std::fs::write(&path, "[run]\npage_size = 0\n").unwrap();
+        assert!(Config::load(Some(&path), &no_env).unwrap_err().to_string().contains("page_size = 0 is out of range"));
+        let big = |name: &str| (name == "ESDETECT_PAGE_SIZE").then(|| "20000".to_string());
+        assert!(Config::load(None, &big).unwrap_err().to_string().contains("page_size = 20000"));
         std::fs::write(&path, "[scheduler]\nlistn = \"x\"\n").unwrap();
         assert!(Config::load(Some(&path), &no_env).is_err(), "unknown keys are refused");
     }
