@@ -104,6 +104,9 @@ pub struct WindowPlan {
     pub unfilled: Option<Gap>,
 }
 
+/// Most windows one plan holds (the oldest ones; the rest are planned again by later executions).
+pub const MAX_PLANNED_WINDOWS: i64 = 100_000;
+
 /// Plans the windows for the tick `now` (the *scheduled* time, so windows sit on the schedule's grid).
 ///
 /// `last_end` is the end of the last window that completed successfully (`None` for a rule that never
@@ -139,7 +142,10 @@ pub fn plan(
             (step, extra, WindowKind::Backfill)
         }
     };
-    let windows = (0..=extra)
+    // Only the oldest `MAX_PLANNED_WINDOWS` are materialised: executions run a dozen at a time and plan
+    // again, so a years-long backfill of one-second windows never allocates gigabytes up front.
+    let newest_planned = (extra - MAX_PLANNED_WINDOWS + 1).max(0);
+    let windows = (newest_planned..=extra)
         .rev()
         .map(|k| {
             let to = crate::limits::earlier(now, Duration::milliseconds(k.saturating_mul(step)));
@@ -283,6 +289,11 @@ mod tests {
             assert!(p.unfilled.is_some());
         }
         assert!(!backfill(far, tick(), Duration::MAX, Duration::MAX).is_empty());
+        // Ten years of one-second windows: only the oldest MAX_PLANNED_WINDOWS are planned.
+        let ten_years = Duration::days(3650);
+        let p = plan(tick(), Duration::seconds(1), Duration::seconds(1), Some(tick() - ten_years), GapPolicy::Backfill { max_backfill: ten_years });
+        assert_eq!(p.windows.len() as i64, MAX_PLANNED_WINDOWS);
+        assert!(p.windows[0].from <= tick() - ten_years + Duration::seconds(1), "oldest first");
         assert_eq!(ceil_div(i64::MAX, 2), i64::MAX / 2 + 1);
     }
 
