@@ -100,6 +100,10 @@ fn a_run_once_over_no_matching_index_is_a_partial_failure_and_is_in_the_ledger()
     assert_eq!(runs.len(), 1, "one ledger entry for the one run: {runs:?}");
     let run = &runs[0];
     assert_eq!(run["rule_id"], SMB_RULE_ID);
+    // The table summary names the cluster it ran against.
+    let out = esdetect(dir.path(), &["--no-color", "--config", c, "run", "--once"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("cluster: {url}")), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(run["execution_type"], "manual");
     assert_eq!(run["status"], "partial failure");
     assert_eq!(run["message"], Value::String(expected));

@@ -164,6 +164,10 @@ async fn run_rules(config: &Config, a: &args::RunArgs, style: Style) -> Result<i
         summaries.push(summary);
     }
     print_summaries(a.format, style, &summaries)?;
+    if a.format == OutputFormat::Table {
+        // Which cluster this was (credentials never appear: they are taken out of the URLs).
+        println!("cluster: {}", client.urls());
+    }
     Ok(exit_code(&summaries, !prepared.errors.is_empty()))
 }
 
