@@ -11,7 +11,7 @@
 //! Documents of one group (a sequence's shell and its building blocks) always travel in the same bulk
 //! request, and a group that ends up only partly written is reported as such.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use elasticsearch::http::request::JsonBody;
 use elasticsearch::http::Method;
@@ -357,6 +357,7 @@ pub async fn write_alerts(
         batches.push(current);
     }
 
+    let mut conflicts: Vec<usize> = Vec::new();
     for batch in batches {
         let mut todo = batch;
         let mut round = 0u32;
@@ -371,7 +372,9 @@ pub async fn write_alerts(
                                 state[*pos] = DocState::Present;
                             }
                             409 => {
-                                report.duplicates += 1;
+                                // Already there: written before (a duplicate), or by this very call when a
+                                // retried request met its own first attempt. Told apart below.
+                                conflicts.push(*pos);
                                 state[*pos] = DocState::Present;
                             }
                             s if (is_retryable_status(s) || s >= 500) && round < opts.item_retries.max_retries => {
@@ -404,6 +407,18 @@ pub async fn write_alerts(
         }
     }
 
+    if !conflicts.is_empty() {
+        let own = match own_writes(client, alias, &docs, &conflicts).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not tell own writes from duplicates; counting them as duplicates");
+                0
+            }
+        };
+        report.created += own;
+        report.duplicates += conflicts.len() - own;
+    }
+
     let mut g_start = 0;
     while g_start < docs.len() {
         let g = docs[g_start].0;
@@ -417,6 +432,53 @@ pub async fn write_alerts(
         }
     }
     Ok(report)
+}
+
+/// The execution uuid an alert document carries (flat key as written, or nested).
+fn execution_uuid(doc: &Value) -> Option<&str> {
+    doc.get("kibana.alert.rule.execution.uuid")
+        .or_else(|| doc.pointer("/kibana/alert/rule/execution/uuid"))
+        .and_then(Value::as_str)
+}
+
+/// Of the documents at `positions` that `create` answered 409 for, how many carry this write's own
+/// execution uuid in the index: those were written by this call (an earlier attempt of a retried request
+/// whose answer was lost), not before it, and count as created rather than as duplicates.
+pub async fn own_writes(
+    client: &EsClient,
+    alias: &str,
+    docs: &[(usize, String, Value)],
+    positions: &[usize],
+) -> Result<usize, SinkError> {
+    let mut own = 0;
+    let target = [alias];
+    for chunk in positions.chunks(LOOKUP_CHUNK) {
+        let ids: Vec<&str> = chunk.iter().map(|&p| docs[p].1.as_str()).collect();
+        let body = json!({
+            "size": ids.len(),
+            "_source": ["kibana.alert.rule.execution.uuid"],
+            "query": {"ids": {"values": ids}},
+        });
+        let resp = client
+            .send("alert write check", || {
+                Search::<()>::new(client.es().transport(), SearchParts::Index(&target)).body(body.clone()).send()
+            })
+            .await?;
+        let stored: HashMap<&str, &str> = resp["hits"]["hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| Some((h["_id"].as_str()?, execution_uuid(&h["_source"])?)))
+            .collect();
+        own += chunk
+            .iter()
+            .filter(|&&p| {
+                let (_, id, doc) = &docs[p];
+                matches!((stored.get(id.as_str()), execution_uuid(doc)), (Some(a), Some(b)) if a == &b)
+            })
+            .count();
+    }
+    Ok(own)
 }
 
 /// One bulk `create` request for `todo` (positions into `docs`); returns each item's status and reason.
