@@ -29,6 +29,9 @@ pub struct Config {
     pub include_deprecated: bool,
     /// Per-rule settings, keyed by the detection-rules `rule_id`.
     pub rules: BTreeMap<String, RuleSettings>,
+    /// Where `rules_dir` came from, for error messages (not a setting).
+    #[serde(skip)]
+    pub rules_dir_origin: String,
 }
 
 impl Default for Config {
@@ -42,6 +45,7 @@ impl Default for Config {
             scheduler: SchedulerSettings::default(),
             include_deprecated: false,
             rules: BTreeMap::new(),
+            rules_dir_origin: "the default `rules` folder in the current directory".into(),
         }
     }
 }
@@ -167,10 +171,16 @@ pub struct SchedulerSettings {
     /// After SIGTERM/SIGINT, how long a run in progress may continue before it is abandoned.
     #[serde(deserialize_with = "crate::es::config::de_duration")]
     pub shutdown_grace: std::time::Duration,
-    /// Added to max(interval, run_timeout) to get the lease length (how long a crashed replica holds a
-    /// rule before another takes over).
+    /// How long a rule's lease lasts unless renewed: how long a killed replica blocks its rules.
     #[serde(deserialize_with = "crate::es::config::de_duration")]
-    pub lease_margin: std::time::Duration,
+    pub lease_ttl: std::time::Duration,
+    /// How often a running execution renews its lease (must be shorter than `lease_ttl`).
+    #[serde(deserialize_with = "crate::es::config::de_duration")]
+    pub lease_renew: std::time::Duration,
+    /// No longer used (the lease used to be max(interval, run_timeout) + this); accepted so old
+    /// configurations still load, with a warning.
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub lease_margin: Option<std::time::Duration>,
     /// `text` or `json` log lines.
     pub log_format: LogFormat,
 }
@@ -187,10 +197,16 @@ impl Default for SchedulerSettings {
             max_backfill: std::time::Duration::from_secs(24 * 3600),
             run_timeout: std::time::Duration::from_secs(300),
             shutdown_grace: std::time::Duration::from_secs(30),
-            lease_margin: std::time::Duration::from_secs(60),
+            lease_ttl: std::time::Duration::from_secs(90),
+            lease_renew: std::time::Duration::from_secs(30),
+            lease_margin: None,
             log_format: LogFormat::Text,
         }
     }
+}
+
+fn de_opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+    crate::es::config::de_duration(d).map(Some)
 }
 
 /// A configuration problem, with the file it came from.
@@ -202,6 +218,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("environment variable {name}: {message}")]
     Env { name: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Config {
@@ -222,10 +240,26 @@ impl Config {
                         config.rules_dir = dir.join(&config.rules_dir);
                     }
                 }
+                if text.contains("rules_dir") {
+                    config.rules_dir_origin = format!(
+                        "`rules_dir` in {} (a relative path is relative to the config file's folder)",
+                        path.display()
+                    );
+                } else {
+                    config.rules_dir_origin = Config::default().rules_dir_origin;
+                }
                 config
             }
         };
         config.apply_env(env)?;
+        // Checked here, before any command talks to the cluster (it used to surface only after the
+        // alerts alias had been set up).
+        if !(1..=10_000).contains(&config.run.page_size) {
+            return Err(ConfigError::Invalid(format!(
+                "[run] page_size = {} is out of range: use 1 to 10000 (Elasticsearch's index.max_result_window)",
+                config.run.page_size
+            )));
+        }
         Ok(config)
     }
 
@@ -247,6 +281,7 @@ impl Config {
         }
         if let Some(dir) = env("ESDETECT_RULES_DIR") {
             self.rules_dir = PathBuf::from(dir);
+            self.rules_dir_origin = "ESDETECT_RULES_DIR".into();
         }
         if let Some(space) = env("ESDETECT_SPACE") {
             self.alerts.space = space;
@@ -341,6 +376,17 @@ mod tests {
         std::fs::write(&path, "[scheduler]\nmax_backfill = \"forever\"\n").unwrap();
         let err = Config::load(Some(&path), &no_env).unwrap_err().to_string();
         assert!(err.contains("invalid duration"), "{err}");
+        // Out-of-range durations are refused at load time with the position, never overflow later.
+        std::fs::write(&path, "[scheduler]\nrun_timeout = \"100000000d\"\n").unwrap();
+        let err = Config::load(Some(&path), &no_env).unwrap_err().to_string();
+        assert!(err.contains("c.toml: 2:15:") && err.contains("maximum of 3650 days"), "{err}");
+        std::fs::write(&path, "[scheduler]\nlease_margin = 999999999999\n").unwrap();
+        let err = Config::load(Some(&path), &no_env).unwrap_err().to_string();
+        assert!(err.contains("2:16:") && err.contains("maximum"), "{err}");
+        std::fs::write(&path, "[run]\npage_size = 0\n").unwrap();
+        assert!(Config::load(Some(&path), &no_env).unwrap_err().to_string().contains("page_size = 0 is out of range"));
+        let big = |name: &str| (name == "ESDETECT_PAGE_SIZE").then(|| "20000".to_string());
+        assert!(Config::load(None, &big).unwrap_err().to_string().contains("page_size = 20000"));
         std::fs::write(&path, "[scheduler]\nlistn = \"x\"\n").unwrap();
         assert!(Config::load(Some(&path), &no_env).is_err(), "unknown keys are refused");
     }

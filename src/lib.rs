@@ -12,6 +12,7 @@ pub mod eql;
 pub mod es;
 pub mod event;
 pub mod exceptions;
+pub mod limits;
 pub mod rules;
 pub mod scheduler;
 pub mod simulate;

@@ -1,6 +1,7 @@
 //! The `esdetect` binary: a thin shell over the library (see `esdetect::cli`).
 
 use clap::Parser;
+use std::io::IsTerminal;
 use esdetect::cli::{self, args::Cli};
 
 /// mimalloc instead of the system allocator: the data path allocates and frees a few dozen small objects per
@@ -12,7 +13,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.log_filter(), cli.log_json || cli::daemon::config_wants_json_logs(&cli));
+    // Colour in log lines only on a terminal, and never with --no-color or NO_COLOR (no-color.org).
+    let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = !cli.no_color && !no_color_env && std::io::stderr().is_terminal();
+    if let Err(e) = init_logging(cli.log_filter(), cli.log_json || cli::daemon::config_wants_json_logs(&cli), ansi) {
+        eprintln!("error: {e}");
+        std::process::exit(cli::EXIT_USAGE);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -30,12 +37,16 @@ fn main() {
     std::process::exit(code);
 }
 
-fn init_logging(filter: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+/// Starts logging to stderr. A filter that does not parse is a usage error, not silently `warn`.
+fn init_logging(filter: &str, json: bool, ansi: bool) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::builder().parse(filter).map_err(|e| {
+        format!("--log {filter:?} is not a log filter ({e}); use a level (error, warn, info, debug, trace) or e.g. \"esdetect=debug,warn\"")
+    })?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if json {
         builder.json().init();
     } else {
         builder.init();
     }
+    Ok(())
 }

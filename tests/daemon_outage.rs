@@ -603,6 +603,9 @@ fn daemon_recovers_from_a_node_outage_and_backfills_the_missed_windows() {
         .unwrap_or_else(|| panic!("no store error counter in /metrics:\n{metrics}"));
     assert!(store_errors >= 1.0, "store errors during the outage are counted: {store_errors}");
     assert!(log.contains("cannot reach the state store"), "the outage is logged; log:\n{log}");
+    // One line per change plus a summary a minute, not one per rule per retry (about 115 a minute before).
+    let warn_lines = log.lines().filter(|l| l.contains("WARN")).count();
+    assert!(warn_lines <= 30, "{warn_lines} WARN lines for a one-to-two-minute outage; log:\n{log}");
 
     node.stop();
     drop(gate);

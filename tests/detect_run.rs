@@ -795,3 +795,27 @@ async fn binary_unreachable_cluster_exits_2_and_writes_nothing() {
     let (status, _) = lab.client.raw(Method::Head, &format!("/{other_alias}"), &[], None).await.unwrap();
     assert_eq!(status, 404, "nothing may be created anywhere");
 }
+
+/// Index names go into request paths percent-encoded: an index whose (legal) name contains `%41` is read as
+/// itself, not as the `A` a raw path would decode it to (which would match nothing).
+#[tokio::test]
+async fn index_names_reach_the_cluster_percent_encoded() {
+    let lab = Lab::new().await;
+    let index = format!("{}-q%41", lab.system());
+    let fs = "fs01.corp.local";
+    let doc = share_5145(fs, "FS01$", "10.0.0.99", fs01_ips(), "2026-05-20T10:03:00Z", "2026-05-20T10:03:01Z");
+    let hits = lab.index(vec![(index.clone(), doc)]).await;
+    assert_eq!(hits[0].index, index, "the node keeps the name as given");
+
+    let mut rule = lab.prepare(SMB_RULE);
+    rule.rule.index = vec![format!("{index}*")];
+    let summary = lab.run(&rule, NOW).await;
+    // The cleanup deletes by raw path; delete this one with its name encoded.
+    let path = format!("/{}", esdetect::es::path::segment(&index));
+    let (status, _) = lab.client.raw(Method::Delete, &path, &[], None).await.expect("delete");
+    assert_eq!(status, 200);
+    assert_succeeded(&summary);
+    assert_eq!(summary.fetched, 1, "{summary:#?}");
+    let expected = id_set([event_alert_id(&hits[0], SMB_UUID)]);
+    assert_eq!(id_set(lab.alerts().await.keys().cloned()), expected);
+}

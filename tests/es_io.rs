@@ -358,3 +358,24 @@ async fn unreachable_cluster_is_a_typed_error() {
     let e = ensure_alerts_index(&c, "esio-test-unreachable", alerts_template()).await.unwrap_err();
     assert!(matches!(e, SinkError::Es(EsError::Unreachable { .. })), "{e}");
 }
+
+/// A `create` answered 409 is told apart by the execution uuid the stored alert carries: this write's own
+/// (an earlier attempt of a retried request whose answer was lost) counts as created, anything else as a
+/// duplicate.
+#[tokio::test]
+async fn conflicts_with_own_writes_are_not_counted_as_duplicates() {
+    let c = client().await;
+    let alias = unique("own");
+    let _cleanup = Cleanup { prefix: alias.clone() };
+    ensure_alerts_index(&c, &alias, alerts_template()).await.unwrap();
+    let doc = |id: &str, exec: &str| {
+        (id.to_string(), json!({"@timestamp": "2026-05-20T10:00:00.000Z", "kibana.alert.uuid": id, "kibana.alert.rule.execution.uuid": exec}))
+    };
+    let stored = vec![vec![doc("a-1", "exec-1")], vec![doc("a-2", "exec-0")]];
+    let r = write_alerts(&c, &alias, stored, &WriteOptions::default()).await.unwrap();
+    assert_eq!(r.created, 2);
+    // This run (exec-1) meets both as conflicts: a-1 it wrote itself, a-2 was there before.
+    let docs = vec![(0, "a-1".to_string(), doc("a-1", "exec-1").1), (1, "a-2".to_string(), doc("a-2", "exec-1").1)];
+    assert_eq!(esdetect::sink::es::own_writes(&c, &alias, &docs, &[0, 1]).await.unwrap(), 1);
+    assert_eq!(esdetect::sink::es::own_writes(&c, &alias, &docs, &[1]).await.unwrap(), 0);
+}

@@ -271,12 +271,14 @@ async fn es_store_semantics_and_claim_race() {
         gap_ms: None,
         gap_from: None,
         gap_to: None,
+        gap_filled_ms: None,
         search_duration_ms: 1,
         indexing_duration_ms: 1,
         duration_ms: 2,
         delay_ms: 0,
         skipped_tick: false,
         skipped_ticks: 0,
+        execution_type: esdetect::scheduler::state::ExecutionType::Scheduled,
     };
     a.append_ledger(&entry("e1", 0)).await.unwrap();
     a.append_ledger(&entry("e1", 0)).await.unwrap();
@@ -370,7 +372,7 @@ async fn crashed_owner_is_taken_over_after_lease_expiry_without_gap() {
     let rule_spec = spec("tko", Duration::minutes(1), Duration::minutes(1), Duration::seconds(30));
     let config = |owner: &str| {
         let mut cfg = SchedulerConfig::new(owner);
-        cfg.lease_margin = Duration::seconds(1); // lease = max(1m, 30s) + 1s
+        cfg.lease_ttl = Duration::seconds(61); // a lease just longer than the 1-minute interval
         cfg
     };
     let clock = ManualClock::new(base + Duration::seconds(1));
@@ -623,4 +625,31 @@ async fn daemon_process_serves_metrics_and_readiness_and_exits_cleanly_on_sigter
     assert_eq!(state.value.lease_owner, None, "lease released at shutdown");
     let entries = ledger(&c, &store, "proc").await;
     assert!(entries.iter().any(|e| e.status == RunStatus::Succeeded && e.counts.alerts_written == 1), "{entries:?}");
+}
+
+/// A takeover whose answer was lost: the claim's write reached the node, the client retried it, and the
+/// retry met the first attempt as a version conflict. The re-read shows this replica as the owner, so the
+/// takeover is counted (exactly once), as it would have been had the answer arrived.
+#[tokio::test]
+async fn a_takeover_whose_answer_was_lost_is_still_counted_once() {
+    let n = names("lost");
+    let (a, b) = (n.store(), n.store());
+    let mut s = RuleState::new("r");
+    s.lease_owner = Some("A".into());
+    a.create(&s).await.unwrap();
+    let read = b.get("r").await.unwrap().unwrap(); // B sees A's (expired) lease
+    let mut mine = read.value.clone();
+    mine.lease_owner = Some("B".into());
+    // B's write lands through another connection (the first attempt, whose answer never came back)…
+    let landed = a.compare_and_set(&mine, read.seq_no, read.primary_term).await.unwrap();
+    // …and B's retry of the same write conflicts with it.
+    assert!(matches!(b.compare_and_set(&mine, read.seq_no, read.primary_term).await, Err(StoreError::Conflict { .. })));
+    assert_eq!(b.lease_takeovers(), 0, "not known yet");
+    let again = b.get("r").await.unwrap().unwrap();
+    assert_eq!((again.seq_no, again.value.lease_owner.as_deref()), (landed.seq_no, Some("B")));
+    assert_eq!(b.lease_takeovers(), 1, "the re-read shows B as owner: the takeover happened");
+    // B now renews its own lease: no further takeover.
+    b.compare_and_set(&again.value, again.seq_no, again.primary_term).await.unwrap();
+    b.get("r").await.unwrap();
+    assert_eq!(b.lease_takeovers(), 1);
 }

@@ -191,10 +191,13 @@ pub struct SimulateArgs {
     /// Which events to write.
     #[arg(long, value_enum, default_value = "all")]
     pub scenario: ScenarioArg,
-    /// Number of events (noise included).
+    /// How many: for `all` and `noise` exactly this many events (attacks included); for `krbrelayup`
+    /// and `smb-relay` the number of attacks (two events each for krbrelayup, one for smb-relay).
     #[arg(long, default_value_t = 200)]
     pub count: usize,
-    /// Time around which events are spread (RFC 3339); default: now.
+    /// Start of the time the events are spread over (RFC 3339): every event is at or after it, the attacks
+    /// and nearly all other events within the next 4 minutes (a "late service" look-alike's second event
+    /// up to 10 minutes after). Default: 4 minutes ago.
     #[arg(long, value_name = "RFC3339")]
     pub start: Option<String>,
     /// Random seed (same seed, same events).

@@ -37,6 +37,15 @@ pub fn default_owner() -> String {
     format!("{host}-{}", &id[..12])
 }
 
+/// This process's owner id: the configured `[scheduler] owner` (or the host name) plus a random instance
+/// id, so two processes given the same name never share leases and silently run the same windows.
+pub fn owner_id(config: &Config) -> String {
+    match config.scheduler.owner.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
+        Some(name) => format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        None => default_owner(),
+    }
+}
+
 /// Whether the config file asks for JSON logs (`[scheduler] log_format = "json"`). Read before logging
 /// starts, so problems with the file are ignored here and reported when the command loads it.
 pub fn config_wants_json_logs(cli: &super::args::Cli) -> bool {
@@ -62,9 +71,20 @@ pub fn state_store(config: &Config, client: EsClient) -> EsStateStore {
 /// Scheduler settings from `[scheduler]`.
 pub fn scheduler_config(config: &Config) -> Result<SchedulerConfig> {
     let s = &config.scheduler;
-    let mut c = SchedulerConfig::new(s.owner.clone().filter(|o| !o.trim().is_empty()).unwrap_or_else(default_owner));
+    let mut c = SchedulerConfig::new(owner_id(config));
     c.shutdown_grace = chrono_duration(s.shutdown_grace, "shutdown_grace")?;
-    c.lease_margin = chrono_duration(s.lease_margin, "lease_margin")?;
+    c.lease_ttl = chrono_duration(s.lease_ttl, "lease_ttl")?;
+    c.lease_renew_every = chrono_duration(s.lease_renew, "lease_renew")?;
+    if c.lease_renew_every <= Duration::zero() || c.lease_renew_every >= c.lease_ttl {
+        bail!(
+            "[scheduler] lease_renew ({}s) must be longer than zero and shorter than lease_ttl ({}s), e.g. 30s and 90s",
+            c.lease_renew_every.num_seconds(),
+            c.lease_ttl.num_seconds()
+        );
+    }
+    if s.lease_margin.is_some() {
+        tracing::warn!("[scheduler] lease_margin is no longer used and is ignored: the lease lasts lease_ttl (default 90s) and is renewed every lease_renew (default 30s) while a rule runs");
+    }
     Ok(c)
 }
 
@@ -95,6 +115,61 @@ pub fn rule_spec(rule: &PreparedRule, config: &Config) -> Result<RuleSpec> {
     }
     .validated()
     .map_err(|e| anyhow!(e))
+}
+
+/// Records one `run --once` execution in the ledger (execution type `manual`), so `esdetect status` shows
+/// it. Best effort: a ledger that cannot be written is a warning, never a failed run.
+pub async fn record_manual_run(
+    store: &EsStateStore,
+    owner: &str,
+    summary: &crate::detect::RunSummary,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+) {
+    let outcome = crate::scheduler::executor::outcome_of(summary);
+    let (status, message) = RunStatus::from_problems(&outcome.errors, &outcome.warnings);
+    let window = crate::scheduler::windows::Window {
+        from: summary.window.from,
+        to: summary.window.to,
+        kind: crate::scheduler::windows::WindowKind::Manual,
+    };
+    let entry = LedgerEntry {
+        rule_id: summary.rule_id.clone(),
+        execution_id: uuid::Uuid::new_v4().to_string(),
+        owner: owner.to_string(),
+        scheduled_at: started_at,
+        started_at,
+        finished_at,
+        window_from: Some(window.from),
+        window_to: Some(window.to),
+        windows: vec![window],
+        windows_completed: u32::from(status != RunStatus::Failed),
+        windows_remaining: 0,
+        window_end: None,
+        status,
+        message,
+        counts: outcome.counts,
+        warnings: outcome.warnings,
+        errors: outcome.errors,
+        gap_ms: None,
+        gap_from: None,
+        gap_to: None,
+        gap_filled_ms: None,
+        search_duration_ms: outcome.search_duration_ms,
+        indexing_duration_ms: outcome.indexing_duration_ms,
+        duration_ms: (finished_at - started_at).num_milliseconds().max(0) as u64,
+        delay_ms: 0,
+        skipped_tick: false,
+        skipped_ticks: 0,
+        execution_type: crate::scheduler::state::ExecutionType::Manual,
+    };
+    let written = match store.ensure_indices().await {
+        Ok(()) => store.append_ledger(&entry).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        tracing::warn!(rule = %entry.rule_id, error = %e, "could not record the run in the ledger");
+    }
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
@@ -132,8 +207,25 @@ pub async fn run_daemon(config: &Config, a: &RunArgs) -> Result<i32> {
     let readiness = Arc::new(Readiness::default());
     readiness.set_rules_loaded(rules.len());
     let listener = http::bind(&config.scheduler.listen).await.map_err(|e| anyhow!(e))?;
-    let exec = detect_executor(client, rules, run_options(config)?, Some(metrics.clone()));
-    let scheduler = Scheduler::new(Arc::new(SystemClock), store.clone(), exec, sched_config);
+    // Window runs (fetch + CPU-bound evaluation) get a runtime and a connection pool of their own, so a
+    // heavy run never delays the scheduler's timers (run_timeout, lease renewal), the state store's
+    // requests or /healthz.
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let run_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("esdetect-run")
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow!("cannot start the worker threads for rule runs: {e}"))?;
+    let run_client = EsClient::new(&config.elasticsearch)?;
+    let exec = detect_executor(run_client, rules, run_options(config)?, Some(metrics.clone()));
+    let scheduler = Scheduler::with_run_runtime(
+        Arc::new(SystemClock),
+        store.clone(),
+        exec,
+        sched_config,
+        Some(run_runtime.handle().clone()),
+    );
     tracing::info!(owner = %scheduler.config().owner, rules = specs.len(), listen = ?listener.local_addr().ok(),
         "esdetect daemon starting");
 
@@ -152,14 +244,28 @@ pub async fn run_daemon(config: &Config, a: &RunArgs) -> Result<i32> {
     let probe_store = store.clone();
     let probe_stop = shutdown.clone();
     let probe = tokio::spawn(async move {
+        use crate::scheduler::outage::{OutageLog, Report};
+        let probe_log = OutageLog::default();
         loop {
             let ok = match probe_store.ping().await {
                 Ok(()) => probe_store.ensure_indices().await,
                 Err(e) => Err(e),
             };
             let wait = if ok.is_ok() { 15 } else { 3 };
-            if let Err(e) = &ok {
-                tracing::warn!(error = %e, "cluster not ready");
+            let report = match &ok {
+                Ok(()) => probe_log.success(Utc::now()),
+                Err(_) => probe_log.failure(Utc::now()),
+            };
+            match (&ok, report) {
+                (Err(e), Report::Started) => tracing::warn!(error = %e, "cluster not ready"),
+                (Err(e), Report::StillDown { down_for, failures }) => {
+                    tracing::warn!(error = %e, down_s = down_for.num_seconds(), failures, "cluster still not ready")
+                }
+                (_, Report::Recovered { down_for, .. }) => {
+                    tracing::info!(down_s = down_for.num_seconds(), "cluster ready again")
+                }
+                (Err(e), _) => tracing::debug!(error = %e, "cluster not ready"),
+                _ => {}
             }
             readiness.set_cluster(ok.map_err(|e| e.to_string()));
             tokio::select! {
@@ -174,22 +280,36 @@ pub async fn run_daemon(config: &Config, a: &RunArgs) -> Result<i32> {
         termination_signal().await;
         signal_token.cancel();
     });
+    let stats = scheduler.stats();
     let run = scheduler.run(specs, shutdown.clone());
     tokio::pin!(run);
+    let mut down = Vec::new();
     tokio::select! {
-        _ = &mut run => {}
+        d = &mut run => down = d,
         _ = shutdown.cancelled() => {
             // Runs in progress get the grace period, then a bounded time to release their leases.
             let bound = grace.to_std().unwrap_or_default() + std::time::Duration::from_secs(10);
-            if tokio::time::timeout(bound, &mut run).await.is_err() {
-                tracing::warn!("rules did not stop within the grace period; exiting anyway (their leases expire)");
+            match tokio::time::timeout(bound, &mut run).await {
+                Ok(d) => down = d,
+                Err(_) => tracing::warn!("rules did not stop within the grace period; exiting anyway (their leases expire)"),
             }
+        }
+    }
+    for rule in stats.rules_down().into_keys() {
+        if !down.contains(&rule) {
+            down.push(rule);
         }
     }
     shutdown.cancel();
     http_stop.cancel();
     probe.abort();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http_task).await;
+    // A run abandoned at shutdown may still be computing: do not wait for it.
+    run_runtime.shutdown_background();
+    if !down.is_empty() {
+        tracing::error!(rules = ?down, "esdetect daemon stopped while rules were down after a failure");
+        return Ok(super::EXIT_FAILED);
+    }
     tracing::info!("esdetect daemon stopped");
     Ok(EXIT_OK)
 }
@@ -199,8 +319,9 @@ fn ts(t: Option<DateTime<Utc>>) -> String {
 }
 
 fn gap_text(e: &LedgerEntry) -> String {
-    match e.gap_ms {
-        Some(ms) if ms > 0 => format!("{}s", (ms + 500) / 1000),
+    match (e.gap_ms, e.gap_filled_ms) {
+        (Some(ms), _) if ms > 0 => format!("{}s", (ms + 500) / 1000),
+        (_, Some(ms)) if ms > 0 => format!("{}s (filled)", (ms + 500) / 1000),
         _ => "-".into(),
     }
 }
@@ -281,7 +402,10 @@ pub async fn status(config: &Config, a: &StatusArgs, style: Style) -> Result<i32
         t.add_row(vec![
             e.rule_id.clone(),
             ts(Some(e.started_at)),
-            e.status.to_string(),
+            match e.execution_type {
+                crate::scheduler::state::ExecutionType::Manual => format!("{} (manual)", e.status),
+                crate::scheduler::state::ExecutionType::Scheduled => e.status.to_string(),
+            },
             format!("{} → {}", ts(e.window_from), ts(e.window_to)),
             windows,
             e.counts.fetched.to_string(),
@@ -325,7 +449,7 @@ pub async fn backfill(config: &Config, a: &BackfillArgs) -> Result<i32> {
     let mut opts = run_options(config)?;
     opts.manual = true;
     let store = state_store(config, client.clone());
-    let owner = config.scheduler.owner.clone().unwrap_or_else(default_owner);
+    let owner = owner_id(config);
     let plans: Vec<(&PreparedRule, Vec<windows::Window>)> = rules
         .iter()
         .map(|r| (r, windows::backfill(from, to, r.rule.lookback, r.rule.interval_duration)))
@@ -401,12 +525,14 @@ pub async fn backfill(config: &Config, a: &BackfillArgs) -> Result<i32> {
             gap_ms: None,
             gap_from: None,
             gap_to: None,
+            gap_filled_ms: None,
             search_duration_ms: search_ms,
             indexing_duration_ms: index_ms,
             duration_ms: (finished_at - started_at).num_milliseconds().max(0) as u64,
             delay_ms: 0,
             skipped_tick: false,
             skipped_ticks: 0,
+            execution_type: crate::scheduler::state::ExecutionType::Manual,
         };
         if let Err(e) = store.append_ledger(&entry).await {
             bar.suspend(|| eprintln!("warning: could not record the backfill of {} in the ledger: {e}", entry.rule_id));
@@ -434,6 +560,15 @@ mod tests {
 
     #[test]
     fn owners_are_unique_per_call() {
+        let mut config = Config::default();
+        let c = scheduler_config(&config).unwrap();
+        assert_eq!((c.lease_ttl, c.lease_renew_every), (Duration::seconds(90), Duration::seconds(30)));
+        config.scheduler.lease_renew = std::time::Duration::from_secs(90);
+        assert!(scheduler_config(&config).unwrap_err().to_string().contains("shorter than lease_ttl"));
+        config.scheduler.lease_renew = std::time::Duration::from_secs(30);
+        config.scheduler.owner = Some("esdetect-a".into());
+        let (x, y) = (owner_id(&config), owner_id(&config));
+        assert!(x.starts_with("esdetect-a-") && y.starts_with("esdetect-a-") && x != y, "{x} {y}");
         let (a, b) = (default_owner(), default_owner());
         assert_ne!(a, b);
         assert!(!a.is_empty());

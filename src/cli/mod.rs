@@ -47,6 +47,7 @@ fn load_config(cli: &Cli) -> Result<Config> {
     let mut config = Config::load(cli.config.as_deref(), &env)?;
     if let Some(dir) = &cli.rules {
         config.rules_dir = dir.clone();
+        config.rules_dir_origin = "--rules".into();
     }
     Ok(config)
 }
@@ -62,6 +63,15 @@ fn parse_time(text: Option<&str>, what: &str) -> Result<DateTime<Utc>> {
 
 /// Loads and prepares the rules; prints problems as `file:line:col: message`. Fails when none is usable.
 fn load_rules(config: &Config, only: &[String]) -> Result<Prepared> {
+    // A missing rules path (a folder, or one export/TOML file) is a usage problem (exit 2), said once, with
+    // where the path came from.
+    if !config.rules_dir.exists() {
+        bail!(
+            "rules path {} not found (from {}); pass --rules DIR or set `rules_dir` in the config",
+            config.rules_dir.display(),
+            config.rules_dir_origin
+        );
+    }
     let mut prepared = detect::prepare_rules(&config.rules_dir, config);
     for e in &prepared.errors {
         eprintln!("{e}");
@@ -150,9 +160,20 @@ async fn run_rules(config: &Config, a: &args::RunArgs, style: Style) -> Result<i
         crate::sink::es::ensure_alerts_index(&client, alias, template).await.map_err(|e| anyhow!("{e}"))?;
     }
     // One pass per shared scan: rules reading the same indices over the same window share one PIT.
+    let store = daemon::state_store(config, client.clone());
+    let owner = daemon::owner_id(config);
     let windows: Vec<(&PreparedRule, Window)> = rules.iter().map(|r| (*r, Window::ending_at(&r.rule, now))).collect();
-    let summaries = detect::scan::run_rules_on_cluster(&client, &windows, &opts, &Utc::now).await;
+    let started = Utc::now();
+    let mut summaries = detect::scan::run_rules_on_cluster(&client, &windows, &opts, &Utc::now).await;
+    for (rule, summary) in rules.iter().zip(summaries.iter_mut()) {
+        crate::scheduler::executor::warn_if_no_index_matches(&client, rule, summary).await;
+        daemon::record_manual_run(&store, &owner, summary, started, Utc::now()).await;
+    }
     print_summaries(a.format, style, &summaries)?;
+    if a.format == OutputFormat::Table {
+        // Which cluster this was (credentials never appear: they are taken out of the URLs).
+        println!("cluster: {}", client.urls());
+    }
     Ok(exit_code(&summaries, !prepared.errors.is_empty()))
 }
 
@@ -289,7 +310,7 @@ fn explain(config: &Config, a: &args::ExplainArgs) -> Result<i32> {
     // also merges the cluster's `_mapping`, which can only turn a `text` field into its keyword sub-field.
     let mapping = offline_mapping(config)?;
     let query = detect::window_query(rule, &window, config.run.page_size, Some(&mapping));
-    let indices = rule.rule.index.join(",");
+    let indices = crate::es::path::indices(&rule.rule.index);
     println!("rule:      {} ({})", rule.rule.name, rule.rule.rule_id);
     println!("file:      {}", rule.rule.path.display());
     println!("indices:   {}", rule.rule.index.join(" "));

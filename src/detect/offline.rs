@@ -216,6 +216,7 @@ fn outcomes<'a>(
             keep_new_sequences(plan, &w, None, &mut output.results);
         }
         summary.record_evaluation(&output, plan.malformed_values(), prepared.rule.max_signals);
+        summary.record_limit_skips(plan.limit_skips());
         evaluated.push((summary, Some(output.results)));
     }
 

@@ -293,16 +293,43 @@ pub fn prepare_rule(rule: Rule, config: &Config) -> Result<PreparedRule, RuleErr
         .unwrap_or_else(|| rule.default_uuid().to_string());
     let space = settings.space.clone().unwrap_or_else(|| config.alerts.space.clone());
     let alias = config.alerts_alias(&settings);
+    let sequence_mode = settings.sequence_mode.unwrap_or(config.run.sequence_mode);
+    check_maxspan(&rule, &query, sequence_mode)?;
     Ok(PreparedRule {
         query,
         rule_uuid,
         space,
         alias,
         enabled: settings.enabled.or(rule.enabled).unwrap_or(true),
-        sequence_mode: settings.sequence_mode.unwrap_or(config.run.sequence_mode),
+        sequence_mode,
         exceptions: RuleExceptions::default(),
         rule,
     })
+}
+
+/// In complete mode a run reads an extra `maxspan` before its window, so the maxspan is a duration
+/// esdetect computes with: it must stay within [`crate::limits::MAX_DURATION_DAYS`] (Kibana mode only
+/// compares it with event times and accepts any value, as Elasticsearch does).
+fn check_maxspan(rule: &Rule, query: &Query, mode: SequenceMode) -> Result<(), RuleError> {
+    let crate::eql::ast::QueryBody::Sequence(seq) = &query.body else { return Ok(()) };
+    let Some(ms) = seq.maxspan_ms else { return Ok(()) };
+    if mode != SequenceMode::Complete || ms <= crate::limits::max_duration().num_milliseconds() {
+        return Ok(());
+    }
+    // Point at `maxspan` in the query text (the sequence keyword if it cannot be found).
+    let at = rule.query.find("maxspan").unwrap_or(seq.span.start);
+    let before = &rule.query[..at];
+    let line = before.matches('\n').count() as u32 + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) as u32 + 1;
+    Err(rule.query_error(
+        line,
+        col,
+        format!(
+            "maxspan of {ms} ms is longer than the maximum of {} days that sequence_mode = \"complete\" can read back; \
+             use a shorter maxspan or sequence_mode = \"kibana\" for this rule",
+            crate::limits::MAX_DURATION_DAYS
+        ),
+    ))
 }
 
 #[cfg(test)]

@@ -225,6 +225,7 @@ async fn finish_rule(
         keep_new_sequences(&r.plan, &r.window, opts.previous_window_end, &mut evaluated.results);
     }
     summary.record_evaluation(&evaluated, r.plan.malformed_values(), prepared.rule.max_signals);
+    summary.record_limit_skips(r.plan.limit_skips());
     match count_without_timestamp(client, &r.query).await {
         Ok(0) => {}
         Ok(n) => {

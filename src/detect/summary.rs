@@ -7,6 +7,16 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+/// Kibana's warning when a rule's index patterns match no index (a partial failure in Kibana).
+pub fn no_matching_index_warning(patterns: &[String]) -> String {
+    format!(
+        "This rule is attempting to query data from Elasticsearch indices listed in the \"Index patterns\" section \
+         of the rule definition, however no index matching: {} was found. This warning will continue to appear \
+         until a matching index is created or this rule is disabled.",
+        serde_json::to_string(patterns).unwrap_or_default()
+    )
+}
+
 /// Final status of an execution: any error → failed; else any warning → partial failure; else succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum RunStatus {
@@ -106,6 +116,24 @@ impl RunSummary {
         }
         if max_signals > 0 && self.kept >= max_signals as u64 {
             self.warnings.push(MAX_SIGNALS_WARNING.to_string());
+        }
+    }
+
+    /// Adds a warning after the run finished: a succeeded run becomes a partial failure (Kibana's
+    /// precedence: errors over warnings over success).
+    pub fn add_warning(&mut self, warning: String) {
+        self.warnings.push(warning);
+        if self.status == RunStatus::Succeeded {
+            self.status = RunStatus::PartialFailure;
+        }
+    }
+
+    /// Records events left out by a per-event limit (`crate::limits`): counted by reason, and a warning
+    /// (partial failure) because such an event may have been part of an attack.
+    pub fn record_limit_skips(&mut self, skips: Vec<(String, u64)>) {
+        for (reason, n) in skips {
+            self.warnings.push(format!("{n} event(s) left out by a per-event limit: {reason}"));
+            self.skipped.insert(reason, n);
         }
     }
 

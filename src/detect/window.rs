@@ -17,10 +17,11 @@ pub struct Window {
 
 impl Window {
     /// The window of a run of `rule` started at `now`: `[now - lookback, now]`, truncated to milliseconds as
-    /// Kibana's `toISOString()` does.
+    /// Kibana's `toISOString()` does. Rules bound `from` (see [`crate::limits`]); should the subtraction still
+    /// leave the representable range, the window starts at the earliest representable instant.
     pub fn ending_at(rule: &Rule, now: DateTime<Utc>) -> Window {
         let to = now.duration_trunc(Duration::milliseconds(1)).unwrap_or(now);
-        Window { from: to - rule.lookback, to }
+        Window { from: to.checked_sub_signed(rule.lookback).unwrap_or(DateTime::<Utc>::MIN_UTC), to }
     }
 
     /// Whether an epoch-millisecond instant lies inside the window.
@@ -28,9 +29,11 @@ impl Window {
         self.from.timestamp_millis() <= ms && ms <= self.to.timestamp_millis()
     }
 
-    /// The same window extended back by `ms` milliseconds (complete mode for sequences).
+    /// The same window extended back by `ms` milliseconds (complete mode for sequences), by at most
+    /// [`crate::limits::MAX_DURATION_DAYS`] (a larger `maxspan` is refused when the rule is loaded).
     pub fn extended_back(&self, ms: i64) -> Window {
-        Window { from: self.from - Duration::milliseconds(ms), to: self.to }
+        let by = Duration::try_milliseconds(ms.max(0)).unwrap_or(Duration::MAX).min(crate::limits::max_duration());
+        Window { from: self.from.checked_sub_signed(by).unwrap_or(DateTime::<Utc>::MIN_UTC), to: self.to }
     }
 }
 
@@ -83,5 +86,21 @@ pub fn event_in_window(fields: &WindowFields, window: &Window, event: &crate::ev
     match &fields.fallback {
         Some(fallback) => instants(fallback).iter().any(|ms| window.contains_ms(*ms)),
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extreme_extensions_never_panic() {
+        let to = DateTime::parse_from_rfc3339("2026-05-20T10:00:00Z").unwrap().with_timezone(&Utc);
+        let w = Window { from: to - Duration::minutes(9), to };
+        let wide = w.extended_back(i64::MAX);
+        assert_eq!(wide.from, w.from - crate::limits::max_duration());
+        assert_eq!(w.extended_back(-5), w);
+        let early = Window { from: DateTime::<Utc>::MIN_UTC, to };
+        assert_eq!(early.extended_back(1_000).from, DateTime::<Utc>::MIN_UTC);
     }
 }

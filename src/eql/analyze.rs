@@ -55,6 +55,12 @@ pub struct CompiledQuery {
     timestamp: FieldAcc,
     tiebreaker: Option<FieldAcc>,
     malformed: AtomicU64,
+    /// Events (per stage) left out because their join keys expand to more than
+    /// [`crate::limits::MAX_JOIN_KEY_COMBINATIONS`] keys.
+    keys_over_limit: AtomicU64,
+    /// Event evaluations left out because a predicate would try more than
+    /// [`crate::limits::MAX_PREDICATE_COMBINATIONS`] value combinations.
+    predicates_over_limit: AtomicU64,
 }
 
 /// Static type of an expression, for verification.
@@ -842,6 +848,8 @@ impl CompiledQuery {
             timestamp,
             tiebreaker,
             malformed: AtomicU64::new(0),
+            keys_over_limit: AtomicU64::new(0),
+            predicates_over_limit: AtomicU64::new(0),
         })
     }
 
@@ -866,14 +874,60 @@ impl CompiledQuery {
         self.malformed.load(AtomicOrdering::Relaxed)
     }
 
+    /// Events skipped by per-event limits, by reason (see [`crate::limits`]); empty when none was.
+    pub fn limit_skips(&self) -> Vec<(String, u64)> {
+        let keys = self.keys_over_limit.load(AtomicOrdering::Relaxed);
+        let preds = self.predicates_over_limit.load(AtomicOrdering::Relaxed);
+        let mut out = Vec::new();
+        if keys > 0 {
+            out.push((
+                format!(
+                    "join keys expanding to more than {} combinations (the event is left out of the sequence)",
+                    crate::limits::MAX_JOIN_KEY_COMBINATIONS
+                ),
+                keys,
+            ));
+        }
+        if preds > 0 {
+            out.push((
+                format!(
+                    "multi-valued fields needing more than {} value combinations in one predicate (the event is \
+                     left out)",
+                    crate::limits::MAX_PREDICATE_COMBINATIONS
+                ),
+                preds,
+            ));
+        }
+        out
+    }
+
+    /// A predicate that hit a per-event limit counts as "this event does not take part", not as a failed
+    /// run: one crafted event must not fail (and after three attempts give up) a whole window.
+    fn within_limits(&self, result: Result<bool, EqlError>) -> Result<bool, EqlError> {
+        match result {
+            Err(e) if e.kind == super::error::ErrorKind::Limit => {
+                self.predicates_over_limit.fetch_add(1, AtomicOrdering::Relaxed);
+                Ok(false)
+            }
+            other => other,
+        }
+    }
+
+    /// The join keys of `event` for `stage`: the cartesian product of each key field's distinct non-null
+    /// values (in first-seen order). An event whose product would exceed
+    /// [`crate::limits::MAX_JOIN_KEY_COMBINATIONS`] takes no part and is counted ([`Self::limit_skips`]):
+    /// a few crafted arrays must not cost minutes and gigabytes.
     fn keys_of(&self, stage: &CompiledStage, event: &Event) -> Vec<Vec<KeyValue>> {
-        let mut combos: Vec<Vec<KeyValue>> = vec![Vec::with_capacity(stage.keys.len())];
+        let mut per_key: Vec<Vec<KeyValue>> = Vec::with_capacity(stage.keys.len());
+        let mut product: usize = 1;
         for k in &stage.keys {
             let mut vals: Vec<KeyValue> = Vec::new();
             if let Some(acc) = &k.acc {
+                // Hash-based de-duplication: linear in the number of values.
+                let mut seen = std::collections::HashSet::new();
                 acc.any(&event.source, &self.malformed, &mut |v| {
                     let kv = v.to_key();
-                    if !vals.contains(&kv) {
+                    if seen.insert(kv.clone()) {
                         vals.push(kv);
                     }
                     false
@@ -885,10 +939,18 @@ impl CompiledQuery {
                 }
                 vals.push(KeyValue::Null);
             }
+            product = product.saturating_mul(vals.len());
+            if product > crate::limits::MAX_JOIN_KEY_COMBINATIONS {
+                self.keys_over_limit.fetch_add(1, AtomicOrdering::Relaxed);
+                return Vec::new();
+            }
+            per_key.push(vals);
+        }
+        let mut combos: Vec<Vec<KeyValue>> = vec![Vec::with_capacity(stage.keys.len())];
+        for vals in per_key {
             if vals.len() == 1 {
-                let v = vals.pop().unwrap_or(KeyValue::Null);
                 for c in &mut combos {
-                    c.push(v.clone());
+                    c.push(vals[0].clone());
                 }
             } else {
                 let mut next = Vec::with_capacity(combos.len() * vals.len());
@@ -932,7 +994,7 @@ impl Plan for CompiledQuery {
     }
     fn matches_stage(&self, stage: usize, event: &Event) -> Result<bool, EqlError> {
         match self.stages.get(stage) {
-            Some(s) => s.pred.eval(&event.source, &self.malformed),
+            Some(s) => self.within_limits(s.pred.eval(&event.source, &self.malformed)),
             None => Ok(false),
         }
     }
@@ -948,7 +1010,7 @@ impl Plan for CompiledQuery {
     }
     fn matches_until(&self, event: &Event) -> Result<bool, EqlError> {
         match &self.until {
-            Some(s) => s.pred.eval(&event.source, &self.malformed),
+            Some(s) => self.within_limits(s.pred.eval(&event.source, &self.malformed)),
             None => Ok(false),
         }
     }
@@ -1218,6 +1280,34 @@ mod tests {
         assert!(r1(1, r1b_base()));
         assert!(!r1(0, r1b_base()));
         assert!(!r1(1, r1a_base()));
+    }
+
+    #[test]
+    fn ten_thousand_by_ten_thousand_addresses_are_left_out_quickly_not_matched() {
+        let ips = |p: u32| json!((0..10_000u32).map(|i| format!("10.{p}.{}.{}", i / 256, i % 256)).collect::<Vec<_>>());
+        let doc = set(set(r2_base(), "source.ip", Some(ips(1))), "host.ip", Some(ips(2)));
+        let q = compile(&rule2());
+        let started = std::time::Instant::now();
+        // Without the limit the `not endswith(...)` loop would try 10^8 pairs; with it the event takes no
+        // part (and the surrounding `not` does not turn the cut-off into a match).
+        assert_eq!(q.matches_stage(0, &ev(doc)), Ok(false));
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
+        let skips = q.limit_skips();
+        assert_eq!(skips.len(), 1, "{skips:?}");
+        assert!(skips[0].0.contains("1000000 value combinations") && skips[0].1 == 1, "{skips:?}");
+        // 1,000 × 1,000 is within the limit and evaluated normally.
+        let small = |p: u32| json!((0..1000u32).map(|i| format!("10.{p}.{}.{}", i / 256, i % 256)).collect::<Vec<_>>());
+        let doc = set(set(r2_base(), "source.ip", Some(small(1))), "host.ip", Some(small(2)));
+        assert_eq!(q.matches_stage(0, &ev(doc)), Ok(true));
+        assert_eq!(q.limit_skips()[0].1, 1);
+    }
+
+    #[test]
+    fn a_source_address_with_an_ipv6_zone_id_is_an_address() {
+        // Elasticsearch indexes `fe80::99%12` as `fe80::99`, and Kibana raises the alert.
+        assert!(r2(set(r2_base(), "source.ip", Some(json!("fe80::99%12")))));
+        // The host's own address with a zone id is still local access.
+        assert!(!r2(set(r2_base(), "source.ip", Some(json!("fe80::1%eth0")))));
     }
 
     #[test]
@@ -1550,6 +1640,24 @@ mod tests {
         keys.sort();
         let k = |a: &str, b: &str| vec![KeyValue::Str(a.into()), KeyValue::Str(b.into())];
         assert_eq!(keys, vec![k("A", "0x1"), k("A", "0x2"), k("B", "0x1"), k("B", "0x2")]);
+        assert!(q.limit_skips().is_empty());
+        // 3,000 × 3,000 values: over the cap, so the event is left out and counted, quickly.
+        let many = |p: &str| json!((0..3000).map(|i| format!("{p}{i}")).collect::<Vec<_>>());
+        let doc = set(r1a_base(), "winlog.event_data.TargetLogonId", Some(many("0x")));
+        let doc = set(doc, "winlog.computer_name", Some(many("h")));
+        let started = std::time::Instant::now();
+        assert!(q.join_keys(0, &ev(doc)).is_empty());
+        assert_eq!(q.limit_skips().len(), 1);
+        assert_eq!(q.limit_skips()[0].1, 1);
+        // 100,000 values of one key, all the same: de-duplication is linear.
+        let same = json!(vec!["0x1"; 100_000]);
+        let keys = q.join_keys(0, &ev(set(r1a_base(), "winlog.event_data.TargetLogonId", Some(same))));
+        assert_eq!(keys.len(), 1);
+        // 1,024 distinct values: exactly at the cap, still joined.
+        let at_cap = json!((0..1024).map(|i| format!("0x{i}")).collect::<Vec<_>>());
+        let keys = q.join_keys(0, &ev(set(r1a_base(), "winlog.event_data.TargetLogonId", Some(at_cap))));
+        assert_eq!(keys.len(), 1024);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
         assert_eq!(q.stage_count(), 2);
         assert!(q.is_sequence());
         assert_eq!(q.maxspan_ms(), Some(300_000));

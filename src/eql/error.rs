@@ -10,6 +10,9 @@ pub enum ErrorKind {
     Syntax,
     Verification,
     Query,
+    /// One event needs more work than `crate::limits` allows; the event is left out and counted, the run
+    /// goes on.
+    Limit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +31,9 @@ impl EqlError {
     }
     pub fn query(message: impl Into<String>, span: Span) -> Self {
         EqlError { kind: ErrorKind::Query, message: message.into(), span }
+    }
+    pub fn limit(message: impl Into<String>) -> Self {
+        EqlError { kind: ErrorKind::Limit, message: message.into(), span: Span::default() }
     }
 
     /// Whether the query uses a feature that Elasticsearch EQL (or esdetect) does not support — `join`,

@@ -323,6 +323,13 @@ impl Script {
                 vs
             })
             .collect();
+        let combinations = lists.iter().fold(1usize, |n, l| n.saturating_mul(l.len()));
+        if combinations > crate::limits::MAX_PREDICATE_COMBINATIONS {
+            return Err(EqlError::limit(format!(
+                "a predicate over several multi-valued fields would compare more than {} value combinations",
+                crate::limits::MAX_PREDICATE_COMBINATIONS
+            )));
+        }
         let mut idx = vec![0usize; lists.len()];
         loop {
             let env: Vec<&SV<'_>> = lists.iter().zip(&idx).map(|(l, &i)| &l[i]).collect();

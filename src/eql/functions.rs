@@ -184,6 +184,9 @@ impl Glob {
                 return v.len() >= p.len() && v.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes());
             }
         }
+        if self.ascii && v.is_ascii() && !self.toks.contains(&GTok::One) {
+            return self.star_segments_match(v.as_bytes());
+        }
         if self.ascii && v.is_ascii() {
             let vb = v.as_bytes();
             glob_match(&self.toks, vb.len(), |ti, vi| match self.toks[ti] {
@@ -210,6 +213,43 @@ impl Glob {
                 _ => true,
             })
         }
+    }
+}
+
+impl Glob {
+    /// Linear matching of an ASCII pattern made of literals and `*` only (the shape of `endsWith`,
+    /// `stringContains` and most `:` patterns): the first literal run is a prefix, the last a suffix, and
+    /// the runs between are found left to right with a linear substring search. Leftmost placement is
+    /// always safe when `*` is the only wildcard, so no backtracking is needed. ASCII case folding is
+    /// exactly [`ci_char_eq`] on ASCII characters.
+    fn star_segments_match(&self, v: &[u8]) -> bool {
+        let fold = |c: char| if self.ci { c.to_ascii_lowercase() } else { c };
+        let value: String = v.iter().map(|&b| fold(b as char)).collect();
+        let mut runs: Vec<String> = vec![String::new()];
+        for t in &self.toks {
+            match t {
+                GTok::Star => runs.push(String::new()),
+                GTok::Lit(c) => runs.last_mut().expect("at least one run").push(fold(*c)),
+                GTok::One => return false, // not reached: callers exclude `?`
+            }
+        }
+        let (first, last) = (&runs[0], &runs[runs.len() - 1]);
+        if runs.len() == 1 {
+            return value == *first;
+        }
+        if value.len() < first.len() + last.len() || !value.starts_with(first.as_str()) || !value.ends_with(last.as_str()) {
+            return false;
+        }
+        let end = value.len() - last.len();
+        let mut at = first.len();
+        for run in runs[1..runs.len() - 1].iter().filter(|r| !r.is_empty()) {
+            // `str::find` is a Two-Way search: linear in the text, whatever the pattern.
+            match value[at..end].find(run.as_str()) {
+                Some(p) => at += p + run.len(),
+                None => return false,
+            }
+        }
+        true
     }
 }
 
@@ -445,14 +485,49 @@ fn index_of_units(hay: &[u16], needle: &[u16], from: usize) -> Option<usize> {
     if from >= hay.len() || needle.len() > hay.len() {
         return None;
     }
-    (from..=hay.len() - needle.len()).find(|&i| &hay[i..i + needle.len()] == needle)
+    kmp_find(&hay[from..], needle).map(|p| p + from)
 }
 
 fn last_index_of_units(hay: &[u16], needle: &[u16]) -> Option<usize> {
     if needle.len() > hay.len() {
         return None;
     }
-    (0..=hay.len() - needle.len()).rev().find(|&i| &hay[i..i + needle.len()] == needle)
+    // The last occurrence is the first one in the reversed text of the reversed needle.
+    let rev_hay: Vec<u16> = hay.iter().rev().copied().collect();
+    let rev_needle: Vec<u16> = needle.iter().rev().copied().collect();
+    kmp_find(&rev_hay, &rev_needle).map(|p| hay.len() - p - needle.len())
+}
+
+/// Knuth–Morris–Pratt: first index of a non-empty `needle` in `hay`, in linear time whatever the input
+/// (a naive scan is quadratic on crafted values).
+fn kmp_find(hay: &[u16], needle: &[u16]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    let mut fail = vec![0usize; needle.len()];
+    let mut k = 0;
+    for i in 1..needle.len() {
+        while k > 0 && needle[i] != needle[k] {
+            k = fail[k - 1];
+        }
+        if needle[i] == needle[k] {
+            k += 1;
+        }
+        fail[i] = k;
+    }
+    let mut k = 0;
+    for (i, &c) in hay.iter().enumerate() {
+        while k > 0 && c != needle[k] {
+            k = fail[k - 1];
+        }
+        if c == needle[k] {
+            k += 1;
+            if k == needle.len() {
+                return Some(i + 1 - k);
+            }
+        }
+    }
+    None
 }
 
 /// `indexOf(s, sub[, start])`: first UTF-16 index of `sub` at or after `start` (negative → 0), or `None`.
@@ -670,6 +745,10 @@ mod tests {
         assert!(Glob::new("*$", false).matches("FS01$"));
         assert!(Glob::new("*a*b*", false).matches("xxaxxbxx"));
         assert!(!Glob::new("*a*b", false).matches("xxaxxbxx"));
+        assert!(Glob::new("*AB*ab*", true).matches("xxabYYABzz"));
+        assert!(!Glob::new("ab*ba", false).matches("aba"), "prefix and suffix may not overlap");
+        assert!(Glob::new("a**b", false).matches("ab"));
+        assert!(Glob::new("*", false).matches(""));
         assert!(Glob::literal("Kerberos", true).matches("KERBEROS"));
         assert!(!Glob::literal("Kerberos", false).matches("KERBEROS"));
         assert!(Glob::literal("ÉTÉ", true).matches("été"));
@@ -695,6 +774,22 @@ mod tests {
         assert!(lucene_regex("a&b", false, sp).is_err());
         assert!(lucene_regex("a\\&b", false, sp).unwrap().is_match("a&b"));
         assert!(lucene_regex("x<1-5>", false, sp).is_err());
+    }
+
+    #[test]
+    fn adversarial_wildcards_are_linear() {
+        // A 5,000-character constant against a 1 MB value that almost matches everywhere.
+        let needle = format!("{}b", "a".repeat(4999));
+        let hay = "A".repeat(1_000_000);
+        let started = std::time::Instant::now();
+        for ci in [true, false] {
+            assert!(!Glob::lucene_wildcard(&needle, true, false, ci).matches(&hay));
+            assert!(!Glob::lucene_wildcard(&needle, true, true, ci).matches(&hay));
+        }
+        assert!(Glob::lucene_wildcard(&needle, true, false, true).matches(&format!("{hay}{needle}")));
+        assert!(!str_test(StrTest::Contains, &hay, &needle, true));
+        assert!(index_of(&format!("é{hay}"), &needle, 0, true).is_none());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
     }
 
     #[test]

@@ -290,7 +290,18 @@ pub fn parse_java_double(s: &str) -> Option<f64> {
 }
 
 /// Parses an IP address as ES's `InetAddresses.forString` does (IPv4 dotted quad or IPv6), IPv4 mapped.
+///
+/// An IPv6 scope (zone) id, `fe80::1%12` or `fe80::1%eth0`, is accepted and dropped as Elasticsearch's
+/// `InetAddresses.forString` does (so the address is indexed without it); an empty scope (`fe80::1%`), a
+/// scope on an IPv4 address or on IPv6 text with a dotted quad (`::ffff:10.0.0.1%3`) is not an address
+/// (checked against Elasticsearch 8.19's `ip` field).
 pub fn parse_ip(s: &str) -> Option<Ipv6Addr> {
+    let s = match s.split_once('%') {
+        // Elasticsearch converts a dotted quad inside IPv6 text before dropping the scope, which then fails.
+        Some((addr, scope)) if addr.contains(':') && !addr.contains('.') && !scope.is_empty() => addr,
+        Some(_) => return None,
+        None => s,
+    };
     match s.parse::<IpAddr>().ok()? {
         IpAddr::V4(v4) => Some(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => Some(v6),
@@ -683,6 +694,12 @@ mod tests {
         assert_eq!(format_ip(&parse_ip("2001:db8:0:0:1:0:0:1").unwrap()), "2001:db8::1:0:0:1");
         assert_eq!(n(ValueKind::Ip, &json!("not-an-ip")), Norm::Malformed);
         assert_eq!(n(ValueKind::Ip, &json!("999.1.1.1")), Norm::Malformed);
+        // Scope ids, as Elasticsearch 8.19 indexes them: dropped, or the value is malformed.
+        assert_eq!(parse_ip("fe80::1%12"), parse_ip("fe80::1"));
+        assert_eq!(parse_ip("fe80::1%eth0"), parse_ip("fe80::1"));
+        for bad in ["fe80::1%", "10.0.0.1%1", "::ffff:10.0.0.1%3", "%12"] {
+            assert_eq!(parse_ip(bad), None, "{bad}");
+        }
     }
 
     #[test]

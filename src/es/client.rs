@@ -72,10 +72,12 @@ impl EsClient {
         let mut url_creds = None;
         let mut urls = Vec::with_capacity(cfg.urls.len());
         for raw in &cfg.urls {
+            // Never the raw text in a message: it may carry a password.
+            let shown = super::config::redact_url(raw);
             let mut u = Url::parse(raw)
-                .map_err(|e| EsError::Config(format!("URL {raw:?} is not valid ({e}); expected e.g. https://host:9200")))?;
+                .map_err(|e| EsError::Config(format!("URL {shown:?} is not valid ({e}); expected e.g. https://host:9200")))?;
             if !matches!(u.scheme(), "http" | "https") {
-                return Err(EsError::Config(format!("URL {raw:?} must start with http:// or https://")));
+                return Err(EsError::Config(format!("URL {shown:?} must start with http:// or https://")));
             }
             // Credentials inside the URL: take them out (reqwest would send them twice) and use them
             // unless the config names credentials explicitly.
@@ -108,9 +110,22 @@ impl EsClient {
             url_creds.map(|(u, p)| Credentials::Basic(u, p))
         };
         if let Some(c) = creds {
+            let plain: Vec<&str> = printable.iter().filter(|u| u.starts_with("http://")).map(String::as_str).collect();
+            if !plain.is_empty() {
+                tracing::warn!(urls = ?plain, "credentials are sent over plain http:// and can be read on the network; \
+                    use https:// (and ca_cert) for any cluster that is not on this machine");
+            }
             builder = builder.auth(c);
         }
 
+        if cfg.insecure_skip_verify && cfg.ca_cert.is_some() {
+            return Err(EsError::Config(
+                "both `ca_cert` and `insecure_skip_verify = true` are set: the CA would be ignored and no certificate \
+                 checked. Remove `insecure_skip_verify` to verify against the CA (or `ca_cert` to skip verification \
+                 on purpose)"
+                    .into(),
+            ));
+        }
         if cfg.insecure_skip_verify {
             tracing::warn!("insecure_skip_verify is set: the cluster's TLS certificate is NOT verified");
             builder = builder.cert_validation(CertificateValidation::None);
@@ -190,7 +205,8 @@ impl EsClient {
                 Err(e) => return Err(self.unreachable(e)),
             };
             let delay = self.retry.delay(retry);
-            tracing::warn!(what, attempt = retry + 1, ?delay, "request failed ({why}); retrying");
+            // Debug: the caller reports the final outcome; a WARN per retry flooded the log during outages.
+            tracing::debug!(what, attempt = retry + 1, ?delay, "request failed ({why}); retrying");
             tokio::time::sleep(delay).await;
             retry += 1;
         }
@@ -289,6 +305,21 @@ impl EsClient {
         Err(EsError::from_response("privilege check (_has_privileges)", status, &resp))
     }
 
+    /// The indices `patterns` match right now (`_field_caps`, as Kibana checks them before a rule run).
+    pub async fn matching_indices(&self, patterns: &[String]) -> Result<Vec<String>, EsError> {
+        let path = format!("/{}/_field_caps", super::path::indices(patterns));
+        let params = [
+            ("fields", "_id".to_string()),
+            ("ignore_unavailable", "true".to_string()),
+            ("allow_no_indices", "true".to_string()),
+        ];
+        let (status, body) = self.raw(Method::Get, &path, &params, None).await?;
+        if !(200..300).contains(&status) {
+            return Err(EsError::from_response("index check (_field_caps)", status, &body));
+        }
+        Ok(body["indices"].as_array().map(|a| a.iter().filter_map(|i| i.as_str().map(str::to_string)).collect()).unwrap_or_default())
+    }
+
     fn unreachable(&self, e: elasticsearch::Error) -> EsError {
         EsError::Unreachable { url: self.urls(), detail: chain_message(&e), source: e }
     }
@@ -383,7 +414,9 @@ fn security_disabled(status: u16, body: &Value) -> bool {
     let text = format!("{ty} {reason}").to_lowercase();
     let says_disabled = text.contains("security")
         && (text.contains("not enabled") || text.contains("disabled") || text.contains("must be explicitly enabled"));
-    let no_such_api = text.contains("no handler found") || status == 404 || status == 405;
+    // The node itself says it has no such API (no security module at all). A bare 404/405 — from a proxy,
+    // a path rewrite, a load balancer — says nothing about security and stays an error.
+    let no_such_api = text.contains("no handler found");
     matches!(status, 400 | 404 | 405 | 500 | 501) && (says_disabled || no_such_api)
 }
 
@@ -418,6 +451,11 @@ mod tests {
         assert!(security_disabled(400, &json!({"error":"no handler found for uri [/_security/user/_has_privileges] and method [POST]"})));
         assert!(!security_disabled(500, &json!({"error":{"type":"null_pointer_exception","reason":"boom"}})));
         assert!(!security_disabled(401, &basic));
+        // A 404 that does not come from Elasticsearch saying so is not "security disabled".
+        assert!(!security_disabled(404, &json!("<html><body>404 Not Found</body></html>")));
+        assert!(!security_disabled(404, &Value::Null));
+        assert!(!security_disabled(405, &json!({"error": "Method Not Allowed"})));
+        assert!(security_disabled(404, &json!({"error":"no handler found for uri [/_security/user/_has_privileges] and method [POST]"})));
     }
 
     #[test]
@@ -437,6 +475,27 @@ mod tests {
             ..Default::default()
         })
         .is_ok());
+    }
+
+    #[test]
+    fn passwords_in_urls_never_reach_error_messages() {
+        for raw in ["http://elastic:hunter2@es01:99999", "ftp://elastic:hunter2@es01:9200", "elastic:hunter2@es01:9200"] {
+            let e = EsClient::new(&ConnectionConfig::for_url(raw)).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(e.contains("elastic:***@es01"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_ca_with_verification_switched_off_is_an_error() {
+        let e = EsClient::new(&ConnectionConfig {
+            ca_cert: Some("/etc/esdetect/ca.pem".into()),
+            insecure_skip_verify: true,
+            ..ConnectionConfig::for_url("https://x:9200")
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ca_cert") && e.contains("insecure_skip_verify"), "{e}");
     }
 
     #[tokio::test]

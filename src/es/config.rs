@@ -41,7 +41,7 @@ impl fmt::Display for Secret {
 ///
 /// `api_key` is either Kibana's "encoded" form (base64 of `id:key`) or the raw `id:key` pair; it wins
 /// over `username`/`password` when both are set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConnectionConfig {
     /// One or more node URLs (`https://host:9200`). Several URLs form a static round-robin pool;
@@ -76,6 +76,41 @@ impl Default for ConnectionConfig {
     }
 }
 
+/// Like a derived `Debug`, but URLs with credentials in them are redacted ([`redact_url`]).
+impl fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionConfig")
+            .field("urls", &self.urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
+            .field("api_key", &self.api_key)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("ca_cert", &self.ca_cert)
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
+}
+
+/// A URL fit for messages: a password in its user-info becomes `***` (`https://user:***@host:9200`).
+/// Works on text that is not a valid URL too (no scheme, a bad port), which is exactly when it ends up
+/// in an error message.
+pub fn redact_url(raw: &str) -> String {
+    let (scheme, rest) = match raw.find("://") {
+        Some(i) => raw.split_at(i + 3),
+        None => ("", raw),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rfind('@') {
+        Some(at) => {
+            let user = authority[..at].split(':').next().unwrap_or("");
+            format!("{scheme}{user}:***@{}{tail}", &authority[at + 1..])
+        }
+        None => raw.to_string(),
+    }
+}
+
 impl ConnectionConfig {
     /// A config for one URL with defaults for everything else (handy for tests and the CLI).
     pub fn for_url(url: impl Into<String>) -> Self {
@@ -83,8 +118,13 @@ impl ConnectionConfig {
     }
 }
 
-/// Parses `30`, `"30"`, `"30s"`, `"500ms"`, `"2m"`, `"1h"`, `"2d"` into a `Duration`.
+/// Parses `30`, `"30"`, `"30s"`, `"500ms"`, `"2m"`, `"1h"`, `"2d"` into a `Duration`; `None` for anything
+/// else or anything longer than [`crate::limits::MAX_DURATION_DAYS`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
+    parse_duration_unbounded(s).filter(|d| d.as_secs() <= crate::limits::MAX_DURATION_SECS)
+}
+
+fn parse_duration_unbounded(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -108,7 +148,13 @@ pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D
         Text(String),
     }
     match Raw::deserialize(d)? {
+        Raw::Secs(n) if n > crate::limits::MAX_DURATION_SECS => {
+            Err(serde::de::Error::custom(crate::limits::too_long(&n.to_string())))
+        }
         Raw::Secs(n) => Ok(Duration::from_secs(n)),
+        Raw::Text(t) if parse_duration_unbounded(&t).is_some() && parse_duration(&t).is_none() => {
+            Err(serde::de::Error::custom(crate::limits::too_long(&t)))
+        }
         Raw::Text(t) => parse_duration(&t).ok_or_else(|| {
             serde::de::Error::custom(format!(
                 "invalid duration {t:?}: use seconds (30) or a number with ms/s/m/h/d (\"500ms\", \"5m\", \"24h\")"
@@ -134,6 +180,22 @@ mod tests {
         assert!(dbg.contains("***") && dbg.contains("elastic"));
         assert_eq!(Secret::new("x").to_string(), "***");
         assert_eq!(Secret::new("x").expose(), "x");
+        let cfg = ConnectionConfig::for_url("https://elastic:hunter2@es01:9200");
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("hunter2") && dbg.contains("elastic:***@es01:9200"), "{dbg}");
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted_even_in_broken_urls() {
+        for (raw, want) in [
+            ("https://elastic:hunter2@es01:9200", "https://elastic:***@es01:9200"),
+            ("http://elastic:hunter2@es01:99999/x?y", "http://elastic:***@es01:99999/x?y"),
+            ("elastic:hunter2@es01:9200", "elastic:***@es01:9200"),
+            ("ftp://u:p@w@host", "ftp://u:***@host"),
+            ("https://es01:9200", "https://es01:9200"),
+        ] {
+            assert_eq!(redact_url(raw), want);
+        }
     }
 
     #[test]

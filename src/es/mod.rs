@@ -6,6 +6,7 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod path;
 pub mod retry;
 
 pub use client::{ClusterInfo, EsClient, Flavour, PrivilegeCheck};

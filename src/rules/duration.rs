@@ -1,6 +1,6 @@
 //! The two duration notations of a rule: Kibana date math for `from`/`to` (`now-9m`) and the schedule
 //! `interval` (`5m`). Only the forms Kibana's rule schema produces are accepted: a whole number followed
-//! by one unit of `s`, `m`, `h` or `d`.
+//! by one unit of `s`, `m`, `h` or `d`, at most [`crate::limits::MAX_DURATION_DAYS`] long.
 
 use chrono::Duration;
 
@@ -22,8 +22,12 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
             return Err(format!("`{text}`: unknown unit `{unit}`; use s, m, h or d (e.g. \"5m\")"));
         }
     }
-    .ok_or_else(|| format!("`{text}`: duration too large"))?;
-    Duration::try_seconds(secs).ok_or_else(|| format!("`{text}`: duration too large"))
+    .ok_or_else(|| crate::limits::too_long(text))?;
+    let d = Duration::try_seconds(secs).ok_or_else(|| crate::limits::too_long(text))?;
+    if d > crate::limits::max_duration() {
+        return Err(crate::limits::too_long(text));
+    }
+    Ok(d)
 }
 
 /// Parses Kibana date math relative to the run time, `now` or `now-<N><unit>`, into how far before
@@ -57,6 +61,9 @@ mod tests {
         assert!(parse_interval("5w").is_err());
         assert!(parse_interval("-5m").is_err());
         assert!(parse_interval("99999999999999999999d").is_err());
+        assert_eq!(parse_interval("3650d"), Ok(Duration::days(3650)));
+        assert!(parse_interval("3651d").unwrap_err().contains("maximum of 3650 days"));
+        assert!(parse_interval("100000000d").is_err());
     }
 
     #[test]
@@ -66,5 +73,6 @@ mod tests {
         assert!(parse_now_minus("now+5m").is_err());
         assert!(parse_now_minus("9m").is_err());
         assert!(parse_now_minus("now-9x").is_err());
+        assert!(parse_now_minus("now-100000000d").unwrap_err().contains("maximum"));
     }
 }

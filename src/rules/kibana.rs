@@ -375,6 +375,11 @@ fn rule_from_json(
             };
             return Err(f.err(if data_view_id.is_some() { "data_view_id" } else { "index" }, msg));
         }
+        for pattern in &index {
+            if let Err(m) = super::index_pattern::check(pattern) {
+                return Err(f.err(if data_view_id.is_some() { "data_view_id" } else { "index" }, format!("invalid `index`: {m}")));
+            }
+        }
         if query.trim().is_empty() {
             return Err(f.err("query", "`query` is empty"));
         }

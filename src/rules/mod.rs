@@ -14,6 +14,7 @@ mod duration;
 mod error;
 pub mod folder;
 pub mod kibana;
+pub mod index_pattern;
 
 pub use duration::{parse_interval, parse_now_minus};
 pub use error::{line_col, RuleError, RuleErrorKind};
@@ -341,6 +342,12 @@ pub fn parse_rule(path: &Path, text: &str) -> Result<Rule, RuleError> {
         (Some(_), None) => return Err(f.err("index", "`index` is empty: list the index patterns the rule reads")),
         (None, None) => return Err(f.missing("index")),
     };
+    for (i, pattern) in index.iter().enumerate() {
+        if let Err(m) = index_pattern::check(pattern) {
+            let pos = f.element_pos("index", i);
+            return Err(RuleError::new(path, pos, Some("index"), format!("invalid `index`: {m}")));
+        }
+    }
     let query_origin = f.query_origin();
     let query = f.req_str("query")?;
 
@@ -463,6 +470,12 @@ impl Fields<'_> {
     /// Position of a field's value, or of the `[rule]` header when the field is absent.
     fn pos(&self, key: &str) -> (u32, u32) {
         span_pos(self.text, self.spans.get(key)).unwrap_or(self.header)
+    }
+
+    /// Position of element `i` of an array field (the field's value when it cannot be found).
+    fn element_pos(&self, key: &str, i: usize) -> (u32, u32) {
+        let element = self.spans.get(key).and_then(|item| item.as_array()).and_then(|a| a.get(i)).and_then(|v| v.span());
+        element.map(|s| line_col(self.text, s.start)).unwrap_or_else(|| self.pos(key))
     }
 
     fn err(&self, key: &str, message: impl Into<String>) -> RuleError {

@@ -96,6 +96,11 @@ impl RuleSpec {
         positive("interval", self.interval)?;
         positive("the look-back (`from`)", self.lookback)?;
         positive("the run timeout", self.run_timeout)?;
+        for (what, d) in [("interval", self.interval), ("the look-back (`from`)", self.lookback), ("the run timeout", self.run_timeout)] {
+            if d > crate::limits::max_duration() {
+                return Err(format!("rule `{}`: {what} {}", self.rule_id, crate::limits::too_long(&d.to_string())));
+            }
+        }
         if let GapPolicy::Backfill { max_backfill } = self.gap_policy {
             if max_backfill < Duration::zero() {
                 return Err(format!("rule `{}`: max_backfill must not be negative", self.rule_id));
@@ -189,8 +194,11 @@ impl Backoff {
 pub struct SchedulerConfig {
     /// This replica's id in leases and the ledger. Must be unique per process (e.g. host + random id).
     pub owner: String,
-    /// Added to `max(interval, run_timeout)` to get the lease length.
-    pub lease_margin: Duration,
+    /// How long a claim lasts unless renewed (90 s): what a killed replica blocks its rules for.
+    pub lease_ttl: Duration,
+    /// How often a running execution renews its lease (30 s); well below `lease_ttl`, so one or two
+    /// failed renewals do not lose it.
+    pub lease_renew_every: Duration,
     /// How long a run in progress may go on after shutdown was requested.
     pub shutdown_grace: Duration,
     /// Most windows run under one claim (one ledger entry); a longer backfill releases and claims again,
@@ -210,7 +218,8 @@ impl SchedulerConfig {
     pub fn new(owner: impl Into<String>) -> Self {
         SchedulerConfig {
             owner: owner.into(),
-            lease_margin: Duration::minutes(1),
+            lease_ttl: Duration::seconds(90),
+            lease_renew_every: Duration::seconds(30),
             shutdown_grace: Duration::seconds(30),
             max_windows_per_execution: 12,
             backoff: BackoffConfig::default(),
@@ -219,9 +228,15 @@ impl SchedulerConfig {
         }
     }
 
-    /// Lease length for a rule: at least as long as its interval and its run timeout, plus the margin.
-    pub fn lease_length(&self, rule: &RuleSpec) -> Duration {
-        rule.interval.max(rule.run_timeout) + self.lease_margin.max(Duration::zero())
+    /// Lease length: short, and renewed while the rule runs, so a replica that dies holds its rules for
+    /// at most `lease_ttl` whatever the rule's interval or run timeout.
+    pub fn lease_length(&self, _rule: &RuleSpec) -> Duration {
+        self.lease_ttl.max(Duration::seconds(1))
+    }
+
+    /// How often a held lease is renewed: `lease_renew_every`, and at least three times per lease.
+    pub fn renew_every(&self, rule: &RuleSpec) -> Duration {
+        self.lease_renew_every.min(self.lease_length(rule) / 3).max(Duration::milliseconds(100))
     }
 }
 
@@ -245,6 +260,14 @@ pub struct SchedulerStats {
     pub gap_seconds: AtomicU64,
     /// Per rule: windows of the current plan still to run (backfill progress).
     windows_pending: Mutex<HashMap<String, u64>>,
+    /// Window runs that panicked (a bug; the window counts as failed and is retried).
+    pub run_panics: AtomicU64,
+    /// Rule tasks that ended abnormally (a panic outside a window run) and were restarted.
+    pub task_failures: AtomicU64,
+    /// Rules whose task failed and is waiting to be restarted, with why.
+    down: Mutex<std::collections::BTreeMap<String, String>>,
+    /// State-store reachability, for log lines: one per change plus a periodic summary.
+    store_outage: super::outage::OutageLog,
 }
 
 impl SchedulerStats {
@@ -255,6 +278,20 @@ impl SchedulerStats {
 
     pub fn windows_pending(&self) -> HashMap<String, u64> {
         self.windows_pending.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Rules whose scheduling task failed and is not running right now (rule id → why).
+    pub fn rules_down(&self) -> std::collections::BTreeMap<String, String> {
+        self.down.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn set_down(&self, rule_id: &str, why: Option<String>) {
+        if let Ok(mut m) = self.down.lock() {
+            match why {
+                Some(why) => m.insert(rule_id.to_string(), why),
+                None => m.remove(rule_id),
+            };
+        }
     }
 
     fn set_pending(&self, rule_id: &str, n: u64) {
@@ -296,11 +333,15 @@ struct Inner {
     executor: Executor,
     config: SchedulerConfig,
     stats: Arc<SchedulerStats>,
+    /// Where window runs execute; `None`: the current runtime.
+    runs: Option<tokio::runtime::Handle>,
 }
 
 /// How one window's run ended.
 enum WindowResult {
     Done(RunOutcome),
+    /// The executor panicked (a bug); the message of the panic.
+    Panicked(String),
     TimedOut,
     LeaseLost,
     Abandoned,
@@ -308,9 +349,23 @@ enum WindowResult {
 
 impl Scheduler {
     pub fn new(clock: Arc<dyn Clock>, store: Arc<dyn StateStore>, executor: Executor, config: SchedulerConfig) -> Self {
+        Scheduler::with_run_runtime(clock, store, executor, config, None)
+    }
+
+    /// Like [`Scheduler::new`], but window runs execute on `runs` (a runtime of their own). Evaluation is
+    /// CPU work: on its own runtime it can never hold up the scheduler's timers (so `run_timeout` fires on
+    /// time and the run is aborted at its next await), lease renewals, or the health endpoints.
+    pub fn with_run_runtime(
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn StateStore>,
+        executor: Executor,
+        config: SchedulerConfig,
+        runs: Option<tokio::runtime::Handle>,
+    ) -> Self {
         let mut config = config;
         config.max_windows_per_execution = config.max_windows_per_execution.max(windows::KIBANA_MAX_CATCHUP as usize + 1);
-        Scheduler { inner: Arc::new(Inner { clock, store, executor, config, stats: Arc::new(SchedulerStats::default()) }) }
+        let stats = Arc::new(SchedulerStats::default());
+        Scheduler { inner: Arc::new(Inner { clock, store, executor, config, stats, runs }) }
     }
 
     pub fn stats(&self) -> Arc<SchedulerStats> {
@@ -323,19 +378,79 @@ impl Scheduler {
 
     /// Runs every rule on its schedule until `shutdown` is cancelled, then returns once every rule has
     /// released its lease (within `shutdown_grace` plus a few store round trips).
-    pub async fn run(&self, rules: Vec<RuleSpec>, shutdown: CancellationToken) {
+    ///
+    /// Each rule's task is supervised: if it ends abnormally (a panic outside a window run — those are
+    /// caught per window), the failure is written to the ledger, counted, shown by
+    /// [`SchedulerStats::rules_down`] (so `/readyz` says not ready) and the rule is restarted after a
+    /// jittered exponential backoff. Returns the rules that were down when the loop stopped, so the
+    /// process can exit non-zero instead of pretending all was well.
+    pub async fn run(&self, rules: Vec<RuleSpec>, shutdown: CancellationToken) -> Vec<String> {
         let mut tasks = tokio::task::JoinSet::new();
+        let mut by_task: HashMap<tokio::task::Id, (RuleSpec, Backoff)> = HashMap::new();
         for rule in rules {
-            let me = self.clone();
-            let token = shutdown.clone();
-            tasks.spawn(async move { me.rule_loop(rule, token).await });
+            let handle = tasks.spawn(self.supervised(rule.clone(), None, shutdown.clone()));
+            by_task.insert(handle.id(), (rule, Backoff::new(self.inner.config.backoff)));
         }
-        while let Some(res) = tasks.join_next().await {
-            if let Err(e) = res {
-                // A bug in one rule's loop must not take the others down.
-                tracing::error!(error = %e, "a rule's scheduling task ended abnormally");
+        while let Some(res) = tasks.join_next_with_id().await {
+            let e = match res {
+                Ok((id, ())) => {
+                    by_task.remove(&id);
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let Some((rule, mut backoff)) = by_task.remove(&e.id()) else { continue };
+            let why = if e.is_panic() { format!("panicked: {}", panic_message(e.into_panic())) } else { e.to_string() };
+            self.inner.stats.task_failures.fetch_add(1, Ordering::Relaxed);
+            self.inner.stats.set_down(&rule.rule_id, Some(why.clone()));
+            let delay = backoff.next_delay();
+            tracing::error!(rule = %rule.rule_id, error = %why, restart_in_ms = delay.num_milliseconds(),
+                "the rule's scheduling task failed; restarting it");
+            self.record_task_failure(&rule, &why, delay).await;
+            if shutdown.is_cancelled() {
+                continue; // stays down: reported by the return value
             }
+            let handle = tasks.spawn(self.supervised(rule.clone(), Some(delay), shutdown.clone()));
+            by_task.insert(handle.id(), (rule, backoff));
         }
+        self.inner.stats.rules_down().into_keys().collect()
+    }
+
+    /// A rule's loop, started after `delay` when it is a restart (the rule counts as down until then).
+    fn supervised(
+        &self,
+        rule: RuleSpec,
+        delay: Option<Duration>,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let me = self.clone();
+        async move {
+            if let Some(delay) = delay {
+                let until = crate::limits::later(me.inner.clock.now(), delay);
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return,
+                    _ = me.inner.clock.sleep_until(until) => {}
+                }
+                me.inner.stats.set_down(&rule.rule_id, None);
+                tracing::info!(rule = %rule.rule_id, "rule restarted");
+            }
+            me.rule_loop(rule, shutdown).await
+        }
+    }
+
+    /// Writes a failed ledger entry for a rule task that ended abnormally, so `esdetect status` shows it.
+    async fn record_task_failure(&self, rule: &RuleSpec, why: &str, delay: Duration) {
+        let now = self.inner.clock.now();
+        let message = format!(
+            "the rule's scheduling task stopped unexpectedly ({why}); this is a bug in esdetect, please report it. \
+             The rule is restarted in {}s and its windows are run again.",
+            delay.num_seconds().max(1)
+        );
+        let mut entry = bare_entry(&rule.rule_id, &self.inner.config.owner, now, RunStatus::Failed, message.clone());
+        entry.errors = vec![message];
+        self.inner.stats.count_execution(RunStatus::Failed);
+        self.append_with_retries(&entry).await;
     }
 
     /// Runs the newest due tick of every rule once (`esdetect run --once`), rules one after another.
@@ -378,10 +493,19 @@ impl Scheduler {
                 skipped = Some((first, before + n));
             }
             match self.run_tick(&rule, due, &shutdown).await {
-                Ok(_) => {
+                Ok(report) => {
+                    if let super::outage::Report::Recovered { down_for, failures } =
+                        inner.stats.store_outage.success(inner.clock.now())
+                    {
+                        tracing::info!(down_s = down_for.num_seconds(), failures, "the state store is reachable again");
+                    }
                     backoff.reset();
+                    // Only the replica that ran the late tick records the skipped ones; another replica
+                    // held the rule (or had run it), and it keeps its own record.
                     if let Some((first, n)) = skipped.take() {
-                        self.record_skip(&rule, first, due, n, now).await;
+                        if !report.executions.is_empty() {
+                            self.record_skip(&rule, first, due, n, now).await;
+                        }
                     }
                     match rule.schedule.next_after(due) {
                         Some(n) => next = n,
@@ -395,8 +519,14 @@ impl Scheduler {
                     inner.stats.ready.store(false, Ordering::SeqCst);
                     inner.stats.store_errors.fetch_add(1, Ordering::Relaxed);
                     let delay = backoff.next_delay();
-                    tracing::warn!(rule = %rule.rule_id, error = %e, retry_in_ms = delay.num_milliseconds(),
-                        "cannot reach the state store; retrying");
+                    match inner.stats.store_outage.failure(inner.clock.now()) {
+                        super::outage::Report::Started => tracing::warn!(rule = %rule.rule_id, error = %e,
+                            "cannot reach the state store; every rule retries with backoff (one summary a minute until it is back)"),
+                        super::outage::Report::StillDown { down_for, failures } => tracing::warn!(error = %e,
+                            down_s = down_for.num_seconds(), failures, "the state store is still unreachable"),
+                        _ => tracing::debug!(rule = %rule.rule_id, error = %e, retry_in_ms = delay.num_milliseconds(),
+                            "cannot reach the state store; retrying"),
+                    }
                     tokio::select! {
                         biased;
                         _ = shutdown.cancelled() => return,
@@ -510,6 +640,16 @@ impl Scheduler {
                     errors.extend(out.errors);
                     ok
                 }
+                WindowResult::Panicked(why) => {
+                    inner.stats.run_panics.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(rule = %rule.rule_id, from = %w.from, to = %w.to, error = %why, "the run panicked");
+                    errors.push(format!(
+                        "the run of window {} to {} panicked ({why}); this is a bug in esdetect, please report it; \
+                         the window will be retried",
+                        w.from, w.to
+                    ));
+                    false
+                }
                 WindowResult::TimedOut => {
                     inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                     errors.push(format!(
@@ -606,12 +746,14 @@ impl Scheduler {
             gap_ms: plan.unfilled.map(|g| g.millis()),
             gap_from: plan.unfilled.map(|g| g.from),
             gap_to: plan.unfilled.map(|g| g.to),
+            gap_filled_ms: (plan.gap > Duration::zero() && plan.unfilled.is_none()).then(|| plan.gap.num_milliseconds()),
             search_duration_ms: search_ms,
             indexing_duration_ms: indexing_ms,
             duration_ms: (finished_at - started_at).num_milliseconds().max(0) as u64,
             delay_ms: (started_at - scheduled_at).num_milliseconds(),
             skipped_tick: false,
             skipped_ticks: 0,
+            execution_type: super::state::ExecutionType::Scheduled,
         };
         tracing::info!(rule = %entry.rule_id, status = %entry.status, windows = entry.windows.len(),
             completed, alerts = entry.counts.alerts_written, "execution finished");
@@ -630,12 +772,19 @@ impl Scheduler {
         let inner = &self.inner;
         let clock = &inner.clock;
         let lease_len = inner.config.lease_length(rule);
-        let renew_every = (lease_len / 3).max(Duration::seconds(1));
+        let renew_every = inner.config.renew_every(rule);
         let start = clock.now();
-        let deadline = start + rule.run_timeout;
-        let mut next_renew = start + renew_every;
-        let mut grace_until = shutdown.is_cancelled().then(|| start + inner.config.shutdown_grace);
-        let run = (inner.executor)(req);
+        let deadline = crate::limits::later(start, rule.run_timeout);
+        let mut next_renew = crate::limits::later(start, renew_every);
+        let mut grace_until = shutdown.is_cancelled().then(|| crate::limits::later(start, inner.config.shutdown_grace));
+        // Its own task: a panic in the run is caught here instead of killing the rule's loop, and dropping
+        // the handle (timeout, shutdown) aborts it.
+        let future = (inner.executor)(req);
+        let spawned = match &inner.runs {
+            Some(runtime) => runtime.spawn(future),
+            None => tokio::spawn(future),
+        };
+        let run = tokio_util::task::AbortOnDropHandle::new(spawned);
         tokio::pin!(run);
         loop {
             let grace = {
@@ -649,11 +798,15 @@ impl Scheduler {
             };
             tokio::select! {
                 biased;
-                out = &mut run => return WindowResult::Done(out),
+                out = &mut run => return match out {
+                    Ok(out) => WindowResult::Done(out),
+                    Err(e) if e.is_panic() => WindowResult::Panicked(panic_message(e.into_panic())),
+                    Err(e) => WindowResult::Panicked(e.to_string()),
+                },
                 _ = clock.sleep_until(deadline) => return WindowResult::TimedOut,
                 _ = grace => return WindowResult::Abandoned,
                 _ = shutdown.cancelled(), if grace_until.is_none() => {
-                    grace_until = Some(clock.now() + inner.config.shutdown_grace);
+                    grace_until = Some(crate::limits::later(clock.now(), inner.config.shutdown_grace));
                 }
                 _ = clock.sleep_until(next_renew) => {
                     let now = clock.now();
@@ -667,7 +820,7 @@ impl Scheduler {
                                 return WindowResult::LeaseLost;
                             }
                             tracing::warn!(rule = %rule.rule_id, error = %e, "could not renew the lease; retrying");
-                            next_renew = now + (renew_every / 4).max(Duration::seconds(1));
+                            next_renew = now + (renew_every / 4).max(Duration::milliseconds(100));
                         }
                     }
                 }
@@ -751,15 +904,62 @@ impl Scheduler {
             gap_ms: None,
             gap_from: None,
             gap_to: None,
+            gap_filled_ms: None,
             search_duration_ms: 0,
             indexing_duration_ms: 0,
             duration_ms: 0,
             delay_ms: (now - first).num_milliseconds(),
             skipped_tick: true,
             skipped_ticks: u32::try_from(skipped).unwrap_or(u32::MAX),
+            execution_type: super::state::ExecutionType::Scheduled,
         };
         if let Err(e) = inner.store.append_ledger(&entry).await {
             tracing::warn!(rule = %rule.rule_id, error = %e, "could not record skipped ticks");
         }
+    }
+}
+
+/// The text of a panic payload (`panic!("…")` gives a `&str` or a `String`).
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(s) => (*s).to_string(),
+            Err(_) => "a panic without a message".to_string(),
+        },
+    }
+}
+
+/// A ledger entry of an execution that ran no window (a skipped tick, a failed task).
+fn bare_entry(rule_id: &str, owner: &str, now: DateTime<Utc>, status: RunStatus, message: String) -> LedgerEntry {
+    LedgerEntry {
+        rule_id: rule_id.to_string(),
+        execution_id: uuid::Uuid::new_v4().to_string(),
+        owner: owner.to_string(),
+        scheduled_at: now,
+        started_at: now,
+        finished_at: now,
+        window_from: None,
+        window_to: None,
+        windows: Vec::new(),
+        windows_completed: 0,
+        windows_remaining: 0,
+        window_end: None,
+        status,
+        message,
+        counts: Counts::default(),
+        warnings: Vec::new(),
+        errors: Vec::new(),
+        gap_ms: None,
+        gap_from: None,
+        gap_to: None,
+        gap_filled_ms: None,
+        search_duration_ms: 0,
+        indexing_duration_ms: 0,
+        duration_ms: 0,
+        delay_ms: 0,
+        skipped_tick: false,
+        skipped_ticks: 0,
+        execution_type: super::state::ExecutionType::Scheduled,
     }
 }

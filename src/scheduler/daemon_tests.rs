@@ -96,7 +96,7 @@ async fn drive(clock: &ManualClock, until: DateTime<Utc>, step: Duration) {
     }
 }
 
-fn spawn_run(s: &Scheduler, rules: Vec<RuleSpec>, token: &CancellationToken) -> tokio::task::JoinHandle<()> {
+fn spawn_run(s: &Scheduler, rules: Vec<RuleSpec>, token: &CancellationToken) -> tokio::task::JoinHandle<Vec<String>> {
     let (s, token) = (s.clone(), token.clone());
     tokio::spawn(async move { s.run(rules, token).await })
 }
@@ -253,6 +253,8 @@ async fn backfill_mode_fills_the_whole_gap_oldest_first_in_saved_steps() {
     assert_eq!((ex[0].windows_completed, ex[0].windows_remaining, ex[0].window_end), (12, 12, Some(t0() - m(60))));
     assert_eq!((ex[1].windows_completed, ex[1].windows_remaining, ex[1].window_end), (12, 0, Some(t0())));
     assert!(ex.iter().all(|e| e.status == RunStatus::Succeeded && e.gap_ms.is_none()));
+    // The gap was filled, and `status` can still show there was one: 120m since the last end − 9m.
+    assert_eq!(ex[0].gap_filled_ms, Some(m(111).num_milliseconds()));
     assert_eq!(store.state("r1").unwrap().value.last_window_end, Some(t0()));
 }
 
@@ -352,17 +354,19 @@ async fn a_crashed_owners_lease_expires_and_another_replica_runs_its_window() {
 
     let b = scheduler(&clock, &store, executor(&clock, "B", &fake, |_| Act::Instant), "B");
     let _hb = spawn_run(&b, vec![rule()], &token);
-    drive(&clock, t0() + m(9), Duration::seconds(30)).await;
-    assert!(fake.done_ends().is_empty(), "B must wait for A's lease (6 min) to expire");
-    assert!(b.stats().ticks_held_elsewhere.load(Ordering::Relaxed) >= 2);
+    // A renewed at t0+30s and t0+60s: its lease runs out 90 s after the last renewal, at t0+2m30s.
+    drive(&clock, t0() + Duration::seconds(140), Duration::seconds(10)).await;
+    assert!(fake.done_ends().is_empty(), "B must wait for A's lease to expire");
+    assert!(b.stats().ticks_held_elsewhere.load(Ordering::Relaxed) >= 1);
     drive(&clock, t0() + m(16), Duration::seconds(30)).await;
 
-    // B took over at t0+10 and ran A's window (ending t0) as well: no gap, nothing twice.
+    // B took over at its next tick (t0+5) and ran A's window (ending t0) as well: no gap, nothing twice.
+    // With the old lease (interval + margin) B would have waited until t0+10.
     assert_eq!(fake.done_ends(), vec![t0(), t0() + m(5), t0() + m(10), t0() + m(15)]);
     assert!(fake.done.lock().unwrap().iter().all(|(o, _)| o == "B"));
     let ex = executions(&store);
     assert!(ex.iter().all(|e| e.owner == "B" && e.status == RunStatus::Succeeded && e.gap_ms.is_none()));
-    assert_eq!(ex[0].scheduled_at, t0() + m(10));
+    assert_eq!(ex[0].scheduled_at, t0() + m(5));
     token.cancel();
 }
 
@@ -374,7 +378,7 @@ async fn long_executions_renew_the_lease_so_nobody_else_steps_in() {
     let fake = Arc::new(Fake::default());
     let token = CancellationToken::new();
     let mut cfg = SchedulerConfig::new("A");
-    cfg.lease_margin = Duration::zero(); // lease 5 min, shorter than the execution
+    cfg.lease_ttl = m(1); // far shorter than the 16-minute execution: only renewals keep it
     let mut r = rule();
     r.gap_policy = GapPolicy::Kibana;
     let a = Scheduler::new(
@@ -560,4 +564,180 @@ async fn run_once_runs_the_newest_due_tick() {
     // A second call within the same tick finds it done.
     let again = s.run_once(&[rule()], &CancellationToken::new()).await;
     assert!(again[0].1.as_ref().unwrap().already_done);
+}
+
+/// A store whose `get` panics the first `panics` times: a bug outside any window run.
+struct PanickyStore {
+    inner: InMemoryStateStore,
+    panics: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl StateStore for PanickyStore {
+    async fn get(&self, rule_id: &str) -> Result<Option<super::state::Versioned<RuleState>>, super::state::StoreError> {
+        if self.panics.load(Ordering::SeqCst) > 0 {
+            self.panics.fetch_sub(1, Ordering::SeqCst);
+            panic!("state store bug");
+        }
+        self.inner.get(rule_id).await
+    }
+    async fn create(&self, state: &RuleState) -> Result<super::state::Versioned<RuleState>, super::state::StoreError> {
+        self.inner.create(state).await
+    }
+    async fn compare_and_set(
+        &self,
+        state: &RuleState,
+        seq_no: i64,
+        primary_term: i64,
+    ) -> Result<super::state::Versioned<RuleState>, super::state::StoreError> {
+        self.inner.compare_and_set(state, seq_no, primary_term).await
+    }
+    async fn append_ledger(&self, entry: &LedgerEntry) -> Result<(), super::state::StoreError> {
+        self.inner.append_ledger(entry).await
+    }
+    async fn recent_ledger(&self, rule_id: &str, limit: usize) -> Result<Vec<LedgerEntry>, super::state::StoreError> {
+        self.inner.recent_ledger(rule_id, limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_run_fails_its_window_is_recorded_and_retried() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    seed(&store, t0() - m(5)).await;
+    let fake = Arc::new(Fake::default());
+    let panicked = Arc::new(AtomicBool::new(false));
+    let once = panicked.clone();
+    let inner = executor(&clock, "A", &fake, |_| Act::Instant);
+    let exec: Executor = Arc::new(move |req: RunRequest| {
+        if !once.swap(true, Ordering::SeqCst) {
+            return Box::pin(async { panic!("evaluator bug") });
+        }
+        inner(req)
+    });
+    let s = scheduler(&clock, &store, exec, "A");
+    let token = CancellationToken::new();
+    let h = spawn_run(&s, vec![rule()], &token);
+    drive(&clock, t0() + m(5), Duration::seconds(10)).await;
+
+    let ex = executions(&store);
+    assert_eq!(ex.len(), 2, "{ex:?}");
+    assert_eq!(ex[0].status, RunStatus::Failed);
+    assert!(ex[0].errors.iter().any(|e| e.contains("panicked (evaluator bug)")), "{:?}", ex[0].errors);
+    assert_eq!(ex[0].window_end, Some(t0() - m(5)), "the window end must not move past a panicked run");
+    // The next tick runs the failed window again (as catch-up) and the new one.
+    assert_eq!(ex[1].status, RunStatus::Succeeded);
+    assert_eq!(fake.done_ends(), vec![t0(), t0() + m(5)]);
+    assert_eq!(s.stats().run_panics.load(Ordering::Relaxed), 1);
+    assert!(s.stats().rules_down().is_empty());
+    token.cancel();
+    assert_eq!(h.await.unwrap(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_failed_rule_task_is_recorded_shown_down_and_restarted_with_backoff() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(PanickyStore { inner: InMemoryStateStore::new(), panics: 2.into() });
+    let fake = Arc::new(Fake::default());
+    let exec = executor(&clock, "A", &fake, |_| Act::Instant);
+    let s = Scheduler::new(Arc::new(clock.clone()), store.clone(), exec, SchedulerConfig::new("A"));
+    let token = CancellationToken::new();
+    let h = spawn_run(&s, vec![rule()], &token);
+    settle().await;
+
+    // First failure: recorded, counted and shown as down until the restart.
+    assert_eq!(s.stats().task_failures.load(Ordering::Relaxed), 1);
+    let down = s.stats().rules_down();
+    assert!(down.get("r1").is_some_and(|why| why.contains("state store bug")), "{down:?}");
+    let failed: Vec<_> = store.inner.ledger().into_iter().filter(|e| e.status == RunStatus::Failed).collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].message.contains("stopped unexpectedly (panicked: state store bug)"), "{}", failed[0].message);
+
+    // The restarts back off (≥ 0.5 s, then ≥ 1 s) and the third attempt runs the tick.
+    drive(&clock, t0() + Duration::seconds(4), Duration::milliseconds(100)).await;
+    assert_eq!(s.stats().task_failures.load(Ordering::Relaxed), 2);
+    assert!(s.stats().rules_down().is_empty(), "restarted");
+    assert_eq!(fake.done_ends(), vec![t0()]);
+    drive(&clock, t0() + m(5), Duration::seconds(10)).await;
+    assert_eq!(fake.done_ends(), vec![t0(), t0() + m(5)]);
+    token.cancel();
+    assert_eq!(h.await.unwrap(), Vec::<String>::new(), "nothing is down at shutdown");
+}
+
+#[tokio::test]
+async fn rules_still_down_at_shutdown_are_reported() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(PanickyStore { inner: InMemoryStateStore::new(), panics: u32::MAX.into() });
+    let fake = Arc::new(Fake::default());
+    let exec = executor(&clock, "A", &fake, |_| Act::Instant);
+    let s = Scheduler::new(Arc::new(clock.clone()), store.clone(), exec, SchedulerConfig::new("A"));
+    let token = CancellationToken::new();
+    let h = spawn_run(&s, vec![rule()], &token);
+    drive(&clock, t0() + m(3), Duration::seconds(5)).await;
+    assert!(s.stats().task_failures.load(Ordering::Relaxed) >= 3, "restarted again and again");
+    token.cancel();
+    assert_eq!(h.await.unwrap(), vec!["r1".to_string()], "a dead rule must not look like a clean exit");
+    assert!(fake.done_ends().is_empty());
+}
+
+#[test]
+fn a_cpu_bound_run_on_its_own_runtime_cannot_hold_up_the_timeout() {
+    // The scheduler on a single-threaded runtime, as a busy daemon worker would be; the run blocks its
+    // thread for 3 s without ever awaiting (evaluation of a huge page).
+    let runs = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let main = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    let exec: Executor = Arc::new(|_req: RunRequest| {
+        Box::pin(async {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            RunOutcome::default()
+        })
+    });
+    let s = Scheduler::with_run_runtime(
+        Arc::new(clock.clone()),
+        store.clone(),
+        exec,
+        SchedulerConfig::new("A"),
+        Some(runs.handle().clone()),
+    );
+    let mut r = rule();
+    r.run_timeout = m(1);
+    let started = std::time::Instant::now();
+    main.block_on(async {
+        let tick = {
+            let (s, r) = (s.clone(), r.clone());
+            tokio::spawn(async move { s.run_tick(&r, t0(), &CancellationToken::new()).await })
+        };
+        settle().await;
+        clock.advance(m(2));
+        let report = tick.await.unwrap().unwrap();
+        assert_eq!(report.executions[0].status, RunStatus::Failed);
+        assert!(report.executions[0].errors[0].contains("run timeout"), "{:?}", report.executions[0].errors);
+    });
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "the timeout waited for the run: {:?}", started.elapsed());
+    assert_eq!(s.stats().timeouts.load(Ordering::Relaxed), 1);
+    runs.shutdown_background();
+}
+
+#[tokio::test]
+async fn a_replica_that_never_owned_the_rule_records_no_skipped_ticks() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(InMemoryStateStore::new());
+    let mut held = RuleState::new("r1");
+    held.lease_owner = Some("A".into());
+    held.lease_expires = Some(t0() + m(60));
+    store.create(&held).await.unwrap();
+    let fake = Arc::new(Fake::default());
+    let b = scheduler(&clock, &store, executor(&clock, "B", &fake, |_| Act::Instant), "B");
+    let token = CancellationToken::new();
+    let _h = spawn_run(&b, vec![rule()], &token);
+    settle().await;
+    clock.advance(m(12)); // B's loop wakes late: t0+5 was missed, t0+10 is due — and A holds the rule
+    settle().await;
+    assert_eq!(b.stats().ticks_skipped.load(Ordering::Relaxed), 1);
+    assert!(b.stats().ticks_held_elsewhere.load(Ordering::Relaxed) >= 1);
+    assert!(store.ledger().is_empty(), "B ran nothing, so it records nothing: {:?}", store.ledger());
+    assert!(fake.done_ends().is_empty());
+    token.cancel();
 }

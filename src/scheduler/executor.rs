@@ -54,7 +54,21 @@ pub async fn run_request(client: &EsClient, rule: &PreparedRule, req: &RunReques
     let mut opts = opts.clone();
     opts.previous_window_end = req.previous_window_end;
     let window = detect::Window { from: req.window.from, to: req.window.to };
-    detect::run_on_cluster(client, &prepared, window, &opts, &Utc::now).await
+    let mut summary = detect::run_on_cluster(client, &prepared, window, &opts, &Utc::now).await;
+    warn_if_no_index_matches(client, &prepared, &mut summary).await;
+    summary
+}
+
+/// Kibana's "no index matching" warning (a partial failure) when the rule's patterns match no index.
+/// A failed check is only logged: it must not fail a run that itself went well.
+pub async fn warn_if_no_index_matches(client: &EsClient, rule: &PreparedRule, summary: &mut RunSummary) {
+    match client.matching_indices(&rule.rule.index).await {
+        Ok(found) if found.is_empty() => {
+            summary.add_warning(crate::detect::summary::no_matching_index_warning(&rule.rule.index));
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(rule = %rule.rule.rule_id, error = %e, "could not check which indices the rule's patterns match"),
+    }
 }
 
 /// Makes sure a rule's alerts alias exists (once per alias while it keeps working).

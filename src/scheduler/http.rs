@@ -1,5 +1,6 @@
 //! The daemon's HTTP endpoints: `/metrics` (Prometheus text), `/healthz` (the process is alive) and
-//! `/readyz` (the cluster answers and rules are loaded; 503 with the reason otherwise). Bound to
+//! `/readyz` (the cluster answers, rules are loaded and none is down after a failure; 503 with the reason
+//! otherwise). Bound to
 //! 127.0.0.1 by default: metrics name rules and hosts, so exposing them is an explicit choice.
 
 use std::net::SocketAddr;
@@ -69,14 +70,25 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
+/// Ready when the cluster answers, rules are loaded and no rule's task is down.
+fn ready(s: &HttpState) -> Result<(), String> {
+    s.readiness.check()?;
+    let down = s.stats.rules_down();
+    if down.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = down.iter().map(|(rule, why)| format!("{rule} ({why})")).collect();
+    Err(format!("rule task(s) failed and are being restarted: {}", list.join("; ")))
+}
+
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     s.metrics.sync(&s.stats, (s.takeovers)());
-    s.metrics.ready.set(i64::from(s.readiness.check().is_ok()));
+    s.metrics.ready.set(i64::from(ready(&s).is_ok()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }
 
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
-    match s.readiness.check() {
+    match ready(&s) {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
     }
@@ -96,5 +108,28 @@ pub async fn serve(listener: tokio::net::TcpListener, state: HttpState, shutdown
     let result = axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
     if let Err(e) = result {
         tracing::error!(error = %e, "the HTTP endpoint stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_that_is_down_makes_the_daemon_not_ready() {
+        let state = HttpState {
+            metrics: Arc::new(Metrics::new()),
+            stats: Arc::new(SchedulerStats::default()),
+            readiness: Arc::new(Readiness::default()),
+            takeovers: Arc::new(|| 0),
+        };
+        state.readiness.set_rules_loaded(2);
+        state.readiness.set_cluster(Ok(()));
+        assert_eq!(ready(&state), Ok(()));
+        state.stats.set_down("r1", Some("panicked: boom".into()));
+        let why = ready(&state).unwrap_err();
+        assert!(why.contains("r1 (panicked: boom)"), "{why}");
+        state.stats.set_down("r1", None);
+        assert_eq!(ready(&state), Ok(()));
     }
 }

@@ -70,7 +70,7 @@ pub async fn try_claim(
             None => {
                 let mut s = RuleState::new(rule_id);
                 s.lease_owner = Some(owner.to_string());
-                s.lease_expires = Some(now + lease_len);
+                s.lease_expires = Some(crate::limits::later(now, lease_len));
                 s.updated_at = Some(now);
                 store.create(&s).await
             }
@@ -82,7 +82,7 @@ pub async fn try_claim(
                 }
                 let mut s = v.value.clone();
                 s.lease_owner = Some(owner.to_string());
-                s.lease_expires = Some(now + lease_len);
+                s.lease_expires = Some(crate::limits::later(now, lease_len));
                 s.updated_at = Some(now);
                 store.compare_and_set(&s, v.seq_no, v.primary_term).await
             }
@@ -105,7 +105,7 @@ pub async fn renew(
     lease_len: Duration,
 ) -> Result<(), LeaseError> {
     let mut s = lease.state.value.clone();
-    s.lease_expires = Some(now + lease_len);
+    s.lease_expires = Some(crate::limits::later(now, lease_len));
     s.updated_at = Some(now);
     lease.state = write(store, lease, &s).await?;
     Ok(())
@@ -188,6 +188,16 @@ mod tests {
         assert!(matches!(r, Err(LeaseError::Lost { .. })));
         assert_eq!(store.state("r").unwrap().value.last_window_end, None, "a lost owner must not advance the window");
         assert_eq!(store.state("r").unwrap().value.lease_owner.as_deref(), Some("B"));
+    }
+
+    #[tokio::test]
+    async fn an_endless_lease_saturates_instead_of_panicking() {
+        let store = InMemoryStateStore::new();
+        let Claim::Acquired(mut l) = try_claim(&store, "r", "A", t(0), Duration::MAX).await.unwrap() else { panic!() };
+        assert_eq!(l.expires(), Some(DateTime::<Utc>::MAX_UTC));
+        renew(&store, &mut l, t(1), Duration::MAX).await.unwrap();
+        let Claim::Acquired(_) = try_claim(&store, "s", "A", t(0), Duration::MAX).await.unwrap() else { panic!() };
+        assert!(matches!(try_claim(&store, "r", "B", t(2), Duration::minutes(1)).await.unwrap(), Claim::HeldBy { .. }));
     }
 
     #[tokio::test]

@@ -31,6 +31,12 @@ pub struct Metrics {
     pub run_timeouts: IntCounter,
     pub ticks_skipped: IntCounter,
     pub store_errors: IntCounter,
+    /// Window runs that panicked (counted failed and retried).
+    pub run_panics: IntCounter,
+    /// Rule tasks that failed and were restarted.
+    pub task_failures: IntCounter,
+    /// Rules whose task is down right now (waiting to be restarted).
+    pub rules_down: IntGauge,
     /// Windows of the current catch-up/backfill plan still to run, per rule.
     pub windows_pending: IntGaugeVec,
     /// 1 while the cluster answers and rules are loaded.
@@ -50,6 +56,8 @@ struct Synced {
     timeouts: u64,
     ticks_skipped: u64,
     store_errors: u64,
+    run_panics: u64,
+    task_failures: u64,
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
@@ -100,6 +108,13 @@ impl Metrics {
             run_timeouts: counter("esdetect_run_timeouts_total", "Window runs stopped by the run timeout"),
             ticks_skipped: counter("esdetect_ticks_skipped_total", "Scheduled ticks not run on time (covered by a later run)"),
             store_errors: counter("esdetect_state_store_errors_total", "Failed state/ledger operations (retried)"),
+            run_panics: counter("esdetect_run_panics_total", "Window runs that panicked (failed, retried; a bug to report)"),
+            task_failures: counter(
+                "esdetect_rule_task_failures_total",
+                "Rule scheduling tasks that failed and were restarted with backoff",
+            ),
+            rules_down: IntGauge::new("esdetect_rules_down", "Rules whose task failed and is waiting to be restarted")
+                .expect("valid metric definition"),
             windows_pending,
             ready: IntGauge::new("esdetect_ready", "1 while the cluster answers and rules are loaded")
                 .expect("valid metric definition"),
@@ -118,6 +133,9 @@ impl Metrics {
             Box::new(m.run_timeouts.clone()),
             Box::new(m.ticks_skipped.clone()),
             Box::new(m.store_errors.clone()),
+            Box::new(m.run_panics.clone()),
+            Box::new(m.task_failures.clone()),
+            Box::new(m.rules_down.clone()),
             Box::new(m.windows_pending.clone()),
             Box::new(m.ready.clone()),
         ];
@@ -163,6 +181,9 @@ impl Metrics {
         bump(&self.run_timeouts, stats.timeouts.load(Relaxed), &mut last.timeouts);
         bump(&self.ticks_skipped, stats.ticks_skipped.load(Relaxed), &mut last.ticks_skipped);
         bump(&self.store_errors, stats.store_errors.load(Relaxed), &mut last.store_errors);
+        bump(&self.run_panics, stats.run_panics.load(Relaxed), &mut last.run_panics);
+        bump(&self.task_failures, stats.task_failures.load(Relaxed), &mut last.task_failures);
+        self.rules_down.set(i64::try_from(stats.rules_down().len()).unwrap_or(i64::MAX));
         for (rule, n) in stats.windows_pending() {
             self.windows_pending.with_label_values(&[&rule]).set(i64::try_from(n).unwrap_or(i64::MAX));
         }
@@ -203,5 +224,10 @@ mod tests {
         assert!(text.contains("esdetect_gap_seconds_total 5460"), "{text}");
         assert!(text.contains("esdetect_lease_takeovers_total 1"), "{text}");
         assert!(text.contains("esdetect_run_duration_seconds_bucket"), "{text}");
+        stats.task_failures.fetch_add(1, Ordering::Relaxed);
+        m.sync(&stats, 1);
+        let text = m.render();
+        assert!(text.contains("esdetect_rule_task_failures_total 1"), "{text}");
+        assert!(text.contains("esdetect_rules_down 0"), "{text}");
     }
 }

@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod executor;
 pub mod http;
 pub mod metrics;
+pub mod outage;
 pub mod store_es;
 
 #[cfg(test)]

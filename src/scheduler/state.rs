@@ -155,6 +155,16 @@ impl Counts {
     }
 }
 
+/// How an execution was started, as Kibana's `execution_type` says it: by the schedule, or by hand
+/// (`esdetect run --once`, `esdetect backfill`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionType {
+    #[default]
+    Scheduled,
+    Manual,
+}
+
 /// One ledger document: one execution of one rule (one claim of the lease, one or more windows), or one
 /// record of scheduled ticks that were skipped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +198,10 @@ pub struct LedgerEntry {
     pub gap_ms: Option<i64>,
     pub gap_from: Option<DateTime<Utc>>,
     pub gap_to: Option<DateTime<Utc>>,
+    /// A gap this execution found and filled completely with catch-up/backfill windows, in
+    /// milliseconds (after an outage); `gap_ms` is only what stayed unqueried.
+    #[serde(default)]
+    pub gap_filled_ms: Option<i64>,
     pub search_duration_ms: u64,
     pub indexing_duration_ms: u64,
     pub duration_ms: u64,
@@ -197,6 +211,9 @@ pub struct LedgerEntry {
     /// cluster was unreachable); `skipped_ticks` says how many.
     pub skipped_tick: bool,
     pub skipped_ticks: u32,
+    /// Scheduled (the daemon) or manual; entries written before this field existed read as scheduled.
+    #[serde(default)]
+    pub execution_type: ExecutionType,
 }
 
 /// Why a store operation did not happen.

@@ -52,6 +52,9 @@ pub struct EsStateStore {
     /// takes over another replica's (expired) lease, for the `lease takeovers` metric.
     last_read: Mutex<HashMap<String, ReadVersion>>,
     takeovers: AtomicU64,
+    /// Per rule, a takeover write whose answer was an error (a conflict after a retried request, a reset):
+    /// `(previous owner, new owner)`. If the next read shows the new owner, that write went through.
+    pending_takeovers: Mutex<HashMap<String, (String, String)>>,
 }
 
 impl EsStateStore {
@@ -62,6 +65,7 @@ impl EsStateStore {
             ensured: OnceCell::new(),
             last_read: Mutex::new(HashMap::new()),
             takeovers: AtomicU64::new(0),
+            pending_takeovers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -171,6 +175,22 @@ impl EsStateStore {
         format!("/{}/{endpoint}/{}", enc(index), enc(id))
     }
 
+    fn count_takeover(&self, rule_id: &str, previous: &str, new: &str, how: &str) {
+        self.takeovers.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(rule = %rule_id, %previous, %new, "took over an expired lease (its owner stopped renewing it){how}");
+    }
+
+    /// After a read: a takeover write that seemed to fail but whose new owner is now in the document did
+    /// go through (its answer was lost and the retry met its own write as a conflict): count it now.
+    fn settle_pending_takeover(&self, rule_id: &str, v: &Versioned<RuleState>) {
+        let pending = self.pending_takeovers.lock().ok().and_then(|mut m| m.remove(rule_id));
+        if let Some((previous, new)) = pending {
+            if v.value.lease_owner.as_deref() == Some(new.as_str()) {
+                self.count_takeover(rule_id, &previous, &new, "; the claim's answer was lost, the re-read shows it");
+            }
+        }
+    }
+
     fn remember(&self, rule_id: &str, v: &Versioned<RuleState>) {
         if let Ok(mut m) = self.last_read.lock() {
             m.insert(rule_id.to_string(), (v.seq_no, v.primary_term, v.value.lease_owner.clone()));
@@ -227,6 +247,7 @@ impl StateStore for EsStateStore {
             ))
         })?;
         let v = Versioned { value, seq_no, primary_term };
+        self.settle_pending_takeover(rule_id, &v);
         self.remember(rule_id, &v);
         Ok(Some(v))
     }
@@ -256,22 +277,43 @@ impl StateStore for EsStateStore {
         let path = self.doc_path(&self.indices.state_index, "_doc", &state.rule_id);
         let doc = to_json(state)?;
         let params = [("if_seq_no", seq_no.to_string()), ("if_primary_term", primary_term.to_string())];
-        let (status, body) = self.client.raw(Method::Put, &path, &params, Some(&doc)).await.map_err(unavailable)?;
+        let prior = self.last_read.lock().ok().and_then(|m| m.get(&state.rule_id).cloned());
+        // Whether this write moves the lease from another owner (read at exactly this version) to us.
+        let takeover = match (prior, &state.lease_owner) {
+            (Some((ps, pp, Some(prev_owner))), Some(new_owner)) if ps == seq_no && pp == primary_term && prev_owner != *new_owner => {
+                Some((prev_owner, new_owner.clone()))
+            }
+            _ => None,
+        };
+        let answer = self.client.raw(Method::Put, &path, &params, Some(&doc)).await;
+        let (status, body) = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                if let (Some(t), Ok(mut m)) = (takeover, self.pending_takeovers.lock()) {
+                    m.insert(state.rule_id.clone(), t);
+                }
+                return Err(unavailable(e));
+            }
+        };
         match status {
             200..=299 => {
                 let (s, p) = tokens(&body, "updating rule state")?;
-                let prior = self.last_read.lock().ok().and_then(|m| m.get(&state.rule_id).cloned());
-                if let (Some((ps, pp, Some(prev_owner))), Some(new_owner)) = (prior, &state.lease_owner) {
-                    if ps == seq_no && pp == primary_term && prev_owner != *new_owner {
-                        self.takeovers.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(rule = %state.rule_id, previous = %prev_owner, new = %new_owner,
-                            "took over an expired lease (its owner stopped renewing it)");
+                if let Some((previous, new)) = takeover {
+                    if let Ok(mut m) = self.pending_takeovers.lock() {
+                        m.remove(&state.rule_id);
                     }
+                    self.count_takeover(&state.rule_id, &previous, &new, "");
                 }
                 Ok(Versioned { value: state.clone(), seq_no: s, primary_term: p })
             }
-            // Both a version conflict and a missing document (if_seq_no on a deleted doc) are 409.
-            409 | 404 => Err(StoreError::Conflict { rule_id: state.rule_id.clone() }),
+            // Both a version conflict and a missing document (if_seq_no on a deleted doc) are 409. After a
+            // retried request the conflict may be with our own first attempt: the next read tells.
+            409 | 404 => {
+                if let (Some(t), Ok(mut m)) = (takeover, self.pending_takeovers.lock()) {
+                    m.insert(state.rule_id.clone(), t);
+                }
+                Err(StoreError::Conflict { rule_id: state.rule_id.clone() })
+            }
             _ => Err(StoreError::Unavailable(EsError::from_response("updating rule state", status, &body).to_string())),
         }
     }
@@ -323,6 +365,8 @@ pub fn ledger_mappings() -> Value {
         "properties": {
             "rule_id": {"type": "keyword"},
             "execution_id": {"type": "keyword"},
+            "execution_type": {"type": "keyword"},
+            "gap_filled_ms": {"type": "long"},
             "owner": {"type": "keyword"},
             "scheduled_at": {"type": "date"},
             "started_at": {"type": "date"},

@@ -104,6 +104,9 @@ pub struct WindowPlan {
     pub unfilled: Option<Gap>,
 }
 
+/// Most windows one plan holds (the oldest ones; the rest are planned again by later executions).
+pub const MAX_PLANNED_WINDOWS: i64 = 100_000;
+
 /// Plans the windows for the tick `now` (the *scheduled* time, so windows sit on the schedule's grid).
 ///
 /// `last_end` is the end of the last window that completed successfully (`None` for a rule that never
@@ -122,7 +125,7 @@ pub fn plan(
         return WindowPlan { windows: Vec::new(), gap: Duration::zero(), unfilled: None };
     }
     let gap = match last_end {
-        Some(end) => ((now - end) - lookback).max(Duration::zero()),
+        Some(end) => crate::limits::between(now, end).checked_sub(&lookback).unwrap_or(Duration::zero()).max(Duration::zero()),
         None => Duration::zero(),
     };
     let gap_ms = gap.num_milliseconds();
@@ -139,16 +142,19 @@ pub fn plan(
             (step, extra, WindowKind::Backfill)
         }
     };
-    let windows = (0..=extra)
+    // Only the oldest `MAX_PLANNED_WINDOWS` are materialised: executions run a dozen at a time and plan
+    // again, so a years-long backfill of one-second windows never allocates gigabytes up front.
+    let newest_planned = (extra - MAX_PLANNED_WINDOWS + 1).max(0);
+    let windows = (newest_planned..=extra)
         .rev()
         .map(|k| {
-            let to = now - Duration::milliseconds(k * step);
-            Window { from: to - lookback, to, kind: if k == 0 { WindowKind::Scheduled } else { kind } }
+            let to = crate::limits::earlier(now, Duration::milliseconds(k.saturating_mul(step)));
+            Window { from: crate::limits::earlier(to, lookback), to, kind: if k == 0 { WindowKind::Scheduled } else { kind } }
         })
         .collect();
-    let remaining = gap_ms - extra * step;
+    let remaining = gap_ms.saturating_sub(extra.saturating_mul(step));
     let unfilled = match last_end {
-        Some(end) if remaining > 0 => Some(Gap { from: end, to: end + Duration::milliseconds(remaining) }),
+        Some(end) if remaining > 0 => Some(Gap { from: end, to: crate::limits::later(end, Duration::milliseconds(remaining)) }),
         _ => None,
     };
     WindowPlan { windows, gap, unfilled }
@@ -164,13 +170,13 @@ pub fn backfill(from: DateTime<Utc>, to: DateTime<Utc>, lookback: Duration, inte
     let one_ms = Duration::milliseconds(1);
     let lookback = lookback.max(one_ms);
     let step = interval.max(one_ms).min(lookback).num_milliseconds();
-    let beyond_first = ((to - from) - lookback).max(Duration::zero()).num_milliseconds();
+    let beyond_first = crate::limits::between(to, from).checked_sub(&lookback).unwrap_or(Duration::zero()).max(Duration::zero()).num_milliseconds();
     let extra = ceil_div(beyond_first, step);
     (0..=extra)
         .rev()
         .map(|k| {
-            let end = to - Duration::milliseconds(k * step);
-            Window { from: (end - lookback).max(from), to: end, kind: WindowKind::Manual }
+            let end = crate::limits::earlier(to, Duration::milliseconds(k.saturating_mul(step)));
+            Window { from: crate::limits::earlier(end, lookback).max(from), to: end, kind: WindowKind::Manual }
         })
         .collect()
 }
@@ -179,7 +185,7 @@ fn ceil_div(a: i64, b: i64) -> i64 {
     if a <= 0 || b <= 0 {
         0
     } else {
-        (a + b - 1) / b
+        a / b + i64::from(a % b != 0)
     }
 }
 
@@ -268,6 +274,27 @@ mod tests {
             reached = reached.max(w.to);
         }
         reached >= end
+    }
+
+    #[test]
+    fn extreme_durations_never_panic() {
+        let far = DateTime::<Utc>::MIN_UTC;
+        for policy in [GapPolicy::Kibana, GapPolicy::Backfill { max_backfill: Duration::MAX }] {
+            let p = plan(tick(), Duration::MAX, Duration::MAX, Some(far), policy);
+            assert_eq!(p.windows.last().unwrap().to, tick());
+        }
+        for policy in [GapPolicy::Kibana, GapPolicy::Backfill { max_backfill: Duration::hours(24) }] {
+            let p = plan(tick(), m(9), m(5), Some(far), policy);
+            assert!(p.windows.len() <= 24 * 12 + 1, "bounded by max_backfill");
+            assert!(p.unfilled.is_some());
+        }
+        assert!(!backfill(far, tick(), Duration::MAX, Duration::MAX).is_empty());
+        // Ten years of one-second windows: only the oldest MAX_PLANNED_WINDOWS are planned.
+        let ten_years = Duration::days(3650);
+        let p = plan(tick(), Duration::seconds(1), Duration::seconds(1), Some(tick() - ten_years), GapPolicy::Backfill { max_backfill: ten_years });
+        assert_eq!(p.windows.len() as i64, MAX_PLANNED_WINDOWS);
+        assert!(p.windows[0].from <= tick() - ten_years + Duration::seconds(1), "oldest first");
+        assert_eq!(ceil_div(i64::MAX, 2), i64::MAX / 2 + 1);
     }
 
     #[test]

@@ -198,9 +198,9 @@ impl Simulator {
     /// Generates documents as `(index or data stream, _source)`, ordered by event time.
     ///
     /// `count` means: attacks to plant for `KrbRelayUp` (two documents each) and `SmbRelay` (one
-    /// each); noise slots for `Noise` (one document, or two for a look-alike pair; every tenth slot is
-    /// a look-alike, cycling through all [`LookAlike`] kinds); for `All`, `count` noise slots plus
-    /// `max(1, count / 100)` attacks of each kind.
+    /// each); for `Noise` and `All`, exactly `count` documents: benign ones (every tenth slot a
+    /// look-alike, cycling through all [`LookAlike`] kinds) and, for `All`, `max(1, count / 100)` attacks
+    /// of each kind among them (three documents per round; none when `count` is below 3).
     pub fn generate(&mut self, scenario: Scenario, count: usize) -> Vec<(String, Value)> {
         let mut out: Vec<(i64, String, Value)> = Vec::new();
         match scenario {
@@ -208,8 +208,9 @@ impl Simulator {
             Scenario::SmbRelay => (0..count).for_each(|_| self.plant_smb(None, &mut out)),
             Scenario::Noise => self.noise(count, &mut out),
             Scenario::All => {
-                self.noise(count, &mut out);
-                for _ in 0..(count / 100).max(1) {
+                let rounds = if count >= 3 { (count / 100).max(1) } else { 0 };
+                self.noise(count - 3 * rounds, &mut out);
+                for _ in 0..rounds {
                     self.plant_krb(None, &mut out);
                     self.plant_smb(None, &mut out);
                 }

@@ -240,17 +240,24 @@ impl Simulator {
     }
 
     /// `slots` noise events; every tenth slot is a look-alike (cycling through all kinds).
-    pub(crate) fn noise(&mut self, slots: usize, out: &mut Vec<(i64, String, Value)>) {
-        for i in 0..slots {
-            if i % 10 == 9 {
-                let kind = LookAlike::ALL[(i / 10) % LookAlike::ALL.len()];
+    /// Exactly `docs` benign documents: ordinary events, and every tenth slot a look-alike (cycling
+    /// through all [`LookAlike`] kinds) when the documents it needs still fit.
+    pub(crate) fn noise(&mut self, docs: usize, out: &mut Vec<(i64, String, Value)>) {
+        let start = out.len();
+        let mut slot = 0usize;
+        while out.len() - start < docs {
+            let left = docs - (out.len() - start);
+            if slot % 10 == 9 {
+                let kind = LookAlike::ALL[(slot / 10) % LookAlike::ALL.len()];
                 match kind.scenario() {
                     Scenario::SmbRelay => self.plant_smb(Some(kind), out),
-                    _ => self.plant_krb(Some(kind), out),
+                    _ if left >= 2 => self.plant_krb(Some(kind), out), // a 4624 and its 4697
+                    _ => self.ordinary(out),
                 }
             } else {
                 self.ordinary(out);
             }
+            slot += 1;
         }
     }
 

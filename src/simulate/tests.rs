@@ -305,3 +305,31 @@ fn benchmark_events_are_a_mix_with_about_one_percent_attacks() {
     let codes: HashSet<&str> = events.iter().filter_map(|e| e.source["event"]["code"].as_str()).collect();
     assert_eq!(codes.len(), 8);
 }
+
+#[test]
+fn count_is_exact_for_all_and_noise() {
+    for (scenario, n) in [(Scenario::All, 1000), (Scenario::All, 7), (Scenario::All, 2), (Scenario::Noise, 1000), (Scenario::Noise, 19)] {
+        let mut sim = Simulator::new(5, start());
+        assert_eq!(sim.generate(scenario, n).len(), n, "{scenario:?} {n}");
+    }
+    let mut sim = Simulator::new(5, start());
+    sim.window_ms = 4 * 60_000; // what `esdetect simulate` uses
+    let docs = sim.generate(Scenario::All, 1000);
+    assert_eq!(sim.planted().iter().filter(|p| p.is_attack()).count(), 20, "10 rounds of two attacks");
+    // Every event lies in [start, start + 10 minutes) (the "late service" look-alike's 4697 comes 5–10
+    // minutes after its logon), and every event of an attack in [start, start + 4 minutes).
+    let lo = start().timestamp_millis();
+    let attack_records: HashSet<String> =
+        sim.planted().iter().filter(|p| p.is_attack()).flat_map(|p| p.record_ids.clone()).collect();
+    let mut attack_docs = 0;
+    for (_, d) in &docs {
+        let t = scenarios::timestamp_ms(d).unwrap();
+        assert!((lo..lo + 10 * 60_000).contains(&t), "{t} is outside [start, start + 10m)");
+        let record = d.pointer("/winlog/record_id").map(|r| r.to_string().trim_matches('"').to_string()).unwrap_or_default();
+        if attack_records.contains(&record) {
+            attack_docs += 1;
+            assert!(t < lo + 4 * 60_000, "an attack event at {t} is outside [start, start + 4m)");
+        }
+    }
+    assert_eq!(attack_docs, 30);
+}

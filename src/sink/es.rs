@@ -11,7 +11,7 @@
 //! Documents of one group (a sequence's shell and its building blocks) always travel in the same bulk
 //! request, and a group that ends up only partly written is reported as such.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use elasticsearch::http::request::JsonBody;
 use elasticsearch::http::Method;
@@ -116,7 +116,7 @@ pub async fn ensure_alerts_index(client: &EsClient, alias: &str, template_body: 
     }
     // No alias of that name: a concrete index or data stream with the name would make creating the
     // alias impossible; say so instead of failing obscurely.
-    let (status, _) = client.raw(Method::Head, &format!("/{alias}"), &[], None).await?;
+    let (status, _) = client.raw(Method::Head, &format!("/{}", crate::es::path::segment(alias)), &[], None).await?;
     if status == 200 {
         // HEAD also answers 200 for an alias another process created a moment ago.
         return match get_alias(client, alias).await? {
@@ -155,7 +155,7 @@ fn already_exists(status: u16, resp: &Value) -> bool {
 /// Puts the template unless one of that name exists. Returns whether it was created by this call.
 async fn ensure_template(client: &EsClient, alias: &str, mut body: Value) -> Result<bool, SinkError> {
     let name = template_name(alias);
-    let path = format!("/_index_template/{name}");
+    let path = format!("/_index_template/{}", crate::es::path::segment(&name));
     let (status, resp) = client.raw(Method::Get, &path, &[], None).await?;
     if status == 200 {
         return Ok(false);
@@ -189,7 +189,7 @@ pub async fn put_index_template_if_absent(client: &EsClient, name: &str, body: &
     if name.is_empty() || name.contains(['*', ',', '/', ' ']) {
         return Err(SinkError::Malformed(format!("invalid index template name `{name}`")));
     }
-    let path = format!("/_index_template/{name}");
+    let path = format!("/_index_template/{}", crate::es::path::segment(name));
     let (status, resp) = client.raw(Method::Put, &path, &[("create", "true".to_string())], Some(body)).await?;
     if (200..300).contains(&status) {
         Ok(true)
@@ -202,7 +202,7 @@ pub async fn put_index_template_if_absent(client: &EsClient, name: &str, body: &
 
 /// `Some(write index)` if `alias` is an alias (the write index may be unknown: `Some(None)`), `None` if not.
 async fn get_alias(client: &EsClient, alias: &str) -> Result<Option<Option<String>>, SinkError> {
-    let (status, resp) = client.raw(Method::Get, &format!("/_alias/{alias}"), &[], None).await?;
+    let (status, resp) = client.raw(Method::Get, &format!("/_alias/{}", crate::es::path::segment(alias)), &[], None).await?;
     if status == 404 {
         return Ok(None);
     }
@@ -357,6 +357,7 @@ pub async fn write_alerts(
         batches.push(current);
     }
 
+    let mut conflicts: Vec<usize> = Vec::new();
     for batch in batches {
         let mut todo = batch;
         let mut round = 0u32;
@@ -371,7 +372,9 @@ pub async fn write_alerts(
                                 state[*pos] = DocState::Present;
                             }
                             409 => {
-                                report.duplicates += 1;
+                                // Already there: written before (a duplicate), or by this very call when a
+                                // retried request met its own first attempt. Told apart below.
+                                conflicts.push(*pos);
                                 state[*pos] = DocState::Present;
                             }
                             s if (is_retryable_status(s) || s >= 500) && round < opts.item_retries.max_retries => {
@@ -404,6 +407,18 @@ pub async fn write_alerts(
         }
     }
 
+    if !conflicts.is_empty() {
+        let own = match own_writes(client, alias, &docs, &conflicts).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not tell own writes from duplicates; counting them as duplicates");
+                0
+            }
+        };
+        report.created += own;
+        report.duplicates += conflicts.len() - own;
+    }
+
     let mut g_start = 0;
     while g_start < docs.len() {
         let g = docs[g_start].0;
@@ -417,6 +432,53 @@ pub async fn write_alerts(
         }
     }
     Ok(report)
+}
+
+/// The execution uuid an alert document carries (flat key as written, or nested).
+fn execution_uuid(doc: &Value) -> Option<&str> {
+    doc.get("kibana.alert.rule.execution.uuid")
+        .or_else(|| doc.pointer("/kibana/alert/rule/execution/uuid"))
+        .and_then(Value::as_str)
+}
+
+/// Of the documents at `positions` that `create` answered 409 for, how many carry this write's own
+/// execution uuid in the index: those were written by this call (an earlier attempt of a retried request
+/// whose answer was lost), not before it, and count as created rather than as duplicates.
+pub async fn own_writes(
+    client: &EsClient,
+    alias: &str,
+    docs: &[(usize, String, Value)],
+    positions: &[usize],
+) -> Result<usize, SinkError> {
+    let mut own = 0;
+    let target = [alias];
+    for chunk in positions.chunks(LOOKUP_CHUNK) {
+        let ids: Vec<&str> = chunk.iter().map(|&p| docs[p].1.as_str()).collect();
+        let body = json!({
+            "size": ids.len(),
+            "_source": ["kibana.alert.rule.execution.uuid"],
+            "query": {"ids": {"values": ids}},
+        });
+        let resp = client
+            .send("alert write check", || {
+                Search::<()>::new(client.es().transport(), SearchParts::Index(&target)).body(body.clone()).send()
+            })
+            .await?;
+        let stored: HashMap<&str, &str> = resp["hits"]["hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| Some((h["_id"].as_str()?, execution_uuid(&h["_source"])?)))
+            .collect();
+        own += chunk
+            .iter()
+            .filter(|&&p| {
+                let (_, id, doc) = &docs[p];
+                matches!((stored.get(id.as_str()), execution_uuid(doc)), (Some(a), Some(b)) if a == &b)
+            })
+            .count();
+    }
+    Ok(own)
 }
 
 /// One bulk `create` request for `todo` (positions into `docs`); returns each item's status and reason.

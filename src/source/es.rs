@@ -183,7 +183,7 @@ pub fn window_request_body(q: &WindowQuery) -> Value {
 
 /// The URL path and query parameters that open a PIT over the rule's index patterns.
 pub fn pit_open_request(flavour: Flavour, indices: &[String]) -> (String, Vec<(&'static str, String)>) {
-    let joined = indices.join(",");
+    let joined = crate::es::path::indices(indices);
     match flavour {
         Flavour::Elasticsearch => (
             format!("/{joined}/_pit"),
@@ -533,6 +533,10 @@ mod tests {
         assert!(params.contains(&("allow_no_indices", "true".into())));
         let (p, _) = pit_open_request(Flavour::OpenSearch, &idx);
         assert_eq!(p, "/a-*,b/_search/point_in_time");
+        // Rule data never leaves its path segment.
+        let evil = vec!["../_security/api_key?x=".to_string(), "logs".to_string()];
+        let (p, _) = pit_open_request(Flavour::Elasticsearch, &evil);
+        assert_eq!(p, "/..%2F_security%2Fapi_key%3Fx%3D,logs/_pit");
     }
 
     #[test]
@@ -559,7 +563,7 @@ pub async fn count_without_timestamp(client: &EsClient, q: &WindowQuery) -> Resu
         "filter": [range_filter(q)],
         "must_not": [{"exists": {"field": q.timestamp_field}}]
     }}});
-    let path = format!("/{}/_count", q.indices.join(","));
+    let path = format!("/{}/_count", crate::es::path::indices(&q.indices));
     let params = vec![
         ("ignore_unavailable", "true".to_string()),
         ("allow_no_indices", "true".to_string()),

@@ -1,0 +1,71 @@
+//! Bounds on values that come from rules, configuration and events, in one place so they are documented
+//! together (README, "Limits").
+//!
+//! Elasticsearch bounds what one request may cost (`indices.query.bool.max_clause_count`, script loop
+//! limits, circuit breakers) and fails the request cleanly rather than running for minutes; these are
+//! esdetect's equivalents. Durations are bounded so that every time computation (`now - from`, a lease
+//! expiry, a window extended by `maxspan`) stays far inside the representable range: nothing a rule or a
+//! configuration says can make the arithmetic overflow.
+
+use chrono::{DateTime, Duration, Utc};
+
+/// Longest duration a rule (`from`, `interval`, a `maxspan` that widens a query in complete mode) or the
+/// configuration (`run_timeout`, `max_backfill`, …) may give: 10 years (3650 days).
+pub const MAX_DURATION_DAYS: i64 = 3650;
+
+/// Most join keys one event may contribute to one sequence stage (the cartesian product of its
+/// multi-valued key fields). 1,024 is the classic default of Elasticsearch's
+/// `indices.query.bool.max_clause_count`; real events have a handful. An event over it takes no part in
+/// the stage and is counted in the run summary with the reason.
+pub const MAX_JOIN_KEY_COMBINATIONS: usize = 1024;
+
+/// Most value combinations one predicate may try on one event: a script-style predicate over several
+/// multi-valued fields (`not endswith(string(source.ip), string(host.ip))`) loops over the product of
+/// their values. 1,000,000 is Painless's default loop limit (`max_loop_counter`). An event over it is left
+/// out of the stage (neither matching nor, through a surrounding `not`, matching by accident) and counted.
+pub const MAX_PREDICATE_COMBINATIONS: usize = 1_000_000;
+
+/// [`MAX_DURATION_DAYS`] as a chrono duration.
+pub fn max_duration() -> Duration {
+    Duration::days(MAX_DURATION_DAYS)
+}
+
+/// The same bound in seconds, for `std::time::Duration` settings.
+pub const MAX_DURATION_SECS: u64 = MAX_DURATION_DAYS as u64 * 86_400;
+
+/// The message of a duration over the bound, naming what to do.
+pub fn too_long(text: &str) -> String {
+    format!("`{text}` is longer than the maximum of {MAX_DURATION_DAYS} days (10 years); use a shorter duration")
+}
+
+/// `t + d`, or the latest representable instant instead of overflowing.
+pub fn later(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_add_signed(d).unwrap_or(if d < Duration::zero() { DateTime::<Utc>::MIN_UTC } else { DateTime::<Utc>::MAX_UTC })
+}
+
+/// `t - d`, or the earliest representable instant instead of overflowing.
+pub fn earlier(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_sub_signed(d).unwrap_or(if d < Duration::zero() { DateTime::<Utc>::MAX_UTC } else { DateTime::<Utc>::MIN_UTC })
+}
+
+/// `a - b` between two instants, saturating at the largest representable durations.
+pub fn between(a: DateTime<Utc>, b: DateTime<Utc>) -> Duration {
+    let (a, b) = (a.timestamp_millis(), b.timestamp_millis());
+    Duration::try_milliseconds(a.saturating_sub(b)).unwrap_or(if a > b { Duration::MAX } else { Duration::MIN })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_arithmetic_saturates() {
+        let now = Utc::now();
+        assert_eq!(later(now, Duration::MAX), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(earlier(now, Duration::MAX), DateTime::<Utc>::MIN_UTC);
+        assert_eq!(later(now, Duration::MIN), DateTime::<Utc>::MIN_UTC);
+        assert_eq!(earlier(now, Duration::minutes(1)), now - Duration::minutes(1));
+        assert!(between(DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MIN_UTC) > Duration::zero());
+        assert_eq!(between(now, now - Duration::seconds(3)), Duration::seconds(3));
+    }
+}
