@@ -73,6 +73,31 @@ pub enum Command {
     Status(StatusArgs),
     /// Run rules over a past time range now, window by window (execution type `manual`).
     Backfill(BackfillArgs),
+    /// Compare Kibana's alerts for a rule with what esdetect finds over the same windows (writes nothing).
+    /// Exit 0 when both agree, 1 when they differ, 2 on usage or connection problems.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The rule's `rule_id` (it must be in the rules path).
+    #[arg(long, value_name = "RULE_ID")]
+    pub rule: String,
+    /// Start of the range (RFC 3339): Kibana executions whose alerts were persisted from then on.
+    #[arg(long, value_name = "RFC3339")]
+    pub from: String,
+    /// End of the range (RFC 3339); default: now.
+    #[arg(long, value_name = "RFC3339")]
+    pub to: Option<String>,
+    /// Kibana's alerts index or alias; default `.alerts-security.alerts-<space>`.
+    #[arg(long, value_name = "INDEX")]
+    pub kibana_alerts: Option<String>,
+    /// Kibana's rule id (saved-object uuid): match alerts by `kibana.alert.rule.uuid` instead of the rule_id.
+    #[arg(long, value_name = "UUID")]
+    pub kibana_rule_uuid: Option<String>,
+    /// Output format (`json`: the whole report as one JSON object, for CI).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]
