@@ -339,7 +339,7 @@ async fn compare(config: &Config, a: &args::CompareArgs, style: Style) -> Result
 /// The comparison for people: one row per window, then every divergence with its reason, then totals.
 fn compare_table(style: Style, r: &crate::compare::Report) -> String {
     use crate::compare::WindowSource;
-    let mut t = style.table(&["window (UTC)", "from", "esdetect", "kibana", "both", "differing", "kibana only", "esdetect only"]);
+    let mut t = style.table(&["window (UTC)", "window of", "esdetect results", "kibana results", "both", "differing", "kibana only", "esdetect only"]);
     let time = |d: DateTime<Utc>| d.format("%Y-%m-%d %H:%M:%S%.3f").to_string();
     let mut details = String::new();
     for w in &r.windows {
