@@ -461,3 +461,18 @@ async fn a_missing_kibana_index_is_a_usage_error() {
     assert_eq!(code, Some(2), "{stdout}\n{stderr}");
     assert!(stderr.contains("`no-such-alerts-index` does not exist") && stderr.contains("--kibana-alerts"), "{stderr}");
 }
+
+#[tokio::test]
+async fn against_eql_is_refused_clearly_without_the_endpoint() {
+    let lab = Lab::new().await;
+    lab.index(vec![share_5145("10.0.0.99", "2026-05-20T10:01:00Z")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = lab.binary_config(dir.path());
+    let (code, stdout, stderr) = esdetect(
+        &config,
+        &["compare", "--rule", SMB_RULE_ID, "--from", "2026-05-20T10:00:00Z", "--to", "2026-05-20T10:10:00Z", "--against", "eql"],
+    );
+    assert_eq!(code, Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("no `_eql/search` endpoint"), "{stderr}");
+    assert!(stdout.is_empty(), "no report when nothing could be compared: {stdout}");
+}

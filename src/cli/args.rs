@@ -95,9 +95,19 @@ pub struct CompareArgs {
     /// Kibana's rule id (saved-object uuid): match alerts by `kibana.alert.rule.uuid` instead of the rule_id.
     #[arg(long, value_name = "UUID")]
     pub kibana_rule_uuid: Option<String>,
+    /// What to compare esdetect with: Kibana's alerts, or Elasticsearch's `_eql/search` run over the rule's
+    /// schedule windows as Kibana sends it (checks the engine on your data; needs the EQL endpoint).
+    #[arg(long, value_enum, default_value = "kibana")]
+    pub against: Against,
     /// Output format (`json`: the whole report as one JSON object, for CI).
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Against {
+    Kibana,
+    Eql,
 }
 
 #[derive(Debug, Args)]

@@ -325,8 +325,20 @@ async fn compare(config: &Config, a: &args::CompareArgs, style: Style) -> Result
         kibana_index: a.kibana_alerts.clone(),
         kibana_rule_uuid: a.kibana_rule_uuid.clone(),
     };
+    if a.against == args::Against::Eql && (req.kibana_index.is_some() || req.kibana_rule_uuid.is_some()) {
+        bail!("--kibana-alerts and --kibana-rule-uuid only apply to `--against kibana`");
+    }
     let client = connect(config).await?;
     let opts = run_options(config)?;
+    if a.against == args::Against::Eql {
+        let report = crate::compare::eql::compare_with_eql(&client, rule, req.from, req.to, &opts).await.map_err(|e| anyhow!("{e}"))?;
+        let mut out = std::io::stdout().lock();
+        match a.format {
+            OutputFormat::Json => writeln!(out, "{}", serde_json::to_string(&report)?)?,
+            OutputFormat::Table => writeln!(out, "{}", eql_compare_table(style, &report))?,
+        }
+        return Ok(if report.agrees() { EXIT_OK } else { EXIT_FAILED });
+    }
     let report = crate::compare::compare(&client, rule, &req, &opts).await.map_err(|e| anyhow!("{e}"))?;
     let mut out = std::io::stdout().lock();
     match a.format {
@@ -387,6 +399,30 @@ fn compare_table(style: Style, r: &crate::compare::Report) -> String {
         n.kibana_only,
         n.esdetect_only
     )
+}
+
+/// `compare --against eql` for people: one row per window, then each one-sided result with its reason.
+fn eql_compare_table(style: Style, r: &crate::compare::eql::EqlReport) -> String {
+    let mut t = style.table(&["window (UTC)", "_eql results", "esdetect results", "both", "only _eql", "only esdetect"]);
+    let mut details = String::new();
+    for w in &r.windows {
+        let span = format!("{} → {}", w.window.from.format("%Y-%m-%d %H:%M:%S%.3f"), w.window.to.format("%H:%M:%S%.3f"));
+        t.add_row(vec![
+            span.clone(),
+            w.eql_results.to_string(),
+            w.esdetect_results.to_string(),
+            w.both.to_string(),
+            w.eql_only.len().to_string(),
+            w.esdetect_only.len().to_string(),
+        ]);
+        for (side, list) in [("only _eql    ", &w.eql_only), ("only esdetect", &w.esdetect_only)] {
+            for o in list {
+                details.push_str(&format!("\n{side} [{span}] {}\n    why: {}", o.events.join(", "), o.reason));
+            }
+        }
+    }
+    let verdict = if r.agrees() { "agree" } else { "DIFFER" };
+    format!("{} ({}) vs Elasticsearch's _eql/search\n{t}{details}\n{verdict}", r.rule_name, r.rule_id)
 }
 
 fn eql_spec(a: &args::EqlSpecArgs) -> Result<i32> {
