@@ -11,10 +11,10 @@
 use super::reasons::Explainer;
 use super::results::{group_results, AlertResult, EventRef};
 use super::{event_names, kibana};
+use crate::config::SequenceMode;
 use crate::detect::scan::{evaluate_rules_on_cluster, AlertOutput};
 use crate::detect::{cluster_mapping, PreparedRule, RunOptions, RunStatus, Window, WindowFields};
 use crate::es::EsClient;
-use crate::config::SequenceMode;
 use chrono::{DateTime, Utc};
 use elasticsearch::http::Method;
 use serde::Serialize;
