@@ -393,7 +393,7 @@ async fn event_rule_reports_exactly_the_deleted_foreign_and_changed_results() {
     assert_eq!(kibana_only[0]["id"], "foreign-alert-1");
     assert_eq!(kibana_only[0]["events"], json!([local]));
     let why = kibana_only[0]["reason"].as_str().unwrap();
-    assert!(why.contains("does not match the rule's query"), "{why}");
+    assert!(why.starts_with(&format!("the rule's query does not match: event {local}: it fails `not endsWith(")), "{why}");
 
     let differing = all(&report, "differing");
     assert_eq!(differing[0]["id"], json!(c_id));
@@ -402,7 +402,7 @@ async fn event_rule_reports_exactly_the_deleted_foreign_and_changed_results() {
     // The table says the same for people, with the reasons, and exits 1 too.
     let (code, table, stderr) = esdetect(&config, &["compare", "--rule", SMB_RULE_ID, "--from", from, "--to", to]);
     assert_eq!(code, Some(1), "{table}\n{stderr}");
-    assert!(table.contains("kibana.alert.severity") && table.contains("does not match the rule's query"), "{table}");
+    assert!(table.contains("kibana.alert.severity") && table.contains("the rule's query does not match"), "{table}");
     assert!(table.contains("DIFFER: 2 in both"), "{table}");
 }
 
@@ -415,6 +415,7 @@ async fn a_sequence_is_one_result_and_an_execution_without_alerts_is_covered_by_
             service_4697("2026-05-20T10:00:05Z", "0x5e1"),
             logon_4624("2026-05-20T10:07:00Z", "0x7a2"),
             service_4697("2026-05-20T10:07:05Z", "0x7a2"),
+            logon_4624("2026-05-20T10:07:01Z", "0x999"),
         ])
         .await;
     let rule = lab.kibana_rule(KRB_RULE);
@@ -437,9 +438,26 @@ async fn a_sequence_is_one_result_and_an_execution_without_alerts_is_covered_by_
             lab.delete_alert(id).await;
         }
     }
+    // A foreign shell (no building blocks) over a logon of another session and the second service install.
+    let (second, second_doc) = source_of(&alerts, &events[2]);
+    let mut foreign = second_doc.clone();
+    let ancestor = |event: &str| {
+        let (index, id) = event.split_once('/').unwrap();
+        json!({"id": id, "index": index, "type": "event", "depth": 0})
+    };
+    foreign["kibana.alert.ancestors"] = json!([ancestor(&events[4]), ancestor(&events[3])]);
+    foreign["kibana.alert.group.id"] = json!("foreign-shell");
+    lab.put_alert("foreign-shell", &foreign).await;
+    assert_ne!(second, "foreign-shell");
+
     let (code, report) = compare_json(&config, KRB_RULE_ID, from, to);
     assert_eq!(code, Some(1), "{report:#}");
-    assert_eq!(report["totals"], json!({"both": 1, "both_outside_range": 0, "differing": 0, "kibana_only": 0, "esdetect_only": 1}), "{report:#}");
+    assert_eq!(report["totals"], json!({"both": 1, "both_outside_range": 0, "differing": 0, "kibana_only": 1, "esdetect_only": 1}), "{report:#}");
+    let foreign = &all(&report, "kibana_only")[0];
+    assert_eq!(foreign["id"], "foreign-shell");
+    assert_eq!(foreign["events"], json!([events[4], events[3]]));
+    let why = foreign["reason"].as_str().unwrap();
+    assert!(why.starts_with("the rule's query does not match: join key 2 differs") && why.contains("0x999"), "{why}");
     let only = all(&report, "esdetect_only");
     assert_eq!(only[0]["id"], json!(shell));
     assert_eq!(only[0]["kind"], "sequence");

@@ -11,6 +11,7 @@
 //! esdetect compares as Kibana runs: Kibana's rule uuid and space (so ids must match), and Kibana's
 //! sequence mode (each window on its own) whatever the configuration says.
 
+pub mod diagnose;
 pub mod eql;
 pub mod kibana;
 pub mod reasons;

@@ -1,6 +1,7 @@
 //! Why a result only one side has: checked in the order a run would lose it — esdetect's run failed, a
 //! source event is gone, outside the window, removed by an exception, not matched by the query on its
-//! own (esdetect's evaluator over just these events), the `max_signals` cap. When none of these explains
+//! own (esdetect's evaluator over just these events; [`super::diagnose`] names the stage, conjunct, join
+//! key or maxspan), the `max_signals` cap. When none of these explains
 //! it the answer is "no reason found", never a guess.
 
 use super::results::{AlertResult, EventRef};
@@ -94,6 +95,9 @@ impl Explainer<'_> {
         let outcome = detect::offline::run_on_events(&[self.prepared], self.mapping, events.iter().cloned(), None, self.opts);
         let matched = outcome.first().map(|o| !o.groups.is_empty()).unwrap_or(false);
         if !matched {
+            if let Some(why) = super::diagnose::explain(self.prepared, self.mapping, self.opts, &events) {
+                return Ok(format!("the rule's query does not match: {why}"));
+            }
             return Ok(if sequence {
                 "esdetect finds no sequence in these events on their own: a stage condition, join key or maxspan does not hold".into()
             } else {
