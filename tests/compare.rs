@@ -364,6 +364,12 @@ async fn event_rule_reports_exactly_the_deleted_foreign_and_changed_results() {
     assert_eq!(report["kibana_rule_uuid"], SMB_UUID, "Kibana's uuid is taken from its alerts");
     assert_eq!(code, Some(0), "{report:#}");
 
+    // From 10:06 on, the 10:05 execution is outside the range, but the window of the 10:10 execution
+    // ([10:01, 10:10]) finds A and B again: Kibana alerted on them once, earlier — agreement.
+    let (code, report) = compare_json(&config, SMB_RULE_ID, "2026-05-20T10:06:00Z", to);
+    assert_eq!(report["totals"], json!({"both": 2, "both_outside_range": 2, "differing": 0, "kibana_only": 0, "esdetect_only": 0}), "{report:#}");
+    assert_eq!(code, Some(0), "{report:#}");
+
     // Delete B's alert, change C's severity, add a foreign alert on the local access (copied from D's).
     let (b_id, _) = source_of(&alerts, b);
     lab.delete_alert(b_id).await;
