@@ -9,7 +9,8 @@ use std::path::PathBuf;
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success: every rule ran (or every rule is valid)
-  1  at least one rule failed: a run error, an invalid rule (validate/test), or a failed conformance query
+  1  at least one rule failed: a run error, an invalid rule (validate/test), or a failed conformance query;
+     for `compare`: esdetect and Kibana (or _eql/search) differ
   2  usage, configuration or connection problem: nothing was run or written
   3  no failure, but a warning made a run a \"partial failure\" (e.g. the max_signals cap was reached)
 

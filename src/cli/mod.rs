@@ -2,7 +2,7 @@
 //! code. No detection logic lives here.
 //!
 //! Exit codes: 0 every rule succeeded; 1 at least one rule run failed (or validation/conformance found
-//! errors); 2 usage, configuration or connection problem (nothing was run or written); 3 no failure, but
+//! errors, or `compare` found a difference); 2 usage, configuration or connection problem (nothing was run or written); 3 no failure, but
 //! at least one run ended in "partial failure" (a warning, e.g. the max_signals cap was hit).
 
 pub mod args;
