@@ -69,6 +69,33 @@ fn placed_at(fields: &WindowFields, event: &Event) -> String {
     }
 }
 
+/// The instant that places `event` in a window (primary field, else the fallback), epoch ms.
+fn placed_ms(fields: &WindowFields, event: &Event) -> Option<i64> {
+    let first = |field: &str| event.field_values(field).first().and_then(|v| v.as_str()).and_then(crate::eql::value::parse_date_ms);
+    first(&fields.primary).or_else(|| fields.fallback.as_deref().and_then(first))
+}
+
+/// How close to a rebuilt window's edge an event must be for the persistence lag to be named (Kibana
+/// persists alerts within seconds of its search; a minute is generous).
+const LAG_MS: i64 = 60_000;
+
+/// Why a rebuilt window can be off: it is anchored at the persistence time, not at the search start.
+const LAG_NOTE: &str = "Kibana's window ends when its search starts, a little before the alerts are persisted, \
+                        and the rebuilt window is anchored at the persistence time";
+
+/// An event in the last [`LAG_MS`] of a rebuilt window may have been after Kibana's real window end.
+fn near_the_end(fields: &WindowFields, window: &Window, events: &[Event]) -> Option<String> {
+    let end = window.to.timestamp_millis();
+    let (e, d) = events.iter().filter_map(|e| placed_ms(fields, e).map(|ms| (e, end - ms))).find(|(_, d)| (0..=LAG_MS).contains(d))?;
+    Some(format!(
+        "possibly after Kibana's window: event {}/{} ({}) is {d} ms before the rebuilt end, and {LAG_NOTE}; \
+         Kibana's next execution would alert on it",
+        e.index,
+        e.id,
+        placed_at(fields, e)
+    ))
+}
+
 impl Explainer<'_> {
     /// Why esdetect has no result for events Kibana alerted on in `window`.
     pub async fn why_not_esdetect(&self, result: &AlertResult, window: &Window, summary: &RunSummary) -> Result<String, String> {
@@ -85,7 +112,12 @@ impl Explainer<'_> {
         let events: Vec<Event> = events.into_iter().flatten().collect();
         let fields = WindowFields::for_rule(&self.prepared.rule);
         if let Some(e) = events.iter().find(|e| !event_in_window(&fields, window, e)) {
-            return Ok(format!("event {}/{} ({}) is outside the window {}", e.index, e.id, placed_at(&fields, e), window_text(window)));
+            let early = placed_ms(&fields, e).map(|ms| window.from.timestamp_millis() - ms).filter(|d| *d > 0 && *d <= LAG_MS);
+            let note = match early {
+                Some(d) => format!(" ({d} ms before its start: {LAG_NOTE})"),
+                None => String::new(),
+            };
+            return Ok(format!("event {}/{} ({}) is outside the window {}{note}", e.index, e.id, placed_at(&fields, e), window_text(window)));
         }
         let matcher = self.prepared.exceptions.active_at(window.to).matcher(self.mapping);
         if let Some(e) = events.iter().find(|e| matcher.excludes(e)) {
@@ -137,6 +169,28 @@ impl Explainer<'_> {
                 }
             }
         }
+        if let Some(why) = near_the_end(&WindowFields::for_rule(&self.prepared.rule), window, &events) {
+            return Ok(why);
+        }
         Ok("no reason found: the events are in the window and match the rule; Kibana wrote no alert for them".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(at: &str) -> Event {
+        Event::new("i", "e", json!({"@timestamp": at}))
+    }
+
+    #[test]
+    fn only_an_event_close_to_the_rebuilt_end_is_blamed_on_the_persistence_lag() {
+        let fields = WindowFields { primary: "@timestamp".into(), fallback: None };
+        let w = Window { from: "2026-05-20T09:56:00Z".parse().unwrap(), to: "2026-05-20T10:05:00Z".parse().unwrap() };
+        let why = near_the_end(&fields, &w, &[event("2026-05-20T10:04:30.000Z")]).unwrap();
+        assert!(why.starts_with("possibly after Kibana's window: event i/e (@timestamp 2026-05-20T10:04:30.000Z) is 30000 ms"), "{why}");
+        assert_eq!(near_the_end(&fields, &w, &[event("2026-05-20T10:02:00.000Z")]), None);
+        assert_eq!(placed_ms(&fields, &event("nonsense")), None);
     }
 }
