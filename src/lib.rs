@@ -6,6 +6,7 @@
 //! detection-rules TOML; `simulate` writes realistic Windows Security events for labs and benchmarks.
 pub mod alert;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod detect;
 pub mod eql;

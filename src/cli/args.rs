@@ -9,7 +9,8 @@ use std::path::PathBuf;
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success: every rule ran (or every rule is valid)
-  1  at least one rule failed: a run error, an invalid rule (validate/test), or a failed conformance query
+  1  at least one rule failed: a run error, an invalid rule (validate/test), or a failed conformance query;
+     for `compare`: esdetect and Kibana (or _eql/search) differ
   2  usage, configuration or connection problem: nothing was run or written
   3  no failure, but a warning made a run a \"partial failure\" (e.g. the max_signals cap was reached)
 
@@ -73,6 +74,41 @@ pub enum Command {
     Status(StatusArgs),
     /// Run rules over a past time range now, window by window (execution type `manual`).
     Backfill(BackfillArgs),
+    /// Compare Kibana's alerts for a rule with what esdetect finds over the same windows (writes nothing).
+    /// Exit 0 when both agree, 1 when they differ, 2 on usage or connection problems.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The rule's `rule_id` (it must be in the rules path).
+    #[arg(long, value_name = "RULE_ID")]
+    pub rule: String,
+    /// Start of the range (RFC 3339): Kibana executions whose alerts were persisted from then on.
+    #[arg(long, value_name = "RFC3339")]
+    pub from: String,
+    /// End of the range (RFC 3339); default: now.
+    #[arg(long, value_name = "RFC3339")]
+    pub to: Option<String>,
+    /// Kibana's alerts index or alias; default `.alerts-security.alerts-<space>`.
+    #[arg(long, value_name = "INDEX")]
+    pub kibana_alerts: Option<String>,
+    /// Kibana's rule id (saved-object uuid): match alerts by `kibana.alert.rule.uuid` instead of the rule_id.
+    #[arg(long, value_name = "UUID")]
+    pub kibana_rule_uuid: Option<String>,
+    /// What to compare esdetect with: Kibana's alerts, or Elasticsearch's `_eql/search` run over the rule's
+    /// schedule windows as Kibana sends it (checks the engine on your data; needs the EQL endpoint).
+    #[arg(long, value_enum, default_value = "kibana")]
+    pub against: Against,
+    /// Output format (`json`: the whole report as one JSON object, for CI).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Against {
+    Kibana,
+    Eql,
 }
 
 #[derive(Debug, Args)]

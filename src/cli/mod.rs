@@ -2,7 +2,7 @@
 //! code. No detection logic lives here.
 //!
 //! Exit codes: 0 every rule succeeded; 1 at least one rule run failed (or validation/conformance found
-//! errors); 2 usage, configuration or connection problem (nothing was run or written); 3 no failure, but
+//! errors, or `compare` found a difference); 2 usage, configuration or connection problem (nothing was run or written); 3 no failure, but
 //! at least one run ended in "partial failure" (a warning, e.g. the max_signals cap was hit).
 
 pub mod args;
@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Simulate(a) => simulate(&config, a).await,
         Command::Status(a) => daemon::status(&config, a, style).await,
         Command::Backfill(a) => daemon::backfill(&config, a).await,
+        Command::Compare(a) => compare(&config, a, style).await,
     }
 }
 
@@ -335,6 +336,120 @@ fn explain(config: &Config, a: &args::ExplainArgs) -> Result<i32> {
     println!("3. DELETE /_pit");
     println!("4. POST /{}/_search   (dedup lookup of candidate alert ids), then POST /_bulk with `create`", rule.alias);
     Ok(EXIT_OK)
+}
+
+/// `esdetect compare`: the library compares, this prints the report and maps agreement to the exit code.
+async fn compare(config: &Config, a: &args::CompareArgs, style: Style) -> Result<i32> {
+    let prepared = load_rules(config, &[])?;
+    let rule = prepared
+        .rules
+        .iter()
+        .find(|r| r.rule.rule_id == a.rule)
+        .ok_or_else(|| anyhow!("no rule with rule_id {} in {}", a.rule, config.rules_dir.display()))?;
+    let req = crate::compare::CompareRequest {
+        from: parse_time(Some(&a.from), "--from")?,
+        to: parse_time(a.to.as_deref(), "--to")?,
+        kibana_index: a.kibana_alerts.clone(),
+        kibana_rule_uuid: a.kibana_rule_uuid.clone(),
+    };
+    if a.against == args::Against::Eql && (req.kibana_index.is_some() || req.kibana_rule_uuid.is_some()) {
+        bail!("--kibana-alerts and --kibana-rule-uuid only apply to `--against kibana`");
+    }
+    let client = connect(config).await?;
+    let opts = run_options(config)?;
+    if a.against == args::Against::Eql {
+        let report = crate::compare::eql::compare_with_eql(&client, rule, req.from, req.to, &opts).await.map_err(|e| anyhow!("{e}"))?;
+        let mut out = std::io::stdout().lock();
+        match a.format {
+            OutputFormat::Json => writeln!(out, "{}", serde_json::to_string(&report)?)?,
+            OutputFormat::Table => writeln!(out, "{}", eql_compare_table(style, &report))?,
+        }
+        return Ok(if report.agrees() { EXIT_OK } else { EXIT_FAILED });
+    }
+    let report = crate::compare::compare(&client, rule, &req, &opts).await.map_err(|e| anyhow!("{e}"))?;
+    let mut out = std::io::stdout().lock();
+    match a.format {
+        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string(&report)?)?,
+        OutputFormat::Table => writeln!(out, "{}", compare_table(style, &report))?,
+    }
+    Ok(if report.agrees() { EXIT_OK } else { EXIT_FAILED })
+}
+
+/// The comparison for people: one row per window, then every divergence with its reason, then totals.
+fn compare_table(style: Style, r: &crate::compare::Report) -> String {
+    use crate::compare::WindowSource;
+    let mut t = style.table(&["window (UTC)", "window of", "esdetect results", "kibana results", "both", "differing", "kibana only", "esdetect only"]);
+    let time = |d: DateTime<Utc>| d.format("%Y-%m-%d %H:%M:%S%.3f").to_string();
+    let mut details = String::new();
+    for w in &r.windows {
+        let source = match &w.source {
+            WindowSource::Kibana { execution_uuid } => format!("execution {execution_uuid}"),
+            WindowSource::Schedule => "schedule (no Kibana alert)".to_string(),
+        };
+        let span = format!("{} → {}", time(w.window.from), w.window.to.format("%H:%M:%S%.3f"));
+        t.add_row(vec![
+            span.clone(),
+            source,
+            w.esdetect_results.to_string(),
+            w.kibana_results.to_string(),
+            w.both.to_string(),
+            w.differing.len().to_string(),
+            w.kibana_only.len().to_string(),
+            w.esdetect_only.len().to_string(),
+        ]);
+        for d in &w.differing {
+            details.push_str(&format!("\ndiffers   [{span}] {} {} ({})", d.kind, d.id, d.events.join(", ")));
+            for f in &d.fields {
+                let show = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "(absent)".into());
+                details.push_str(&format!("\n    {} of {}: Kibana {} / esdetect {}", f.field, f.doc, show(&f.kibana), show(&f.esdetect)));
+            }
+        }
+        for (side, list) in [("only Kibana  ", &w.kibana_only), ("only esdetect", &w.esdetect_only)] {
+            for o in list {
+                details.push_str(&format!("\n{side} [{span}] {} {} ({})\n    why: {}", o.kind, o.id, o.events.join(", "), o.reason));
+            }
+        }
+    }
+    let n = &r.totals;
+    let verdict = if r.agrees() { "agree" } else { "DIFFER" };
+    format!(
+        "{} ({}) vs Kibana rule {} in {}, {} → {}\n{t}{details}\n{verdict}: {} in both ({} of them written by Kibana outside the range), {} differing, {} only in Kibana, {} only in esdetect",
+        r.rule_name,
+        r.rule_id,
+        r.kibana_rule_uuid,
+        r.kibana_index,
+        time(r.from),
+        time(r.to),
+        n.both + n.both_outside_range,
+        n.both_outside_range,
+        n.differing,
+        n.kibana_only,
+        n.esdetect_only
+    )
+}
+
+/// `compare --against eql` for people: one row per window, then each one-sided result with its reason.
+fn eql_compare_table(style: Style, r: &crate::compare::eql::EqlReport) -> String {
+    let mut t = style.table(&["window (UTC)", "_eql results", "esdetect results", "both", "only _eql", "only esdetect"]);
+    let mut details = String::new();
+    for w in &r.windows {
+        let span = format!("{} → {}", w.window.from.format("%Y-%m-%d %H:%M:%S%.3f"), w.window.to.format("%H:%M:%S%.3f"));
+        t.add_row(vec![
+            span.clone(),
+            w.eql_results.to_string(),
+            w.esdetect_results.to_string(),
+            w.both.to_string(),
+            w.eql_only.len().to_string(),
+            w.esdetect_only.len().to_string(),
+        ]);
+        for (side, list) in [("only _eql    ", &w.eql_only), ("only esdetect", &w.esdetect_only)] {
+            for o in list {
+                details.push_str(&format!("\n{side} [{span}] {}\n    why: {}", o.events.join(", "), o.reason));
+            }
+        }
+    }
+    let verdict = if r.agrees() { "agree" } else { "DIFFER" };
+    format!("{} ({}) vs Elasticsearch's _eql/search\n{t}{details}\n{verdict}", r.rule_name, r.rule_id)
 }
 
 fn eql_spec(a: &args::EqlSpecArgs) -> Result<i32> {
