@@ -13,12 +13,16 @@
 use super::indices::IndexPatterns;
 use super::window::{event_in_window, Window, WindowFields};
 use super::PreparedRule;
-use crate::eql::analyze::CompiledQuery;
+use crate::eql::analyze::{CompiledQuery, Gate};
+use crate::eql::eval::FieldAcc;
+use crate::eql::value::Val;
+use std::sync::atomic::AtomicU64;
 use crate::eql::engine::{RunOutput, Runner};
 use crate::eql::plan::Plan;
 use crate::eql::EqlError;
 use crate::event::{Event, FieldSet};
 use crate::exceptions::ExceptionMatcher;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 /// One rule of a pass: its compiled query, the window of events it reads (`None`: every event) and its
@@ -66,21 +70,140 @@ pub struct MemberResult {
 
 struct State<'a> {
     member: Member<'a>,
-    window_fields: WindowFields,
-    indices: IndexPatterns,
+    /// Whether the rule has gates ([`Gates`]): then only events that meet one are evaluated.
+    gated: bool,
+    /// Index into the pass's distinct timestamp readers, index pattern sets and windows.
+    clock: usize,
+    indices: usize,
+    window: Option<usize>,
     runner: Runner<'a, CompiledQuery>,
     offered: u64,
     outside_indices: u64,
     excepted: u64,
     span_ms: Option<(i64, i64)>,
     error: Option<EqlError>,
-    /// The last `_index` seen and whether it matched (hits of one index come in runs).
-    index_cache: Option<(String, bool)>,
+}
+
+/// Per-event work that rules share when their settings are the same: computed once per event for each
+/// distinct setting, not once per rule.
+struct Shared<'a> {
+    /// Distinct timestamp fields, each read through the plan of the first rule that orders by it.
+    clocks: Vec<(String, &'a CompiledQuery)>,
+    /// Distinct index pattern sets, each with the answers for the `_index` values seen so far.
+    index_sets: Vec<(Vec<String>, IndexPatterns, FxHashMap<String, bool>)>,
+    /// Distinct windows with the fields that place an event in them.
+    windows: Vec<(WindowFields, Window)>,
+    /// This event's answers, filled lazily.
+    ts_now: Vec<Option<Option<i64>>>,
+    index_now: Vec<Option<bool>>,
+    window_now: Vec<Option<bool>>,
+}
+
+impl<'a> Shared<'a> {
+    fn timestamp(&mut self, k: usize, event: &Event) -> Option<i64> {
+        *self.ts_now[k].get_or_insert_with(|| self.clocks[k].1.timestamp_ms(event))
+    }
+
+    fn in_indices(&mut self, k: usize, index: &str) -> bool {
+        *self.index_now[k].get_or_insert_with(|| {
+            let (_, patterns, seen) = &mut self.index_sets[k];
+            match seen.get(index) {
+                Some(m) => *m,
+                None => {
+                    let m = patterns.matches(index);
+                    seen.insert(index.to_string(), m);
+                    m
+                }
+            }
+        })
+    }
+
+    fn in_window(&mut self, k: usize, event: &Event) -> bool {
+        *self.window_now[k].get_or_insert_with(|| {
+            let (fields, window) = &self.windows[k];
+            event_in_window(fields, window, event)
+        })
+    }
+}
+
+/// The rules' gates (`CompiledQuery::gates`) as an index from field values to rules: per event, the values
+/// of the few discriminating fields (`event.code`, `event.action`, `event.category`, …) are read once and
+/// mark the rules that may care; a gated rule that is not marked skips the event — it could match none of
+/// its stages. This is what keeps a thousand rules close to the cost of a few.
+#[derive(Default)]
+struct Gates {
+    /// Distinct gate fields, each read through the accessor of the first rule that gates on it.
+    fields: Vec<FieldAcc>,
+    /// Per field: exact value → rules; ASCII-lower-case value → rules (case-insensitive gates).
+    exact: Vec<FxHashMap<String, Vec<usize>>>,
+    folded: Vec<FxHashMap<String, Vec<usize>>>,
+    /// Per rule: the event number that last marked it.
+    marks: Vec<u64>,
+    event_no: u64,
+}
+
+impl Gates {
+    fn add(&mut self, rule: usize, gates: &[Gate]) {
+        for g in gates {
+            let f = match self.fields.iter().position(|a| a.source_path == g.field.source_path && a.kind == g.field.kind) {
+                Some(f) => f,
+                None => {
+                    self.fields.push(g.field.clone());
+                    self.exact.push(FxHashMap::default());
+                    self.folded.push(FxHashMap::default());
+                    self.fields.len() - 1
+                }
+            };
+            let map = if g.ascii_ci { &mut self.folded[f] } else { &mut self.exact[f] };
+            for v in &g.values {
+                map.entry(v.clone()).or_default().push(rule);
+            }
+        }
+    }
+
+    /// Marks the rules whose gates `event` meets.
+    fn mark(&mut self, event: &Event) {
+        self.event_no += 1;
+        let unused = AtomicU64::new(0);
+        for (f, acc) in self.fields.iter().enumerate() {
+            acc.any(&event.source, &unused, &mut |v| {
+                if let Val::Str(s) = v {
+                    for &r in self.exact[f].get(s.as_ref()).into_iter().flatten() {
+                        self.marks[r] = self.event_no;
+                    }
+                    if s.is_ascii() && !self.folded[f].is_empty() {
+                        let lower = s.to_ascii_lowercase();
+                        for &r in self.folded[f].get(&lower).into_iter().flatten() {
+                            self.marks[r] = self.event_no;
+                        }
+                    }
+                }
+                false
+            });
+        }
+    }
+
+    fn marked(&self, rule: usize) -> bool {
+        self.marks[rule] == self.event_no
+    }
+}
+
+/// The position of `key` in `list`, appended when new.
+fn slot<K: PartialEq, V>(list: &mut Vec<V>, key: &K, key_of: impl Fn(&V) -> &K, make: impl FnOnce() -> V) -> usize {
+    match list.iter().position(|v| key_of(v) == key) {
+        Some(i) => i,
+        None => {
+            list.push(make());
+            list.len() - 1
+        }
+    }
 }
 
 /// The rules of one pass and their running state.
 pub struct Pass<'a> {
     states: Vec<State<'a>>,
+    shared: Shared<'a>,
+    gates: Gates,
     /// Offer events only to rules whose patterns match their `_index` (false: every event to every rule).
     filter_indices: bool,
     /// Events whose `_index` is this name carry no real index (offline items without `_index`).
@@ -89,22 +212,54 @@ pub struct Pass<'a> {
 
 impl<'a> Pass<'a> {
     pub fn new(members: impl IntoIterator<Item = Member<'a>>) -> Pass<'a> {
-        let states = members
+        let mut shared = Shared {
+            clocks: Vec::new(),
+            index_sets: Vec::new(),
+            windows: Vec::new(),
+            ts_now: Vec::new(),
+            index_now: Vec::new(),
+            window_now: Vec::new(),
+        };
+        let mut gates = Gates::default();
+        let states: Vec<State<'a>> = members
             .into_iter()
-            .map(|member| State {
-                window_fields: WindowFields::for_rule(&member.prepared.rule),
-                indices: IndexPatterns::new(&member.prepared.rule.index),
-                runner: Runner::new(member.plan),
-                offered: 0,
-                outside_indices: 0,
-                excepted: 0,
-                span_ms: None,
-                error: None,
-                index_cache: None,
-                member,
+            .enumerate()
+            .map(|(n, member)| {
+                let rule_gates = member.plan.gates();
+                if let Some(g) = &rule_gates {
+                    gates.add(n, g);
+                }
+                let rule = &member.prepared.rule;
+                let field = super::query_options(rule).timestamp_field;
+                let plan = member.plan;
+                let clock = slot(&mut shared.clocks, &field, |(f, _)| f, || (field.clone(), plan));
+                let indices = slot(&mut shared.index_sets, &rule.index, |(i, _, _)| i, || {
+                    (rule.index.clone(), IndexPatterns::new(&rule.index), FxHashMap::default())
+                });
+                let window = member.window.map(|w| {
+                    let key = (WindowFields::for_rule(rule), w);
+                    slot(&mut shared.windows, &key, |k| k, || key.clone())
+                });
+                State {
+                    gated: rule_gates.is_some(),
+                    clock,
+                    indices,
+                    window,
+                    runner: Runner::new(member.plan),
+                    offered: 0,
+                    outside_indices: 0,
+                    excepted: 0,
+                    span_ms: None,
+                    error: None,
+                    member,
+                }
             })
             .collect();
-        Pass { states, filter_indices: false, unindexed: None }
+        shared.ts_now = vec![None; shared.clocks.len()];
+        shared.index_now = vec![None; shared.index_sets.len()];
+        shared.window_now = vec![None; shared.windows.len()];
+        gates.marks = vec![0; states.len()];
+        Pass { states, shared, gates, filter_indices: false, unindexed: None }
     }
 
     /// Offers each event only to the rules whose index patterns match its `_index`, except events whose
@@ -118,26 +273,23 @@ impl<'a> Pass<'a> {
     /// Offers one event to every rule it belongs to.
     pub fn offer(&mut self, event: &Arc<Event>) -> Result<(), OutOfOrder> {
         let indexed = self.filter_indices && self.unindexed.as_deref() != Some(event.index.as_str());
-        for s in &mut self.states {
+        let shared = &mut self.shared;
+        shared.ts_now.iter_mut().for_each(|v| *v = None);
+        shared.index_now.iter_mut().for_each(|v| *v = None);
+        shared.window_now.iter_mut().for_each(|v| *v = None);
+        if !self.gates.fields.is_empty() {
+            self.gates.mark(event);
+        }
+        for (n, s) in self.states.iter_mut().enumerate() {
             if s.error.is_some() {
                 continue;
             }
-            if indexed {
-                let matches = match &s.index_cache {
-                    Some((index, m)) if *index == event.index => *m,
-                    _ => {
-                        let m = s.indices.matches(&event.index);
-                        s.index_cache = Some((event.index.clone(), m));
-                        m
-                    }
-                };
-                if !matches {
-                    s.outside_indices += 1;
-                    continue;
-                }
+            if indexed && !shared.in_indices(s.indices, &event.index) {
+                s.outside_indices += 1;
+                continue;
             }
-            if let Some(w) = &s.member.window {
-                if !event_in_window(&s.window_fields, w, event) {
+            if let Some(w) = s.window {
+                if !shared.in_window(w, event) {
                     continue;
                 }
             }
@@ -145,7 +297,8 @@ impl<'a> Pass<'a> {
                 s.excepted += 1;
                 continue;
             }
-            if let Some(ts) = s.member.plan.timestamp_ms(event) {
+            let ts = shared.timestamp(s.clock, event);
+            if let Some(ts) = ts {
                 match s.span_ms {
                     Some((_, last)) if ts < last => return Err(OutOfOrder { rule_id: s.member.prepared.rule.rule_id.clone() }),
                     Some((first, _)) => s.span_ms = Some((first, ts)),
@@ -153,7 +306,10 @@ impl<'a> Pass<'a> {
                 }
             }
             s.offered += 1;
-            if let Err(e) = s.runner.push_shared(Arc::clone(event)) {
+            if s.gated && !self.gates.marked(n) {
+                continue;
+            }
+            if let Err(e) = s.runner.push_shared_at(Arc::clone(event), ts) {
                 s.error = Some(e);
             }
         }
@@ -175,5 +331,66 @@ impl<'a> Pass<'a> {
                 },
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eql::engine::{run, Results};
+    use crate::eql::mapping::Mapping;
+    use crate::eql::plan::{Position, QueryOptions};
+
+    fn compile(query: &str) -> CompiledQuery {
+        let q = crate::eql::parse(query).unwrap_or_else(|e| panic!("{query}: {e:?}"));
+        let opts = QueryOptions { size: 1000, position: Position::Tail, ..QueryOptions::default() };
+        CompiledQuery::compile(&q, &Mapping::builtin_ecs(), &opts).unwrap_or_else(|e| panic!("{query}: {e:?}"))
+    }
+
+    fn ids(results: &Results) -> Vec<Vec<String>> {
+        match results {
+            Results::Events(v) => v.iter().map(|e| vec![e.id.clone()]).collect(),
+            Results::Sequences(v) => v.iter().map(|s| s.events.iter().map(|e| e.id.clone()).collect()).collect(),
+        }
+    }
+
+    /// Gated or not, shared or not, every rule of a pass gets exactly the results it gets alone.
+    #[test]
+    fn a_pass_gives_each_rule_its_results_alone() {
+        let queries = [
+            r#"file where host.os.type == "windows" and event.code == "5145" and endswith(user.name, "$")"#,
+            r#"sequence by winlog.computer_name with maxspan=5m
+                 [authentication where event.action == "logged-in" and winlog.event_data.ElevatedToken == "%%1843"] by winlog.event_data.TargetLogonId
+                 [any where event.action : "SERVICE-installed"] by winlog.event_data.SubjectLogonId"#,
+            r#"any where event.code in ("4624", "4625") and source.ip != null"#,
+            r#"authentication where event.outcome == "failure""#,
+            r#"sequence with maxspan=1m [authentication where event.code == "4625"] by user.name [authentication where event.code == "4624"] by user.name until [any where event.code == "4634"] by user.name"#,
+            r#"any where winlog.logon.type : "network*""#,
+        ];
+        let plans: Vec<CompiledQuery> = queries.iter().map(|q| compile(q)).collect();
+        // Which of them the index can gate (a wildcard, or a non-discriminating field, cannot be).
+        let gated: Vec<bool> = plans.iter().map(|p| p.gates().is_some()).collect();
+        assert_eq!(gated, [true, true, true, true, true, false]);
+
+        let events = crate::simulate::benchmark_events(6_000, 3);
+        let config = crate::config::Config::default();
+        let rule_text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/credential_access_machine_account_smb_relay.toml")).unwrap();
+        let rule = crate::rules::parse_rule(std::path::Path::new("r.toml"), &rule_text).unwrap();
+        let prepared = crate::detect::prepare::prepare_rule(rule, &config).unwrap();
+        let mut pass = Pass::new(plans.iter().map(|plan| Member { prepared: &prepared, plan, window: None, exceptions: ExceptionMatcher::default() }));
+        let mut sorted: Vec<Arc<Event>> = events.iter().cloned().map(Arc::new).collect();
+        sorted.sort_by_key(|e| plans[0].timestamp_ms(e));
+        for e in &sorted {
+            pass.offer(e).unwrap();
+        }
+        let mut matched = 0;
+        for ((query, plan), result) in queries.iter().zip(&plans).zip(pass.finish()) {
+            let alone = run(plan, events.iter().cloned()).unwrap();
+            let together = result.output.unwrap();
+            assert_eq!(ids(&together.results), ids(&alone.results), "{query}");
+            assert_eq!(together.stats.total_results, alone.stats.total_results, "{query}");
+            matched += alone.stats.total_results;
+        }
+        assert!(matched > 0, "the simulated events must match some of the queries");
     }
 }

@@ -695,6 +695,50 @@ impl<'m> Compiler<'m> {
     }
 }
 
+/// A necessary condition for an event to matter to one stage of a query: one of its values of `field` (a
+/// keyword field that says which event a document is) equals one of `values` — exactly, or ignoring ASCII
+/// case when `ascii_ci` (then `values` are lower case). An event that meets no stage's gate matches no
+/// stage, so a pass over many rules can skip offering it to this query at all.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub field: FieldAcc,
+    pub values: Vec<String>,
+    pub ascii_ci: bool,
+}
+
+/// The gate of one stage: its first conjunct that is an equality test on a discriminating keyword field.
+fn stage_gate(pred: &Pred) -> Option<Gate> {
+    let conjuncts: &[Pred] = match pred {
+        Pred::And(v) => v,
+        p => std::slice::from_ref(p),
+    };
+    let gateable = |acc: &FieldAcc| acc.kind == ValueKind::Keyword && DISCRIMINATING_FIELDS.contains(&acc.name.as_str());
+    conjuncts.iter().find_map(|c| match c {
+        Pred::Cmp(acc, CompareOp::Eq, Val::Str(s)) if gateable(acc) => {
+            Some(Gate { field: acc.clone(), values: vec![s.to_string()], ascii_ci: false })
+        }
+        Pred::In(acc, lits) if gateable(acc) => {
+            let values = lits.iter().map(|l| if let Val::Str(s) = l { Some(s.to_string()) } else { None }).collect::<Option<_>>()?;
+            Some(Gate { field: acc.clone(), values, ascii_ci: false })
+        }
+        Pred::Globs(acc, globs) if gateable(acc) && !globs.is_empty() => {
+            let ci = globs[0].is_ci();
+            let mut values = Vec::with_capacity(globs.len());
+            for g in globs {
+                let text = g.exact_text()?;
+                // Only plain equality, one kind of case handling, and ASCII when case is ignored (the
+                // matcher's ASCII fast path; other text folds by Unicode rules).
+                if g.is_ci() != ci || (ci && !text.is_ascii()) {
+                    return None;
+                }
+                values.push(if ci { text.to_ascii_lowercase() } else { text.to_string() });
+            }
+            Some(Gate { field: acc.clone(), values, ascii_ci: ci })
+        }
+        _ => None,
+    })
+}
+
 /// ECS fields that say *which* event a document is; in Windows data a test on them rejects most documents.
 const DISCRIMINATING_FIELDS: &[&str] = &["event.code", "event.action", "winlog.event_id", "event.category", "event.type"];
 
@@ -868,6 +912,12 @@ impl CompiledQuery {
         out.sort();
         out.dedup();
         out
+    }
+
+    /// One [`Gate`] per stage (positive, missing, until), or `None` when some stage has none: then every
+    /// event may matter.
+    pub fn gates(&self) -> Option<Vec<Gate>> {
+        self.stages.iter().chain(&self.missing).chain(self.until.iter()).map(|s| stage_gate(&s.pred)).collect()
     }
 
     pub fn malformed_values(&self) -> u64 {

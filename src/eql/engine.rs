@@ -158,6 +158,16 @@ impl<'p, P: Plan + ?Sized> Runner<'p, P> {
     /// [`Runner::push`] for an event shared with other runners (one pass over a stream, many rules): the
     /// runner keeps a reference, never a copy.
     pub fn push_shared(&mut self, event: Arc<Event>) -> Result<(), EqlError> {
+        let ts = match &self.collector {
+            Collector::Samples { .. } => None,
+            _ => self.plan.timestamp_ms(&event),
+        };
+        self.push_shared_at(event, ts)
+    }
+
+    /// [`Runner::push_shared`] with the event's timestamp already read (`Plan::timestamp_ms` of this plan,
+    /// or of a plan with the same timestamp field and mapping): many rules over one stream read it once.
+    pub fn push_shared_at(&mut self, event: Arc<Event>, ts: Option<i64>) -> Result<(), EqlError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -175,7 +185,7 @@ impl<'p, P: Plan + ?Sized> Runner<'p, P> {
                 }
             };
         }
-        let Some(ts) = self.plan.timestamp_ms(&event) else {
+        let Some(ts) = ts else {
             self.stats.events_skipped_no_timestamp += 1;
             return Ok(());
         };

@@ -166,6 +166,16 @@ impl Glob {
         Glob { toks, ci, exact, ascii, prefix }
     }
 
+    /// The pattern's text when it has no wildcard (then it matches by equality, case-insensitive when
+    /// [`Glob::is_ci`]).
+    pub fn exact_text(&self) -> Option<&str> {
+        self.exact.as_deref()
+    }
+
+    pub fn is_ci(&self) -> bool {
+        self.ci
+    }
+
     pub fn matches(&self, v: &str) -> bool {
         if let Some(e) = &self.exact {
             return if !self.ci {
