@@ -29,6 +29,10 @@ pub struct Config {
     pub include_deprecated: bool,
     /// Per-rule settings, keyed by the detection-rules `rule_id`.
     pub rules: BTreeMap<String, RuleSettings>,
+    /// Notification targets that rule actions name (`[connectors.<name>]`, `type = "webhook"`, …).
+    pub connectors: BTreeMap<String, crate::actions::config::ConnectorConfig>,
+    /// Delivery settings of rule actions (`[actions]`).
+    pub actions: crate::actions::config::ActionsSettings,
 }
 
 impl Default for Config {
@@ -42,6 +46,8 @@ impl Default for Config {
             scheduler: SchedulerSettings::default(),
             include_deprecated: false,
             rules: BTreeMap::new(),
+            connectors: BTreeMap::new(),
+            actions: crate::actions::config::ActionsSettings::default(),
         }
     }
 }
@@ -130,6 +136,8 @@ pub struct RuleSettings {
     /// (crontab: `*/5 * * * *`), 6 fields (with seconds first: `0 */5 * * * *`) or a shorthand such as
     /// `@hourly`. Catch-up and backfill windows still step by the rule's `interval`.
     pub schedule: Option<String>,
+    /// Notifications after this rule's runs (`[[rules."<id>".actions]]`), see the README's "Actions".
+    pub actions: Vec<crate::actions::config::ActionConfig>,
 }
 
 /// Log line format of the daemon.
@@ -202,6 +210,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("environment variable {name}: {message}")]
     Env { name: String, message: String },
+    #[error("rule actions: {0}")]
+    Actions(String),
 }
 
 impl Config {
@@ -266,6 +276,13 @@ impl Config {
     /// Settings of one rule (defaults when the config does not name it).
     pub fn rule_settings(&self, rule_id: &str) -> RuleSettings {
         self.rules.get(rule_id).cloned().unwrap_or_default()
+    }
+
+    /// Connectors with their secrets read and every rule's actions checked; `None` when no rule has one.
+    pub fn rule_actions(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<crate::actions::Actions>, ConfigError> {
+        let rules = self.rules.iter().map(|(id, s)| (id.clone(), s.actions.clone())).collect();
+        crate::actions::Actions::new(&self.actions, &self.connectors, rules, env)
+            .map_err(ConfigError::Actions)
     }
 
     /// The alerts alias for a space, with `{space}` expanded.

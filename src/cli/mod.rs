@@ -99,6 +99,7 @@ fn run_options(config: &Config) -> Result<RunOptions> {
         mapping_from_cluster: config.mapping.from_cluster,
         ..RunOptions::default()
     };
+    opts.actions = config.rule_actions(&|name| std::env::var(name).ok())?.map(std::sync::Arc::new);
     if let Some(path) = &config.mapping.file {
         let file = Mapping::from_es_mapping_file(path).with_context(|| format!("mapping file {}", path.display()))?;
         opts.base_mapping.merge(&file);

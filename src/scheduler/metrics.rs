@@ -120,6 +120,8 @@ impl Metrics {
             Box::new(m.store_errors.clone()),
             Box::new(m.windows_pending.clone()),
             Box::new(m.ready.clone()),
+            // Counted by the actions module as notifications go out.
+            Box::new(crate::actions::ACTIONS_TOTAL.clone()),
         ];
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");

@@ -1,0 +1,281 @@
+//! Rule actions: notifications through connectors (webhook, Slack, Teams, PagerDuty, email) after a
+//! rule's alerts are written, with Kibana's frequency options and Mustache message templates.
+//!
+//! One entry point, [`dispatch`], called by the run path after a rule's write with the documents that
+//! write actually created (never duplicates), so a rerun over the same window — or a second replica
+//! racing for it — has nothing new to notify. Delivery never fails the detection: outcomes go to the run
+//! summary, the logs and `esdetect_actions_total{connector,outcome}`. Throttle state lives in
+//! Elasticsearch ([`store`]) so it survives restarts and is shared by replicas.
+
+pub mod config;
+pub mod connectors;
+pub mod store;
+pub mod template;
+
+use crate::detect::{PreparedRule, RunSummary};
+use crate::es::retry::RetryPolicy;
+use crate::es::EsClient;
+use config::{ActionConfig, ActionsSettings, ConnectorConfig, NotifyWhen};
+use connectors::{Connector, Delivery, Message};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+use template::Escape;
+
+/// Connectors with their secrets read, and each rule's actions, checked against them.
+#[derive(Debug)]
+pub struct Actions {
+    pub settings: ActionsSettings,
+    pub connectors: BTreeMap<String, Connector>,
+    /// Keyed by rule_id.
+    pub rules: BTreeMap<String, Vec<ActionConfig>>,
+    http: reqwest::Client,
+}
+
+impl Actions {
+    /// Resolves connectors and checks every action: unknown connector, missing throttle, template syntax.
+    /// `None` when no rule has an action (nothing to do, nothing to set up).
+    pub fn new(
+        settings: &ActionsSettings,
+        connectors: &BTreeMap<String, ConnectorConfig>,
+        rules: BTreeMap<String, Vec<ActionConfig>>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Actions>, String> {
+        let rules: BTreeMap<_, _> = rules.into_iter().filter(|(_, a)| !a.is_empty()).collect();
+        let mut resolved = BTreeMap::new();
+        for (name, c) in connectors {
+            resolved.insert(name.clone(), Connector::resolve(name, c, env)?);
+        }
+        for (rule_id, actions) in &rules {
+            for (i, a) in actions.iter().enumerate() {
+                let at = format!("rules.\"{rule_id}\".actions[{i}]");
+                if !resolved.contains_key(&a.connector) {
+                    let known: Vec<&str> = resolved.keys().map(String::as_str).collect();
+                    return Err(format!("{at}: no connector `{}` (defined: {known:?}); add [connectors.{}]", a.connector, a.connector));
+                }
+                if a.notify_when == NotifyWhen::OnThrottleInterval && a.throttle.is_none() {
+                    return Err(format!("{at}: notify_when = \"on_throttle_interval\" needs `throttle`, e.g. \"1h\""));
+                }
+                for (field, t) in [("message", &a.message), ("subject", &a.subject), ("body", &a.body)] {
+                    if let Some(t) = t {
+                        template::check(&format!("{at}.{field}"), t).map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+        }
+        for (name, c) in &resolved {
+            if let Connector::Webhook { body: Some(b), .. } = c {
+                template::check(&format!("connectors.{name}.body"), b).map_err(|e| e.to_string())?;
+            }
+        }
+        if rules.is_empty() {
+            return Ok(None);
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("esdetect/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client for connectors: {e}"))?;
+        Ok(Some(Actions { settings: settings.clone(), connectors: resolved, rules, http }))
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy { max_retries: self.settings.max_retries, base_delay: self.settings.retry_delay, max_delay: Duration::from_secs(30) }
+    }
+}
+
+/// What the actions of one rule run did: counts per `connector` and outcome (`sent`, `failed`,
+/// `throttled`), plus the errors of failed deliveries.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ActionsReport {
+    pub outcomes: BTreeMap<String, BTreeMap<String, u64>>,
+    pub errors: Vec<String>,
+}
+
+impl ActionsReport {
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty() && self.errors.is_empty()
+    }
+
+    fn record(&mut self, connector: &str, outcome: &str) {
+        *self.outcomes.entry(connector.to_string()).or_default().entry(outcome.to_string()).or_default() += 1;
+        ACTIONS_TOTAL.with_label_values(&[connector, outcome]).inc();
+    }
+}
+
+/// `esdetect_actions_total{connector,outcome}`; the daemon registers it with its `/metrics` registry.
+pub static ACTIONS_TOTAL: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    prometheus::IntCounterVec::new(
+        prometheus::Opts::new("esdetect_actions_total", "Notifications by connector and outcome (sent, failed, throttled)"),
+        &["connector", "outcome"],
+    )
+    .expect("valid metric definition")
+});
+
+/// Runs the rule's actions for the alert documents its write created (`written`: `(id, source)`).
+/// Building blocks of sequences are not notified (their shell is). Never fails: every problem ends in
+/// the report.
+pub async fn dispatch(
+    client: &EsClient,
+    actions: &Actions,
+    prepared: &PreparedRule,
+    summary: &RunSummary,
+    written: &[(String, Value)],
+) -> ActionsReport {
+    let mut report = ActionsReport::default();
+    let Some(rule_actions) = actions.rules.get(&prepared.rule.rule_id) else { return report };
+    let alerts: Vec<Value> = written
+        .iter()
+        .filter(|(_, doc)| doc.get("kibana.alert.building_block_type").is_none())
+        .map(|(id, doc)| {
+            let mut a = template::expand_dotted(doc);
+            if let Some(m) = a.as_object_mut() {
+                m.insert("_id".into(), json!(id));
+                m.insert("_index".into(), json!(prepared.alias));
+            }
+            a
+        })
+        .collect();
+    if alerts.is_empty() {
+        return report;
+    }
+    let now = chrono::Utc::now();
+    for (i, action) in rule_actions.iter().enumerate() {
+        let Some(connector) = actions.connectors.get(&action.connector) else { continue };
+        let key = store::action_key(&prepared.rule_uuid, i, &action.connector);
+        if let (NotifyWhen::OnThrottleInterval, Some(throttle)) = (action.notify_when, action.throttle) {
+            match store::last_sent(client, &actions.settings.state_index, &key).await {
+                Ok(Some(last)) if now.signed_duration_since(last).to_std().map(|d| d < throttle).unwrap_or(true) => {
+                    report.record(&action.connector, "throttled");
+                    continue;
+                }
+                Ok(_) => {}
+                // Unknown state: sending risks a repeat, not sending risks a miss; a notification is
+                // worth more than a repeat.
+                Err(e) => tracing::warn!(error = %e, "could not read action throttle state; sending"),
+            }
+        }
+        let batches: Vec<Vec<Value>> = if action.summary { vec![alerts.clone()] } else { alerts.iter().map(|a| vec![a.clone()]).collect() };
+        let mut any_sent = false;
+        for batch in batches {
+            let data = template_data(actions, prepared, summary, &batch, !action.summary, now);
+            let message = match render_message(connector, action, i, prepared, &data) {
+                Ok(m) => m,
+                Err(e) => {
+                    report.record(&action.connector, "failed");
+                    report.errors.push(e);
+                    continue;
+                }
+            };
+            match connectors::deliver(&actions.http, connector, &message, &actions.retry_policy(), actions.settings.timeout).await {
+                Delivery::Sent { attempts } => {
+                    tracing::info!(connector = %action.connector, rule_id = %prepared.rule.rule_id, attempts, "notification sent");
+                    report.record(&action.connector, "sent");
+                    any_sent = true;
+                }
+                Delivery::Failed { attempts, error } => {
+                    let e = format!("action {i} ({}): not delivered after {attempts} attempt(s): {error}", action.connector);
+                    tracing::error!(rule_id = %prepared.rule.rule_id, "{e}");
+                    report.record(&action.connector, "failed");
+                    report.errors.push(e);
+                }
+            }
+        }
+        if any_sent && action.notify_when == NotifyWhen::OnThrottleInterval {
+            if let Err(e) = store::record_sent(client, &actions.settings.state_index, &key, &prepared.rule.rule_id, now).await {
+                tracing::warn!(error = %e, "could not record the action's send time; the next run may notify again");
+            }
+        }
+    }
+    report
+}
+
+/// The variables Kibana's Security rule actions offer.
+fn template_data(
+    actions: &Actions,
+    prepared: &PreparedRule,
+    summary: &RunSummary,
+    alerts: &[Value],
+    per_alert: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    let r = &prepared.rule;
+    let rule = json!({
+        "id": prepared.rule_uuid,
+        "rule_id": r.rule_id,
+        "name": r.name,
+        "description": r.description,
+        "severity": r.severity,
+        "risk_score": r.risk_score,
+        "type": "eql",
+        "language": "eql",
+        "query": r.query,
+        "index": r.index,
+        "interval": r.interval,
+        "max_signals": r.max_signals,
+        "tags": r.tags,
+        "references": r.references,
+        "false_positives": r.false_positives,
+        "from": summary.window.from,
+        "to": summary.window.to,
+        "output_index": prepared.alias,
+    });
+    let results_link = actions
+        .settings
+        .kibana_url
+        .as_deref()
+        .map(|base| {
+            format!(
+                "{}/app/security/detections/rules/id/{}?timerange=(global:(linkTo:!(timeline),timerange:(from:'{}',kind:absolute,to:'{}')))",
+                base.trim_end_matches('/'),
+                prepared.rule_uuid,
+                summary.window.from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                summary.window.to.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            )
+        })
+        .unwrap_or_default();
+    let alert_id = if per_alert { alerts.first().and_then(|a| a["_id"].as_str()).unwrap_or("") } else { r.rule_id.as_str() };
+    json!({
+        "context": {"rule": rule, "alerts": alerts, "results_link": results_link},
+        "state": {"signals_count": alerts.len()},
+        "rule": {"id": prepared.rule_uuid, "name": r.name, "spaceId": prepared.space, "tags": r.tags, "type": "siem.eqlRule"},
+        "alert": {"id": alert_id, "actionGroup": "default"},
+        "alerts": {"new": {"count": alerts.len(), "data": alerts}, "all": {"count": alerts.len(), "data": alerts}},
+        "date": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "kibanaBaseUrl": actions.settings.kibana_url.clone().unwrap_or_default(),
+    })
+}
+
+const DEFAULT_MESSAGE: &str = "Rule {{context.rule.name}} generated {{state.signals_count}} alert(s)";
+
+fn render_message(
+    connector: &Connector,
+    action: &ActionConfig,
+    i: usize,
+    prepared: &PreparedRule,
+    data: &Value,
+) -> Result<Message, String> {
+    let at = format!("rules.\"{}\".actions[{i}]", prepared.rule.rule_id);
+    let text = template::render(&format!("{at}.message"), action.message.as_deref().unwrap_or(DEFAULT_MESSAGE), data, Escape::None)
+        .map_err(|e| e.to_string())?;
+    let subject = template::render(&format!("{at}.subject"), action.subject.as_deref().unwrap_or(DEFAULT_MESSAGE), data, Escape::None)
+        .map_err(|e| e.to_string())?;
+    let body_template = action.body.as_deref().or(match connector {
+        Connector::Webhook { body, .. } => body.as_deref(),
+        _ => None,
+    });
+    let body = match body_template {
+        Some(t) => template::render(&format!("{at}.body"), t, data, Escape::Json).map_err(|e| e.to_string())?,
+        None => connectors::default_webhook_body(data),
+    };
+    let dedup_key = format!("esdetect-{}-{}", prepared.rule_uuid, data["alert"]["id"].as_str().unwrap_or_default());
+    Ok(Message {
+        text,
+        subject,
+        body,
+        dedup_key,
+        severity: connectors::pagerduty_severity(&prepared.rule.severity).to_string(),
+        source: format!("esdetect rule {}", prepared.rule.rule_id),
+    })
+}
