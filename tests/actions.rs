@@ -487,3 +487,52 @@ async fn per_alert_messages_and_throttle_state_in_elasticsearch() {
     assert_eq!(status, 200);
     assert_eq!(state["hits"]["total"]["value"], 1, "one throttle document: {state}");
 }
+
+/// A Kibana export's rule `actions` (8.x shape, and the legacy rule-wide `throttle`) mapped onto
+/// configured connectors by `kibana_id`; unsupported types and unmapped connectors are reported.
+#[test]
+fn kibana_export_actions_map_onto_configured_connectors() {
+    let mut config = Config::default();
+    config.connectors.insert(
+        "soc-slack".into(),
+        toml::from_str("type = \"slack\"\nkibana_id = \"c-slack\"\nurl = \"http://127.0.0.1:9/x\"\n").unwrap(),
+    );
+    config.connectors.insert("pd".into(), toml::from_str("type = \"pagerduty\"\nkibana_id = \"c-pd\"\nrouting_key = \"k\"\n").unwrap());
+    let actions = config.rule_actions(&|_| None).unwrap().expect("kibana_id connectors enable export actions");
+    let mut rule = esdetect::rules::load_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(SMB_RULE)).unwrap();
+    rule.export_extra.insert(
+        "actions".into(),
+        json!([
+            {"group": "default", "id": "c-slack", "action_type_id": ".slack",
+             "params": {"message": "Rule {{context.rule.name}}: {{state.signals_count}}"},
+             "frequency": {"summary": true, "notifyWhen": "onThrottleInterval", "throttle": "1h"}},
+            {"group": "default", "id": "c-pd", "action_type_id": ".pagerduty",
+             "params": {"summary": "{{context.rule.name}}", "eventAction": "trigger"},
+             "frequency": {"summary": false, "notifyWhen": "onActiveAlert", "throttle": null}},
+            {"group": "default", "id": "c-jira", "action_type_id": ".jira", "params": {}},
+            {"group": "default", "id": "c-other", "action_type_id": ".slack", "params": {"message": "x"}},
+            {"group": "default", "id": "c-pd", "action_type_id": ".webhook", "params": {"body": "{}"}}
+        ]),
+    );
+    let prepared = detect::prepare::prepare_rule(rule, &config).unwrap();
+    assert!(actions.applies_to(&prepared));
+    let (mapped, problems) = actions.actions_for(&prepared);
+    assert_eq!(mapped.len(), 2, "{mapped:?}");
+    assert_eq!(mapped[0].connector, "soc-slack");
+    assert_eq!(mapped[0].throttle, Some(Duration::from_secs(3600)));
+    assert_eq!(mapped[0].message.as_deref(), Some("Rule {{context.rule.name}}: {{state.signals_count}}"));
+    assert_eq!((mapped[1].connector.as_str(), mapped[1].summary, mapped[1].throttle), ("pd", false, None));
+    assert_eq!(mapped[1].message.as_deref(), Some("{{context.rule.name}}"));
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems[0].contains("`.jira` is not supported"), "{problems:?}");
+    assert!(problems[1].contains("kibana_id = \"c-other\""), "{problems:?}");
+    assert!(problems[2].contains("is a pagerduty connector"), "{problems:?}");
+
+    // Legacy rule-wide throttle (before 8.8): "1d" on the rule, no per-action frequency.
+    let mut rule = esdetect::rules::load_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(SMB_RULE)).unwrap();
+    rule.export_extra.insert("throttle".into(), json!("1d"));
+    rule.export_extra.insert("actions".into(), json!([{"group": "default", "id": "c-slack", "action_type_id": ".slack", "params": {"message": "m"}}]));
+    let (mapped, problems) = actions.actions_for(&detect::prepare::prepare_rule(rule, &config).unwrap());
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(mapped[0].throttle, Some(Duration::from_secs(86_400)));
+}

@@ -46,13 +46,17 @@ impl SecretValue {
     }
 }
 
-/// `[connectors.<name>]`: where notifications go. `type` selects the kind.
+/// `[connectors.<name>]`: where notifications go. `type` selects the kind. Every kind takes `kibana_id`:
+/// the saved-object id of the Kibana connector it stands for, so the `actions` of rules read from a
+/// Kibana export (which never carries connector secrets) are sent through it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ConnectorConfig {
     /// Any HTTP endpoint: `method` (post, put; default post), `url`, `headers`, `body` (a Mustache
     /// template whose string values are JSON-escaped, as Kibana's webhook connector does).
     Webhook {
+        #[serde(default)]
+        kibana_id: Option<String>,
         url: SecretValue,
         #[serde(default)]
         method: HttpMethod,
@@ -62,11 +66,21 @@ pub enum ConnectorConfig {
         body: Option<String>,
     },
     /// A Slack incoming webhook: `{"text": message}`.
-    Slack { url: SecretValue },
+    Slack {
+        #[serde(default)]
+        kibana_id: Option<String>,
+        url: SecretValue,
+    },
     /// A Microsoft Teams incoming webhook: `{"text": message}`.
-    Teams { url: SecretValue },
+    Teams {
+        #[serde(default)]
+        kibana_id: Option<String>,
+        url: SecretValue,
+    },
     /// PagerDuty Events API v2: a `trigger` event per message.
     Pagerduty {
+        #[serde(default)]
+        kibana_id: Option<String>,
         routing_key: SecretValue,
         /// Default `https://events.pagerduty.com/v2/enqueue`.
         #[serde(default)]
@@ -78,6 +92,8 @@ pub enum ConnectorConfig {
     /// SMTP: `secure` = "starttls" (default), "tls" (implicit TLS, port 465) or "none" (plain; tests and
     /// local relays only).
     Email {
+        #[serde(default)]
+        kibana_id: Option<String>,
         host: String,
         #[serde(default)]
         port: Option<u16>,
@@ -93,6 +109,16 @@ pub enum ConnectorConfig {
 }
 
 impl ConnectorConfig {
+    pub fn kibana_id(&self) -> Option<&str> {
+        match self {
+            ConnectorConfig::Webhook { kibana_id, .. }
+            | ConnectorConfig::Slack { kibana_id, .. }
+            | ConnectorConfig::Teams { kibana_id, .. }
+            | ConnectorConfig::Pagerduty { kibana_id, .. }
+            | ConnectorConfig::Email { kibana_id, .. } => kibana_id.as_deref(),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             ConnectorConfig::Webhook { .. } => "webhook",

@@ -25,7 +25,7 @@ impl Connector {
     pub fn resolve(name: &str, config: &ConnectorConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Connector, String> {
         let what = |field: &str| format!("connectors.{name}.{field}");
         Ok(match config {
-            ConnectorConfig::Webhook { url, method, headers, body } => Connector::Webhook {
+            ConnectorConfig::Webhook { url, method, headers, body, .. } => Connector::Webhook {
                 url: checked_url(&what("url"), url.resolve(&what("url"), env)?)?,
                 method: *method,
                 headers: headers
@@ -34,9 +34,9 @@ impl Connector {
                     .collect::<Result<_, String>>()?,
                 body: body.clone(),
             },
-            ConnectorConfig::Slack { url } => Connector::Slack { url: checked_url(&what("url"), url.resolve(&what("url"), env)?)? },
-            ConnectorConfig::Teams { url } => Connector::Teams { url: checked_url(&what("url"), url.resolve(&what("url"), env)?)? },
-            ConnectorConfig::Pagerduty { routing_key, api_url, severity } => {
+            ConnectorConfig::Slack { url, .. } => Connector::Slack { url: checked_url(&what("url"), url.resolve(&what("url"), env)?)? },
+            ConnectorConfig::Teams { url, .. } => Connector::Teams { url: checked_url(&what("url"), url.resolve(&what("url"), env)?)? },
+            ConnectorConfig::Pagerduty { routing_key, api_url, severity, .. } => {
                 if let Some(s) = severity {
                     if !["critical", "error", "warning", "info"].contains(&s.as_str()) {
                         return Err(format!("{}: `{s}` is not one of critical, error, warning, info", what("severity")));
@@ -48,7 +48,7 @@ impl Connector {
                     severity: severity.clone(),
                 }
             }
-            ConnectorConfig::Email { host, port, secure, username, password, from, to } => {
+            ConnectorConfig::Email { host, port, secure, username, password, from, to, .. } => {
                 for address in std::iter::once(from).chain(to) {
                     address
                         .parse::<lettre::message::Mailbox>()

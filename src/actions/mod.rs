@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod connectors;
+pub mod kibana;
 pub mod store;
 pub mod template;
 
@@ -31,6 +32,8 @@ pub struct Actions {
     pub connectors: BTreeMap<String, Connector>,
     /// Keyed by rule_id.
     pub rules: BTreeMap<String, Vec<ActionConfig>>,
+    /// Kibana connector id → (configured connector name, kind), for the actions of exported rules.
+    by_kibana_id: BTreeMap<String, (String, &'static str)>,
     http: reqwest::Client,
 }
 
@@ -70,14 +73,39 @@ impl Actions {
                 template::check(&format!("connectors.{name}.body"), b).map_err(|e| e.to_string())?;
             }
         }
-        if rules.is_empty() {
+        let mut by_kibana_id = BTreeMap::new();
+        for (name, c) in connectors {
+            if let Some(id) = c.kibana_id() {
+                if let Some((other, _)) = by_kibana_id.insert(id.to_string(), (name.clone(), c.kind())) {
+                    return Err(format!("connectors.{name}: kibana_id `{id}` is also the kibana_id of connectors.{other}"));
+                }
+            }
+        }
+        if rules.is_empty() && by_kibana_id.is_empty() {
             return Ok(None);
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("esdetect/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client for connectors: {e}"))?;
-        Ok(Some(Actions { settings: settings.clone(), connectors: resolved, rules, http }))
+        Ok(Some(Actions { settings: settings.clone(), connectors: resolved, rules, by_kibana_id, http }))
+    }
+
+    /// Whether the rule has actions: configured ones, or those of its Kibana export.
+    pub fn applies_to(&self, prepared: &PreparedRule) -> bool {
+        self.rules.contains_key(&prepared.rule.rule_id)
+            || (!self.by_kibana_id.is_empty()
+                && prepared.rule.export_extra.get("actions").and_then(Value::as_array).is_some_and(|a| !a.is_empty()))
+    }
+
+    /// The rule's actions: the configured ones win over its export's (with the export actions that could
+    /// not be mapped, as messages).
+    pub fn actions_for(&self, prepared: &PreparedRule) -> (Vec<ActionConfig>, Vec<String>) {
+        match self.rules.get(&prepared.rule.rule_id) {
+            Some(a) => (a.clone(), Vec::new()),
+            None if self.by_kibana_id.is_empty() => (Vec::new(), Vec::new()),
+            None => kibana::export_actions(&prepared.rule, &self.by_kibana_id),
+        }
     }
 
     fn retry_policy(&self) -> RetryPolicy {
@@ -124,7 +152,11 @@ pub async fn dispatch(
     written: &[(String, Value)],
 ) -> ActionsReport {
     let mut report = ActionsReport::default();
-    let Some(rule_actions) = actions.rules.get(&prepared.rule.rule_id) else { return report };
+    let (rule_actions, problems) = actions.actions_for(prepared);
+    for p in problems {
+        tracing::warn!(rule_id = %prepared.rule.rule_id, "{p}");
+        report.errors.push(p);
+    }
     let alerts: Vec<Value> = written
         .iter()
         .filter(|(_, doc)| doc.get("kibana.alert.building_block_type").is_none())

@@ -245,7 +245,7 @@ async fn finish_rule(
     let docs: Vec<Vec<(String, serde_json::Value)>> =
         groups.into_iter().map(|g| g.into_iter().map(|d| (d.id, d.source)).collect()).collect();
     // Actions need the created documents after the write; copied only when the rule has actions.
-    let actions = opts.actions.as_deref().filter(|a| a.rules.contains_key(&prepared.rule.rule_id));
+    let actions = opts.actions.as_deref().filter(|a| a.applies_to(prepared));
     let for_actions: Vec<(String, serde_json::Value)> =
         if actions.is_some() { docs.iter().flatten().cloned().collect() } else { Vec::new() };
     let written = write_alerts(client, &prepared.alias, docs, &WriteOptions::default()).await;
