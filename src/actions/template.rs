@@ -32,7 +32,12 @@ pub fn render(name: &str, template: &str, data: &Value, escape: Escape) -> Resul
     let err = |message: String| TemplateError { name: name.to_string(), message };
     let compiled = mustache::compile_str(&unescaped_tags(template)).map_err(|e| err(e.to_string()))?;
     let view = prepare(data, escape, &objects_interpolated(template));
-    compiled.render_to_string(&view).map_err(|e| err(e.to_string()))
+    // The crate panics on a value it cannot interpolate; `prepare` turns those into JSON text, and a
+    // case it missed must fail this message, not the run.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compiled.render_to_string(&view))) {
+        Ok(rendered) => rendered.map_err(|e| err(e.to_string())),
+        Err(_) => Err(err("a tag names a value that cannot be rendered as text; name one of its fields".into())),
+    }
 }
 
 /// Checks that a template parses (at load time, so a typo is a configuration error, not a failed send).
@@ -62,10 +67,21 @@ fn prepare(data: &Value, escape: Escape, interpolated: &[String]) -> Value {
     let mut view = expand_dotted(data);
     for path in interpolated {
         let parts: Vec<&str> = path.split('.').collect();
-        stringify_at(&mut view, &parts);
+        stringify_everywhere(&mut view, &parts);
     }
     escape_strings(&mut view, escape);
     view
+}
+
+/// [`stringify_at`] from the root and from every nested object, since inside a section names resolve
+/// against the section's element.
+fn stringify_everywhere(v: &mut Value, path: &[&str]) {
+    stringify_at(v, path);
+    match v {
+        Value::Object(m) => m.values_mut().for_each(|x| stringify_everywhere(x, path)),
+        Value::Array(a) => a.iter_mut().for_each(|x| stringify_everywhere(x, path)),
+        _ => {}
+    }
 }
 
 fn stringify_at(v: &mut Value, path: &[&str]) {
@@ -156,6 +172,9 @@ mod tests {
         let out = render("t", "{{context.alerts}}", &data(), Escape::None).unwrap();
         let alerts: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(alerts[1]["host"]["name"], "ws02");
+        // An object inside a section renders as JSON too.
+        let out = render("t", "{{#context.alerts}}{{host}};{{/context.alerts}}", &data(), Escape::None).unwrap();
+        assert_eq!(out, r#"{"name":"dc01"};{"name":"ws02"};"#);
     }
 
     #[test]
