@@ -483,6 +483,9 @@ async fn per_alert_messages_and_throttle_state_in_elasticsearch() {
     let report = dispatch(&lab.client, &actions, &prepared, &summary, &written[..1]).await;
     assert_eq!(report.outcomes["chat"], BTreeMap::from([("sent".to_string(), 1), ("throttled".to_string(), 1)]), "{report:?}");
     assert_eq!(rx.received().len(), 4);
+    // The /metrics counter (one process-wide family; this is the only test using connector "chat").
+    let counter = |outcome: &str| esdetect::actions::ACTIONS_TOTAL.with_label_values(&["chat", outcome]).get();
+    assert_eq!((counter("sent"), counter("throttled")), (4, 1));
     let (status, state) = lab.client.raw(Method::Post, &format!("/{}/_search", lab.state_index()), &[], None).await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(state["hits"]["total"]["value"], 1, "one throttle document: {state}");
@@ -535,4 +538,32 @@ fn kibana_export_actions_map_onto_configured_connectors() {
     let (mapped, problems) = actions.actions_for(&detect::prepare::prepare_rule(rule, &config).unwrap());
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(mapped[0].throttle, Some(Duration::from_secs(86_400)));
+}
+
+/// A receiver that keeps failing cannot hold the run: the actions budget cuts delivery short, the
+/// message counts as failed, and `dispatch` returns.
+#[tokio::test]
+async fn the_actions_budget_bounds_a_run_against_a_failing_receiver() {
+    let (rx, url) = Receiver::start(&[503; 50]).await;
+    let mut config = Config::default();
+    config.actions = ActionsSettings {
+        max_retries: 40,
+        retry_delay: Duration::from_millis(100),
+        budget: Duration::from_millis(700),
+        ..Default::default()
+    };
+    config.connectors.insert("hook".into(), toml::from_str(&format!("type = \"webhook\"\nurl = \"{url}/h\"\n")).unwrap());
+    config.rules.insert(SMB_RULE_ID.into(), RuleSettings { actions: vec![toml::from_str("connector = \"hook\"").unwrap()], ..Default::default() });
+    let actions = config.rule_actions(&|_| None).unwrap().unwrap();
+    let rule = esdetect::rules::load_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(SMB_RULE)).unwrap();
+    let prepared = detect::prepare::prepare_rule(rule, &config).unwrap();
+    let summary = RunSummary::new(&prepared, Window::ending_at(&prepared.rule, chrono::Utc::now()));
+    // Not contacted: an action without throttle never reads state.
+    let client = EsClient::new(&ConnectionConfig::for_url("http://127.0.0.1:1")).unwrap();
+    let started = std::time::Instant::now();
+    let report = dispatch(&client, &actions, &prepared, &summary, &[("a1".to_string(), json!({"host.name": "h"}))]).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(report.outcomes["hook"], BTreeMap::from([("failed".to_string(), 1)]));
+    assert!(report.errors[0].contains("budget"), "{:?}", report.errors);
+    assert!(rx.received().len() >= 2, "it did retry before the budget ran out");
 }

@@ -207,6 +207,10 @@ pub struct ActionsSettings {
     /// Timeout of one delivery attempt.
     #[serde(deserialize_with = "crate::es::config::de_duration")]
     pub timeout: Duration,
+    /// Longest all actions of one rule run may take, retries included; messages not sent by then count
+    /// as failed. Keeps notifications from pushing a run past the scheduler's `run_timeout`.
+    #[serde(deserialize_with = "crate::es::config::de_duration")]
+    pub budget: Duration,
     /// Kibana's base URL, for `{{context.results_link}}` (empty when unset).
     pub kibana_url: Option<String>,
 }
@@ -218,6 +222,7 @@ impl Default for ActionsSettings {
             max_retries: 3,
             retry_delay: Duration::from_secs(1),
             timeout: Duration::from_secs(30),
+            budget: Duration::from_secs(60),
             kibana_url: None,
         }
     }

@@ -173,6 +173,7 @@ pub async fn dispatch(
         return report;
     }
     let now = chrono::Utc::now();
+    let deadline = tokio::time::Instant::now() + actions.settings.budget;
     for (i, action) in rule_actions.iter().enumerate() {
         let Some(connector) = actions.connectors.get(&action.connector) else { continue };
         let key = store::action_key(&prepared.rule_uuid, i, &action.connector);
@@ -200,7 +201,13 @@ pub async fn dispatch(
                     continue;
                 }
             };
-            match connectors::deliver(&actions.http, connector, &message, &actions.retry_policy(), actions.settings.timeout).await {
+            let policy = actions.retry_policy();
+            let delivery = connectors::deliver(&actions.http, connector, &message, &policy, actions.settings.timeout);
+            let delivered = tokio::time::timeout_at(deadline, delivery).await.unwrap_or_else(|_| Delivery::Failed {
+                attempts: 0,
+                error: format!("the actions budget ({:?}) of this run is used up; raise [actions] budget", actions.settings.budget),
+            });
+            match delivered {
                 Delivery::Sent { attempts } => {
                     tracing::info!(connector = %action.connector, rule_id = %prepared.rule.rule_id, attempts, "notification sent");
                     report.record(&action.connector, "sent");

@@ -92,14 +92,22 @@ fn offline_mapping(config: &Config) -> Result<Mapping> {
     Ok(mapping)
 }
 
+/// Options of a cluster run: [`offline_run_options`] plus the rule actions (connector secrets read now, so
+/// a missing one stops the command before anything runs).
 fn run_options(config: &Config) -> Result<RunOptions> {
+    let mut opts = offline_run_options(config)?;
+    opts.actions = config.rule_actions(&|name| std::env::var(name).ok())?.map(std::sync::Arc::new);
+    Ok(opts)
+}
+
+/// Options of a run that writes nothing (no actions: nothing is ever notified offline).
+fn offline_run_options(config: &Config) -> Result<RunOptions> {
     let mut opts = RunOptions {
         page_size: config.run.page_size,
         kibana_version: config.alerts.kibana_version.clone(),
         mapping_from_cluster: config.mapping.from_cluster,
         ..RunOptions::default()
     };
-    opts.actions = config.rule_actions(&|name| std::env::var(name).ok())?.map(std::sync::Arc::new);
     if let Some(path) = &config.mapping.file {
         let file = Mapping::from_es_mapping_file(path).with_context(|| format!("mapping file {}", path.display()))?;
         opts.base_mapping.merge(&file);
@@ -177,7 +185,7 @@ fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> 
     }
     let mapping = offline_mapping(config)?;
     let now = a.now.as_deref().map(|t| parse_time(Some(t), "--now")).transpose()?;
-    let opts = run_options(config)?;
+    let opts = offline_run_options(config)?;
     let rules: Vec<&PreparedRule> = prepared.rules.iter().filter(|r| r.enabled).collect();
     let run = match detect::offline::run_on_file(&rules, &mapping, &a.events, now, &opts) {
         Ok(run) => run,
