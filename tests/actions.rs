@@ -558,12 +558,48 @@ async fn the_actions_budget_bounds_a_run_against_a_failing_receiver() {
     let rule = esdetect::rules::load_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(SMB_RULE)).unwrap();
     let prepared = detect::prepare::prepare_rule(rule, &config).unwrap();
     let summary = RunSummary::new(&prepared, Window::ending_at(&prepared.rule, chrono::Utc::now()));
-    // Not contacted: an action without throttle never reads state.
-    let client = EsClient::new(&ConnectionConfig::for_url("http://127.0.0.1:1")).unwrap();
+    // No cluster: the outbox cannot be written (logged), delivery goes on regardless.
+    let client = EsClient::new(&ConnectionConfig::for_url("http://127.0.0.1:1"))
+        .unwrap()
+        .with_retry(RetryPolicy { max_retries: 0, ..RetryPolicy::default() });
     let started = std::time::Instant::now();
     let report = dispatch(&client, &actions, &prepared, &summary, &[("a1".to_string(), json!({"host.name": "h"}))]).await;
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     assert_eq!(report.outcomes["hook"], BTreeMap::from([("failed".to_string(), 1)]));
     assert!(report.errors[0].contains("budget"), "{:?}", report.errors);
     assert!(rx.received().len() >= 2, "it did retry before the budget ran out");
+}
+
+/// A message that could not be delivered stays in the outbox (Elasticsearch) and a later run of the rule —
+/// here one with no new alerts, as after a restart — sends it; then the outbox is empty.
+#[tokio::test]
+async fn undelivered_messages_wait_in_the_outbox_and_a_later_run_sends_them() {
+    let lab = Lab::new().await;
+    let (rx, url) = Receiver::start(&[400]).await;
+    let mut config = Config::default();
+    config.alerts.index = lab.alias.clone();
+    config.actions = ActionsSettings { state_index: lab.state_index(), retry_delay: Duration::from_millis(20), ..Default::default() };
+    config.connectors.insert("teams".into(), toml::from_str(&format!("type = \"teams\"\nurl = \"{url}/t\"\n")).unwrap());
+    let action: ActionConfig = toml::from_str("connector = \"teams\"\nmessage = \"{{#context.alerts}}{{_id}}{{/context.alerts}}\"").unwrap();
+    config.rules.insert(SMB_RULE_ID.into(), RuleSettings { actions: vec![action], ..Default::default() });
+    let rule = esdetect::rules::load_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(SMB_RULE)).unwrap();
+    let prepared = detect::prepare::prepare_rule(rule, &config).unwrap();
+    let summary = RunSummary::new(&prepared, Window::ending_at(&prepared.rule, chrono::Utc::now()));
+
+    let actions = config.rule_actions(&|_| None).unwrap().unwrap();
+    let report = dispatch(&lab.client, &actions, &prepared, &summary, &[("a7".to_string(), json!({}))]).await;
+    assert_eq!(report.outcomes["teams"], BTreeMap::from([("failed".to_string(), 1)]), "{report:?}");
+    assert!(report.errors[0].contains("HTTP 400") && report.errors[0].contains("kept for the next run"), "{report:?}");
+
+    // A restarted process, a run with nothing new: the kept message goes out, once.
+    let actions = config.rule_actions(&|_| None).unwrap().unwrap();
+    let report = dispatch(&lab.client, &actions, &prepared, &summary, &[]).await;
+    assert_eq!(report.outcomes["teams"], BTreeMap::from([("redelivered".to_string(), 1)]), "{report:?}");
+    let got = rx.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].json(), json!({"text": "a7"}));
+    assert_eq!(got[1].json(), got[0].json(), "the same message");
+    let report = dispatch(&lab.client, &actions, &prepared, &summary, &[]).await;
+    assert!(report.is_empty(), "outbox drained: {report:?}");
+    assert_eq!(rx.received().len(), 2);
 }

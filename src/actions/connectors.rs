@@ -76,8 +76,8 @@ fn checked_url(what: &str, url: Secret) -> Result<Secret, String> {
     Ok(url)
 }
 
-/// One rendered message, ready for a connector.
-#[derive(Debug, Clone)]
+/// One rendered message, ready for a connector (and storable in the outbox).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     /// Text (Slack, Teams, PagerDuty summary, email body).
     pub text: String,

@@ -4,8 +4,9 @@
 //! One entry point, [`dispatch`], called by the run path after a rule's write with the documents that
 //! write actually created (never duplicates), so a rerun over the same window — or a second replica
 //! racing for it — has nothing new to notify. Delivery never fails the detection: outcomes go to the run
-//! summary, the logs and `esdetect_actions_total{connector,outcome}`. Throttle state lives in
-//! Elasticsearch ([`store`]) so it survives restarts and is shared by replicas.
+//! summary, the logs and `esdetect_actions_total{connector,outcome}`. Throttle state and an outbox of
+//! not-yet-delivered messages live in Elasticsearch ([`store`]), so they survive restarts and crashes and
+//! are shared by replicas; the outbox is drained at the start of each of the rule's runs.
 
 pub mod config;
 pub mod connectors;
@@ -114,7 +115,7 @@ impl Actions {
 }
 
 /// What the actions of one rule run did: counts per `connector` and outcome (`sent`, `failed`,
-/// `throttled`), plus the errors of failed deliveries.
+/// `throttled`; `redelivered` and `dropped` for outbox messages of earlier runs), plus the errors.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct ActionsReport {
     pub outcomes: BTreeMap<String, BTreeMap<String, u64>>,
@@ -135,7 +136,7 @@ impl ActionsReport {
 /// `esdetect_actions_total{connector,outcome}`; the daemon registers it with its `/metrics` registry.
 pub static ACTIONS_TOTAL: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
     prometheus::IntCounterVec::new(
-        prometheus::Opts::new("esdetect_actions_total", "Notifications by connector and outcome (sent, failed, throttled)"),
+        prometheus::Opts::new("esdetect_actions_total", "Notifications by connector and outcome (sent, failed, throttled, redelivered, dropped)"),
         &["connector", "outcome"],
     )
     .expect("valid metric definition")
@@ -169,11 +170,14 @@ pub async fn dispatch(
             a
         })
         .collect();
+    let deadline = tokio::time::Instant::now() + actions.settings.budget;
+    if !rule_actions.is_empty() {
+        redeliver(client, actions, prepared, deadline, &mut report).await;
+    }
     if alerts.is_empty() {
         return report;
     }
     let now = chrono::Utc::now();
-    let deadline = tokio::time::Instant::now() + actions.settings.budget;
     for (i, action) in rule_actions.iter().enumerate() {
         let Some(connector) = actions.connectors.get(&action.connector) else { continue };
         let key = store::action_key(&prepared.rule_uuid, i, &action.connector);
@@ -201,20 +205,28 @@ pub async fn dispatch(
                     continue;
                 }
             };
-            let policy = actions.retry_policy();
-            let delivery = connectors::deliver(&actions.http, connector, &message, &policy, actions.settings.timeout);
-            let delivered = tokio::time::timeout_at(deadline, delivery).await.unwrap_or_else(|_| Delivery::Failed {
-                attempts: 0,
-                error: format!("the actions budget ({:?}) of this run is used up; raise [actions] budget", actions.settings.budget),
-            });
-            match delivered {
+            // Into the outbox first: if delivery fails or the process dies, a later run sends it.
+            let ids: Vec<&str> = batch.iter().filter_map(|a| a["_id"].as_str()).collect();
+            let outbox_id = format!("pending-{}", store::action_key(&key, 0, &ids.join(",")));
+            let pending = store::Pending { rule_uuid: prepared.rule_uuid.clone(), connector: action.connector.clone(), message, tries: 1 };
+            let index = &actions.settings.state_index;
+            if let Err(e) = store::put_pending(client, index, &outbox_id, &pending).await {
+                tracing::warn!(error = %e, "could not record the message in the outbox; sending without a later retry");
+            }
+            match deliver_within(actions, connector, &pending.message, deadline).await {
                 Delivery::Sent { attempts } => {
                     tracing::info!(connector = %action.connector, rule_id = %prepared.rule.rule_id, attempts, "notification sent");
                     report.record(&action.connector, "sent");
                     any_sent = true;
+                    if let Err(e) = store::delete_pending(client, index, &outbox_id).await {
+                        tracing::warn!(error = %e, "could not clear a delivered message from the outbox; a later run may send it again");
+                    }
                 }
                 Delivery::Failed { attempts, error } => {
-                    let e = format!("action {i} ({}): not delivered after {attempts} attempt(s): {error}", action.connector);
+                    let e = format!(
+                        "action {i} ({}): not delivered after {attempts} attempt(s): {error}; kept for the next run",
+                        action.connector
+                    );
                     tracing::error!(rule_id = %prepared.rule.rule_id, "{e}");
                     report.record(&action.connector, "failed");
                     report.errors.push(e);
@@ -228,6 +240,59 @@ pub async fn dispatch(
         }
     }
     report
+}
+
+/// Delivery bounded by the run's actions budget.
+async fn deliver_within(actions: &Actions, connector: &Connector, message: &Message, deadline: tokio::time::Instant) -> Delivery {
+    let policy = actions.retry_policy();
+    let delivery = connectors::deliver(&actions.http, connector, message, &policy, actions.settings.timeout);
+    tokio::time::timeout_at(deadline, delivery).await.unwrap_or_else(|_| Delivery::Failed {
+        attempts: 0,
+        error: format!("the actions budget ({:?}) of this run is used up; raise [actions] budget", actions.settings.budget),
+    })
+}
+
+/// Runs that may try an outbox message before it is given up.
+pub const MAX_TRIES: u32 = 5;
+
+/// Sends the rule's outbox messages left by earlier runs (failed deliveries, or a crash between the
+/// alert write and the send). Outcomes: `redelivered`, `failed` (kept), `dropped` (given up).
+async fn redeliver(client: &EsClient, actions: &Actions, prepared: &PreparedRule, deadline: tokio::time::Instant, report: &mut ActionsReport) {
+    let index = &actions.settings.state_index;
+    let pending = match store::pending_for(client, index, &prepared.rule_uuid).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the actions outbox; earlier undelivered messages wait for a later run");
+            return;
+        }
+    };
+    for (id, mut p) in pending {
+        let Some(connector) = actions.connectors.get(&p.connector) else {
+            report.record(&p.connector, "dropped");
+            report.errors.push(format!("outbox message for connector `{}` dropped: the connector is no longer configured", p.connector));
+            let _ = store::delete_pending(client, index, &id).await;
+            continue;
+        };
+        match deliver_within(actions, connector, &p.message, deadline).await {
+            Delivery::Sent { .. } => {
+                report.record(&p.connector, "redelivered");
+                if let Err(e) = store::delete_pending(client, index, &id).await {
+                    tracing::warn!(error = %e, "could not clear a delivered message from the outbox; a later run may send it again");
+                }
+            }
+            Delivery::Failed { error, .. } if p.tries + 1 >= MAX_TRIES => {
+                report.record(&p.connector, "dropped");
+                report.errors.push(format!("outbox message for `{}` dropped after {MAX_TRIES} runs: {error}", p.connector));
+                let _ = store::delete_pending(client, index, &id).await;
+            }
+            Delivery::Failed { error, .. } => {
+                p.tries += 1;
+                report.record(&p.connector, "failed");
+                report.errors.push(format!("outbox message for `{}` not delivered (run {} of {MAX_TRIES}): {error}", p.connector, p.tries));
+                let _ = store::put_pending(client, index, &id, &p).await;
+            }
+        }
+    }
 }
 
 /// The variables Kibana's Security rule actions offer.

@@ -239,6 +239,10 @@ async fn finish_rule(
         return ClusterOutcome { summary: summary.finish(started), groups };
     }
     if groups.is_empty() {
+        // Nothing new, but messages of earlier runs may wait in the actions outbox.
+        if let Some(actions) = opts.actions.as_deref().filter(|a| a.applies_to(prepared)) {
+            summary.actions = crate::actions::dispatch(client, actions, prepared, &summary, &[]).await;
+        }
         return done(summary.finish(started));
     }
     let index_started = Instant::now();
