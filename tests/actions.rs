@@ -188,11 +188,17 @@ struct Smtp {
 }
 
 impl Smtp {
-    fn start() -> Smtp {
+    /// `tls`: (certificate, key) PEM files to offer STARTTLS with.
+    fn start(tls: Option<(&Path, &Path)>) -> Smtp {
         let maildir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+        let mut cmd = Command::new("python3");
+        cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")]);
+        if let Some((cert, key)) = tls {
+            cmd.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
+        }
+        let child = cmd
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir.path().join("box"))
             .spawn()
             .expect("python3 with aiosmtpd (installed by .ci/run: apt python3-aiosmtpd)");
@@ -223,7 +229,7 @@ impl Drop for Smtp {
 
 #[tokio::test]
 async fn email_reaches_a_real_smtp_server() {
-    let smtp = Smtp::start();
+    let smtp = Smtp::start(None);
     let c = connector(
         &format!(
             "type = \"email\"\nhost = \"127.0.0.1\"\nport = {}\nsecure = \"none\"\nfrom = \"esdetect@corp.local\"\nto = [\"soc@corp.local\", \"oncall@corp.local\"]\n",
@@ -602,4 +608,50 @@ async fn undelivered_messages_wait_in_the_outbox_and_a_later_run_sends_them() {
     let report = dispatch(&lab.client, &actions, &prepared, &summary, &[]).await;
     assert!(report.is_empty(), "outbox drained: {report:?}");
     assert_eq!(rx.received().len(), 2);
+}
+
+/// STARTTLS against the real SMTP server with a self-signed certificate (made by `openssl` here), trusted
+/// through the connector's `ca_cert`; without it the certificate is refused and nothing is sent.
+#[tokio::test]
+async fn email_over_starttls_trusts_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    std::fs::write(p("leaf.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    // A test CA, and a server certificate for 127.0.0.1 signed by it.
+    let steps: [Vec<std::ffi::OsString>; 3] = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=esdetect test CA", "-keyout"]
+            .iter().map(Into::into).chain([p("ca.key").into(), "-out".into(), p("ca.pem").into()]).collect(),
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout"]
+            .iter().map(Into::into).chain([p("key.pem").into(), "-out".into(), p("leaf.csr").into()]).collect(),
+        ["x509", "-req", "-days", "1", "-CAcreateserial", "-in"]
+            .iter().map(Into::into)
+            .chain([p("leaf.csr").into(), "-CA".into(), p("ca.pem").into(), "-CAkey".into(), p("ca.key").into()])
+            .chain(["-extfile".into(), p("leaf.ext").into(), "-out".into(), p("cert.pem").into()])
+            .collect(),
+    ];
+    for args in steps {
+        let made = Command::new("openssl").args(&args).output().expect("openssl (installed by .ci/run)");
+        assert!(made.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&made.stderr));
+    }
+    let (cert, key) = (p("cert.pem"), p("key.pem"));
+    let smtp = Smtp::start(Some((&cert, &key)));
+    let settings = |ca: &str| {
+        format!(
+            "type = \"email\"\nhost = \"127.0.0.1\"\nport = {}\nsecure = \"starttls\"\nfrom = \"esdetect@corp.local\"\nto = [\"soc@corp.local\"]\n{ca}",
+            smtp.port
+        )
+    };
+    let http = reqwest::Client::new();
+    let untrusted = connector(&settings(""), &[]);
+    match deliver(&http, &untrusted, &message("nope", ""), &fast_retries(), Duration::from_secs(10)).await {
+        Delivery::Failed { error, .. } => assert!(error.to_lowercase().contains("certificate") || error.contains("tls") || error.contains("TLS"), "{error}"),
+        other => panic!("an untrusted certificate must be refused: {other:?}"),
+    }
+    assert!(smtp.messages().is_empty());
+    let trusted = connector(&settings(&format!("ca_cert = {:?}\n", p("ca.pem").display().to_string())), &[]);
+    let d = deliver(&http, &trusted, &message("over TLS", ""), &fast_retries(), Duration::from_secs(10)).await;
+    assert_eq!(d, Delivery::Sent { attempts: 1 });
+    let got = smtp.messages();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains("Subject: subject: over TLS"), "{}", got[0]);
 }

@@ -103,6 +103,9 @@ pub enum ConnectorConfig {
         username: Option<String>,
         #[serde(default)]
         password: Option<SecretValue>,
+        /// PEM CA certificate(s) trusted for the server's TLS certificate, besides the public roots.
+        #[serde(default)]
+        ca_cert: Option<PathBuf>,
         from: String,
         to: Vec<String>,
     },

@@ -17,7 +17,17 @@ pub enum Connector {
     Slack { url: Secret },
     Teams { url: Secret },
     Pagerduty { routing_key: Secret, api_url: String, severity: Option<String> },
-    Email { host: String, port: Option<u16>, secure: SmtpSecurity, username: Option<String>, password: Option<Secret>, from: String, to: Vec<String> },
+    Email {
+        host: String,
+        port: Option<u16>,
+        secure: SmtpSecurity,
+        username: Option<String>,
+        password: Option<Secret>,
+        /// PEM text of `ca_cert`, checked when resolved.
+        ca_pem: Option<Vec<u8>>,
+        from: String,
+        to: Vec<String>,
+    },
 }
 
 impl Connector {
@@ -48,7 +58,16 @@ impl Connector {
                     severity: severity.clone(),
                 }
             }
-            ConnectorConfig::Email { host, port, secure, username, password, from, to, .. } => {
+            ConnectorConfig::Email { host, port, secure, username, password, ca_cert, from, to, .. } => {
+                let ca_pem = match ca_cert {
+                    None => None,
+                    Some(path) => {
+                        let pem = std::fs::read(path).map_err(|e| format!("{}: cannot read {}: {e}", what("ca_cert"), path.display()))?;
+                        lettre::transport::smtp::client::Certificate::from_pem(&pem)
+                            .map_err(|e| format!("{}: {} is not a PEM certificate: {e}", what("ca_cert"), path.display()))?;
+                        Some(pem)
+                    }
+                };
                 for address in std::iter::once(from).chain(to) {
                     address
                         .parse::<lettre::message::Mailbox>()
@@ -63,6 +82,7 @@ impl Connector {
                     secure: *secure,
                     username: username.clone(),
                     password: password.as_ref().map(|p| p.resolve(&what("password"), env)).transpose()?,
+                    ca_pem,
                     from: from.clone(),
                     to: to.clone(),
                 }
@@ -187,7 +207,7 @@ fn truncate(s: &str, max: usize) -> String {
 async fn send_email(connector: &Connector, m: &Message, timeout: Duration) -> Attempt {
     use lettre::transport::smtp::authentication::Credentials;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message as Mail, Tokio1Executor};
-    let Connector::Email { host, port, secure, username, password, from, to } = connector else {
+    let Connector::Email { host, port, secure, username, password, ca_pem, from, to } = connector else {
         unreachable!("only email")
     };
     let mut builder = Mail::builder().subject(m.subject.clone());
@@ -206,18 +226,28 @@ async fn send_email(connector: &Connector, m: &Message, timeout: Duration) -> At
         Ok(mail) => mail,
         Err(e) => return Attempt::Fatal(format!("cannot build the email: {e}")),
     };
-    let transport = match secure {
-        SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host),
-        SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host),
-        SmtpSecurity::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)),
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    let tls_parameters = || {
+        let mut builder = TlsParameters::builder(host.clone());
+        if let Some(pem) = ca_pem {
+            builder = builder.add_root_certificate(Certificate::from_pem(pem)?);
+        }
+        builder.build()
     };
-    let mut transport = match transport {
-        Ok(t) => t.timeout(Some(timeout)),
-        Err(e) => return Attempt::Fatal(format!("SMTP {host}: {e}")),
+    // Ports as lettre's relay constructors choose them: 587 submission (STARTTLS), 465 (implicit TLS), 25.
+    let (tls, default_port) = match secure {
+        SmtpSecurity::None => (Ok(Tls::None), 25),
+        SmtpSecurity::Starttls => (tls_parameters().map(Tls::Required), 587),
+        SmtpSecurity::Tls => (tls_parameters().map(Tls::Wrapper), 465),
     };
-    if let Some(port) = port {
-        transport = transport.port(*port);
-    }
+    let tls = match tls {
+        Ok(t) => t,
+        Err(e) => return Attempt::Fatal(format!("SMTP {host}: TLS settings: {e}")),
+    };
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        .port(port.unwrap_or(default_port))
+        .tls(tls)
+        .timeout(Some(timeout));
     if let (Some(user), Some(pass)) = (username, password) {
         transport = transport.credentials(Credentials::new(user.clone(), pass.expose().to_string()));
     }
