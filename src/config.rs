@@ -32,6 +32,10 @@ pub struct Config {
     /// Where `rules_dir` came from, for error messages (not a setting).
     #[serde(skip)]
     pub rules_dir_origin: String,
+    /// Notification targets that rule actions name (`[connectors.<name>]`, `type = "webhook"`, …).
+    pub connectors: BTreeMap<String, crate::actions::config::ConnectorConfig>,
+    /// Delivery settings of rule actions (`[actions]`).
+    pub actions: crate::actions::config::ActionsSettings,
 }
 
 impl Default for Config {
@@ -46,6 +50,8 @@ impl Default for Config {
             include_deprecated: false,
             rules: BTreeMap::new(),
             rules_dir_origin: "the default `rules` folder in the current directory".into(),
+            connectors: BTreeMap::new(),
+            actions: crate::actions::config::ActionsSettings::default(),
         }
     }
 }
@@ -134,6 +140,8 @@ pub struct RuleSettings {
     /// (crontab: `*/5 * * * *`), 6 fields (with seconds first: `0 */5 * * * *`) or a shorthand such as
     /// `@hourly`. Catch-up and backfill windows still step by the rule's `interval`.
     pub schedule: Option<String>,
+    /// Notifications after this rule's runs (`[[rules."<id>".actions]]`), see the README's "Actions".
+    pub actions: Vec<crate::actions::config::ActionConfig>,
 }
 
 /// Log line format of the daemon.
@@ -220,6 +228,8 @@ pub enum ConfigError {
     Env { name: String, message: String },
     #[error("{0}")]
     Invalid(String),
+    #[error("rule actions: {0}")]
+    Actions(String),
 }
 
 impl Config {
@@ -301,6 +311,13 @@ impl Config {
     /// Settings of one rule (defaults when the config does not name it).
     pub fn rule_settings(&self, rule_id: &str) -> RuleSettings {
         self.rules.get(rule_id).cloned().unwrap_or_default()
+    }
+
+    /// Connectors with their secrets read and every rule's actions checked; `None` when no rule has one.
+    pub fn rule_actions(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<crate::actions::Actions>, ConfigError> {
+        let rules = self.rules.iter().map(|(id, s)| (id.clone(), s.actions.clone())).collect();
+        crate::actions::Actions::new(&self.actions, &self.connectors, rules, env)
+            .map_err(ConfigError::Actions)
     }
 
     /// The alerts alias for a space, with `{space}` expanded.

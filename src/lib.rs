@@ -4,6 +4,7 @@
 //! → `detect` (one rule run) → `alert` (Kibana documents and ids) → `sink` (Elasticsearch, stdout).
 //! `scheduler` decides when runs happen; `cli` is a thin shell over all of it. `rules` reads
 //! detection-rules TOML; `simulate` writes realistic Windows Security events for labs and benchmarks.
+pub mod actions;
 pub mod alert;
 pub mod cli;
 pub mod compare;

@@ -103,7 +103,16 @@ fn offline_mapping(config: &Config) -> Result<Mapping> {
     Ok(mapping)
 }
 
+/// Options of a cluster run: [`offline_run_options`] plus the rule actions (connector secrets read now, so
+/// a missing one stops the command before anything runs).
 fn run_options(config: &Config) -> Result<RunOptions> {
+    let mut opts = offline_run_options(config)?;
+    opts.actions = config.rule_actions(&|name| std::env::var(name).ok())?.map(std::sync::Arc::new);
+    Ok(opts)
+}
+
+/// Options of a run that writes nothing (no actions: nothing is ever notified offline).
+fn offline_run_options(config: &Config) -> Result<RunOptions> {
     let mut opts = RunOptions {
         page_size: config.run.page_size,
         kibana_version: config.alerts.kibana_version.clone(),
@@ -198,7 +207,7 @@ fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> 
     }
     let mapping = offline_mapping(config)?;
     let now = a.now.as_deref().map(|t| parse_time(Some(t), "--now")).transpose()?;
-    let opts = run_options(config)?;
+    let opts = offline_run_options(config)?;
     let rules: Vec<&PreparedRule> = prepared.rules.iter().filter(|r| r.enabled).collect();
     let run = match detect::offline::run_on_file(&rules, &mapping, &a.events, now, &opts) {
         Ok(run) => run,

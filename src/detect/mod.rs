@@ -46,6 +46,8 @@ pub struct RunOptions {
     /// event is at or before it were already found by that window and are not emitted again (so
     /// overlapping windows do not report them twice). `None`: keep those ending at or after `from`.
     pub previous_window_end: Option<DateTime<Utc>>,
+    /// Rule actions (notifications) run after a rule's alerts are written; `None`: no rule has any.
+    pub actions: Option<std::sync::Arc<crate::actions::Actions>>,
 }
 
 impl Default for RunOptions {
@@ -57,6 +59,7 @@ impl Default for RunOptions {
             mapping_from_cluster: true,
             base_mapping: Mapping::builtin_ecs(),
             previous_window_end: None,
+            actions: None,
         }
     }
 }

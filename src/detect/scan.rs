@@ -240,15 +240,30 @@ async fn finish_rule(
         return ClusterOutcome { summary: summary.finish(started), groups };
     }
     if groups.is_empty() {
+        // Nothing new, but messages of earlier runs may wait in the actions outbox.
+        if let Some(actions) = opts.actions.as_deref().filter(|a| a.applies_to(prepared)) {
+            summary.actions = crate::actions::dispatch(client, actions, prepared, &summary, &[]).await;
+        }
         return done(summary.finish(started));
     }
     let index_started = Instant::now();
     let docs: Vec<Vec<(String, serde_json::Value)>> =
         groups.into_iter().map(|g| g.into_iter().map(|d| (d.id, d.source)).collect()).collect();
+    // Actions need the created documents after the write; copied only when the rule has actions.
+    let actions = opts.actions.as_deref().filter(|a| a.applies_to(prepared));
+    let for_actions: Vec<(String, serde_json::Value)> =
+        if actions.is_some() { docs.iter().flatten().cloned().collect() } else { Vec::new() };
     let written = write_alerts(client, &prepared.alias, docs, &WriteOptions::default()).await;
     summary.durations.index_ms = index_started.elapsed().as_millis() as u64;
     match written {
-        Ok(report) => summary.record_write(&report),
+        Ok(report) => {
+            summary.record_write(&report);
+            if let Some(actions) = actions {
+                let created: std::collections::HashSet<&String> = report.created_ids.iter().collect();
+                let new: Vec<(String, serde_json::Value)> = for_actions.into_iter().filter(|(id, _)| created.contains(id)).collect();
+                summary.actions = crate::actions::dispatch(client, actions, prepared, &summary, &new).await;
+            }
+        }
         Err(e) => return done(summary.fail(format!("could not write alerts to `{}`: {e}", prepared.alias), started)),
     }
     done(summary.finish(started))

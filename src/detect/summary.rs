@@ -75,6 +75,9 @@ pub struct RunSummary {
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
     pub durations: Durations,
+    /// Notifications of the rule's actions (empty when it has none); never part of the status.
+    #[serde(skip_serializing_if = "crate::actions::ActionsReport::is_empty")]
+    pub actions: crate::actions::ActionsReport,
 }
 
 impl RunSummary {
@@ -97,6 +100,7 @@ impl RunSummary {
             warnings: Vec::new(),
             errors: Vec::new(),
             durations: Durations::default(),
+            actions: crate::actions::ActionsReport::default(),
         }
     }
 

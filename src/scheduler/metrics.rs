@@ -138,6 +138,8 @@ impl Metrics {
             Box::new(m.rules_down.clone()),
             Box::new(m.windows_pending.clone()),
             Box::new(m.ready.clone()),
+            // Counted by the actions module as notifications go out.
+            Box::new(crate::actions::ACTIONS_TOTAL.clone()),
         ];
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");

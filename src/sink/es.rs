@@ -285,6 +285,8 @@ impl Default for WriteOptions {
 pub struct WriteReport {
     /// Documents created (bulk item status 201).
     pub created: usize,
+    /// Ids of the documents this call created (what rule actions notify about).
+    pub created_ids: Vec<String>,
     /// Documents already present (found by the lookup, or answered 409 by `create`), or repeated in the input.
     pub duplicates: usize,
     /// Documents not written, with the reason.
@@ -369,6 +371,7 @@ pub async fn write_alerts(
                         match status {
                             200..=299 => {
                                 report.created += 1;
+                                report.created_ids.push(docs[*pos].1.clone());
                                 state[*pos] = DocState::Present;
                             }
                             409 => {
