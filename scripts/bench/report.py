@@ -9,6 +9,8 @@ import sys
 runs = collections.defaultdict(list)  # (size, contender) -> [(cpu, rss_kb)]
 order = []
 for line in open(sys.argv[1]):
+    if line.startswith("Command exited"):  # /usr/bin/time's note on a non-zero exit (esdetect's 3)
+        continue
     name, wall, user, sys_, rss = line.split()
     contender, size, lines = name.split("/")
     key = (int(size), contender)
