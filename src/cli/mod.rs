@@ -18,7 +18,6 @@ use args::{AlertFormat, Cli, Command, OutputFormat};
 use chrono::{DateTime, Utc};
 use output::Style;
 use std::io::Write;
-use std::path::Path;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -574,7 +573,3 @@ fn namespaced_index(index: &str, ns: &str) -> String {
     }
 }
 
-/// The path of the file a rule came from, for messages.
-pub fn rule_file(rule: &PreparedRule) -> &Path {
-    &rule.rule.path
-}

@@ -690,7 +690,7 @@ impl Scheduler {
                     break;
                 }
                 errors.push(format!(
-                    "window {} to {} failed {attempts} times in a row and was given up so the rule can move on;                      events in it may have been missed",
+                    "window {} to {} failed {attempts} times in a row and was given up so the rule can move on; events in it may have been missed",
                     w.from, w.to
                 ));
                 tracing::error!(rule = %rule.rule_id, from = %w.from, to = %w.to, attempts, "giving up on a window");
