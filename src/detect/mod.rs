@@ -64,14 +64,6 @@ impl Default for RunOptions {
     }
 }
 
-/// The evaluated results of one window, before alerts are written.
-#[derive(Debug)]
-pub struct Evaluation {
-    pub output: RunOutput,
-    /// Values the mapping could not index (treated as missing, as Elasticsearch would).
-    pub malformed_values: u64,
-}
-
 /// Compiles a prepared rule against a mapping, with the request options Kibana would send.
 pub fn compile(prepared: &PreparedRule, mapping: &Mapping) -> Result<CompiledQuery, EqlError> {
     CompiledQuery::compile(&prepared.query, mapping, &query_options(&prepared.rule))
@@ -109,11 +101,36 @@ pub fn alert_context(prepared: &PreparedRule, opts: &RunOptions, now: DateTime<U
     ctx
 }
 
+/// The window a rule's events are read from: its own, extended back by `maxspan` for a sequence in
+/// complete mode (see [`keep_new_sequences`]).
+pub(crate) fn fetch_window(prepared: &PreparedRule, plan: &CompiledQuery, window: Window) -> Window {
+    mode_of(prepared, plan).map(|ms| window.extended_back(ms)).unwrap_or(window)
+}
+
+/// What every run of a rule does once its pass is over, whatever the source: drop the sequences an
+/// extended (complete mode) window found for the previous window, and record the engine's counters and
+/// the per-event limit skips in the summary. `window`: the rule's own window (`None`: a whole file, never
+/// extended).
+pub(crate) fn settle_pass(
+    summary: &mut RunSummary,
+    prepared: &PreparedRule,
+    plan: &CompiledQuery,
+    window: Option<&Window>,
+    previous_end: Option<DateTime<Utc>>,
+    output: &mut RunOutput,
+) {
+    if let (Some(w), Some(_)) = (window, mode_of(prepared, plan)) {
+        keep_new_sequences(plan, w, previous_end, &mut output.results);
+    }
+    summary.record_evaluation(output, plan.malformed_values(), prepared.rule.max_signals);
+    summary.record_limit_skips(plan.limit_skips());
+}
+
 /// In complete mode a sequence window is read from `from - maxspan`, and only sequences whose last event
 /// falls inside the real window are kept: earlier ones belong to (and were found by) the previous window.
 /// With `previous_end` (the end of the window completed before, inside this one when windows overlap),
 /// only sequences whose last event is after it are new.
-pub(crate) fn keep_new_sequences(plan: &CompiledQuery, window: &Window, previous_end: Option<DateTime<Utc>>, results: &mut Results) {
+fn keep_new_sequences(plan: &CompiledQuery, window: &Window, previous_end: Option<DateTime<Utc>>, results: &mut Results) {
     let from = window.from.timestamp_millis();
     let is_new = |ts: i64| match previous_end {
         Some(p) if p >= window.from && p <= window.to => ts > p.timestamp_millis(),
@@ -124,7 +141,7 @@ pub(crate) fn keep_new_sequences(plan: &CompiledQuery, window: &Window, previous
     }
 }
 
-pub(crate) fn mode_of(prepared: &PreparedRule, plan: &CompiledQuery) -> Option<i64> {
+fn mode_of(prepared: &PreparedRule, plan: &CompiledQuery) -> Option<i64> {
     match prepared.sequence_mode {
         SequenceMode::Complete if plan.is_sequence() => plan.maxspan_ms(),
         _ => None,

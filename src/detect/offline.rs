@@ -9,7 +9,7 @@
 
 use super::pass::{field_set, Member, MemberResult, Pass};
 use super::summary::RunSummary;
-use super::{alert_context, alert_groups, compile, keep_new_sequences, mode_of, PreparedRule, RunOptions, Window};
+use super::{alert_context, alert_groups, compile, fetch_window, settle_pass, PreparedRule, RunOptions, Window};
 use crate::alert::AlertDoc;
 use crate::eql::analyze::CompiledQuery;
 use crate::eql::mapping::Mapping;
@@ -40,8 +40,6 @@ pub struct RuleOutcome<'a> {
 #[derive(Debug)]
 pub struct FileRun<'a> {
     pub read: ReadReport,
-    /// The file was not in time order and was evaluated from memory, sorted.
-    pub sorted_in_memory: bool,
     pub rules: Vec<RuleOutcome<'a>>,
 }
 
@@ -79,7 +77,7 @@ impl<'r, 'a> Setup<'r, 'a> {
     where
         'r: 'p,
     {
-        let window = self.windows[i].map(|w| mode_of(self.rules[i], plan).map(|ms| w.extended_back(ms)).unwrap_or(w));
+        let window = self.windows[i].map(|w| fetch_window(self.rules[i], plan, w));
         let exceptions_at = self.windows[i].map(|w| w.to).unwrap_or_else(Utc::now);
         Member {
             prepared: self.rules[i],
@@ -127,7 +125,7 @@ pub fn run_on_file<'a>(
         let results = pass.finish();
         let read_back = |ranges: &[FileRange]| read_ranges(path, ranges);
         let rules = outcomes(&setup, &plans, results, &read, opts, started, Some(&read_back));
-        return Ok(FileRun { read, sorted_in_memory: false, rules });
+        return Ok(FileRun { read, rules });
     }
     drop(pass);
     let mut events: Vec<Arc<Event>> = Vec::new();
@@ -140,7 +138,7 @@ pub fn run_on_file<'a>(
     let results = sorted_pass(&setup, &fresh_refs, &events, true);
     let read_back = |ranges: &[FileRange]| read_ranges(path, ranges);
     let rules = outcomes(&setup, &fresh_refs, results, &read, opts, started, Some(&read_back));
-    Ok(FileRun { read, sorted_in_memory: true, rules })
+    Ok(FileRun { read, rules })
 }
 
 /// Runs `rules` over in-memory events (any order; every event is offered to every rule, whatever its
@@ -197,9 +195,7 @@ fn outcomes<'a>(
             results.next().expect("one result per runnable rule");
         let mut summary = RunSummary::new(prepared, window_or_span(span_ms));
         summary.fetched = offered;
-        if excepted > 0 {
-            summary.skipped.insert("removed by the rule's exceptions".into(), excepted);
-        }
+        summary.record_excepted(excepted);
         if outside_indices > 0 {
             summary.skipped.insert("`_index` matches none of the rule's index patterns".into(), outside_indices);
         }
@@ -212,11 +208,7 @@ fn outcomes<'a>(
                 continue;
             }
         };
-        if let (Some(w), Some(_)) = (setup.windows[i], mode_of(prepared, plan)) {
-            keep_new_sequences(plan, &w, None, &mut output.results);
-        }
-        summary.record_evaluation(&output, plan.malformed_values(), prepared.rule.max_signals);
-        summary.record_limit_skips(plan.limit_skips());
+        settle_pass(&mut summary, prepared, plan, setup.windows[i].as_ref(), None, &mut output);
         evaluated.push((summary, Some(output.results)));
     }
 

@@ -8,7 +8,7 @@
 use super::pass::{field_set, Member, MemberResult, Pass};
 use super::summary::RunSummary;
 use super::{
-    alert_context, alert_groups, cluster_mapping, compile, keep_new_sequences, mode_of, window_query, PreparedRule, RunOptions,
+    alert_context, alert_groups, cluster_mapping, compile, fetch_window, settle_pass, window_query, PreparedRule, RunOptions,
     Window,
 };
 use crate::alert::AlertDoc;
@@ -97,8 +97,7 @@ pub async fn evaluate_rules_on_cluster(
                 continue;
             }
         };
-        let fetch_window = mode_of(prepared, &plan).map(|ms| window.extended_back(ms)).unwrap_or(*window);
-        let query = window_query(prepared, &fetch_window, opts.page_size, Some(&mapping));
+        let query = window_query(prepared, &fetch_window(prepared, &plan, *window), opts.page_size, Some(&mapping));
         ready.push(Ready { at, prepared, window: *window, plan, query, mapping });
     }
 
@@ -214,18 +213,12 @@ async fn finish_rule(
 ) -> ClusterOutcome {
     let done = |summary: RunSummary| ClusterOutcome { summary, groups: Vec::new() };
     let prepared = r.prepared;
-    if result.excepted > 0 {
-        summary.skipped.insert("removed by the rule's exceptions".into(), result.excepted);
-    }
+    summary.record_excepted(result.excepted);
     let mut evaluated = match result.output {
         Ok(o) => o,
         Err(e) => return done(summary.fail(format!("query failed while evaluating: {e}"), started)),
     };
-    if mode_of(prepared, &r.plan).is_some() {
-        keep_new_sequences(&r.plan, &r.window, opts.previous_window_end, &mut evaluated.results);
-    }
-    summary.record_evaluation(&evaluated, r.plan.malformed_values(), prepared.rule.max_signals);
-    summary.record_limit_skips(r.plan.limit_skips());
+    settle_pass(&mut summary, prepared, &r.plan, Some(&r.window), opts.previous_window_end, &mut evaluated);
     match count_without_timestamp(client, &r.query).await {
         Ok(0) => {}
         Ok(n) => {

@@ -141,6 +141,13 @@ impl RunSummary {
         }
     }
 
+    /// Events the rule's exceptions removed from what its query saw.
+    pub fn record_excepted(&mut self, excepted: u64) {
+        if excepted > 0 {
+            self.skipped.insert("removed by the rule's exceptions".into(), excepted);
+        }
+    }
+
     pub fn record_write(&mut self, report: &WriteReport) {
         self.alerts_written = report.created as u64;
         self.duplicates = report.duplicates as u64;
