@@ -42,7 +42,6 @@ impl Projection {
 /// The dotted field paths to keep, compiled into a trie over key prefixes.
 #[derive(Debug, Clone, Default)]
 pub struct FieldSet {
-    paths: Vec<String>,
     root: Node,
 }
 
@@ -89,13 +88,7 @@ impl FieldSet {
         let mut paths: Vec<String> = paths.into_iter().map(|p| p.as_ref().to_string()).filter(|p| !p.is_empty()).collect();
         paths.sort();
         paths.dedup();
-        let root = Node::build(paths.iter().map(String::as_str));
-        FieldSet { paths, root }
-    }
-
-    /// The wanted paths, sorted.
-    pub fn paths(&self) -> &[String] {
-        &self.paths
+        FieldSet { root: Node::build(paths.iter().map(String::as_str)) }
     }
 
     /// Keeps from a parsed document what [`project_str`] would keep from its text.
