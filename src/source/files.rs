@@ -118,11 +118,17 @@ pub fn read_events_file(
 
 /// Opens a file, decompressing it when it starts with the gzip magic bytes.
 fn open(path: &Path) -> Result<Box<dyn BufRead>, FileSourceError> {
+    let (reader, is_gzip) = open_file(path)?;
+    Ok(if is_gzip { Box::new(BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(reader))) } else { Box::new(reader) })
+}
+
+/// Opens a file as it is on disk, and tells whether it starts with the gzip magic bytes.
+fn open_file(path: &Path) -> Result<(BufReader<std::fs::File>, bool), FileSourceError> {
     let io_err = |source| FileSourceError::Io { path: path.to_path_buf(), source };
     let file = std::fs::File::open(path).map_err(io_err)?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let is_gzip = reader.fill_buf().map_err(io_err)?.starts_with(&[0x1f, 0x8b]);
-    Ok(if is_gzip { Box::new(BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(reader))) } else { Box::new(reader) })
+    Ok((reader, is_gzip))
 }
 
 /// Reads back the texts at `ranges` of a file read by [`read_events_file`] (offsets into the decompressed
@@ -134,23 +140,26 @@ pub fn read_ranges(path: &Path, ranges: &[FileRange]) -> Result<HashMap<FileRang
     wanted.dedup();
     let mut out = HashMap::with_capacity(wanted.len());
     let mut buf = Vec::new();
-    let mut file = std::fs::File::open(path).map_err(io_err)?;
-    let mut magic = [0u8; 2];
-    let is_gzip = file.read(&mut magic).map_err(io_err)? == 2 && magic == [0x1f, 0x8b];
+    // Reads the range the reader stands at.
+    let mut take = |reader: &mut dyn Read, range: FileRange| -> Result<(), FileSourceError> {
+        buf.resize(range.len as usize, 0);
+        reader.read_exact(&mut buf).map_err(io_err)?;
+        let text = std::str::from_utf8(&buf).map_err(|e| io_err(changed(e)))?;
+        out.insert(range, Arc::from(text));
+        Ok(())
+    };
+    let (mut file, is_gzip) = open_file(path)?;
     if !is_gzip {
         // A plain file: seek to each range.
         use std::io::{Seek, SeekFrom};
         for range in wanted {
             file.seek(SeekFrom::Start(range.offset)).map_err(io_err)?;
-            buf.resize(range.len as usize, 0);
-            file.read_exact(&mut buf).map_err(io_err)?;
-            let text = std::str::from_utf8(&buf).map_err(|e| io_err(changed(e)))?;
-            out.insert(range, Arc::from(text));
+            take(&mut file, range)?;
         }
         return Ok(out);
     }
     // Compressed: one forward pass through the decompressed stream.
-    let mut reader = open(path)?;
+    let mut reader = BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(file));
     let mut position = 0u64;
     for range in wanted {
         if range.offset < position {
@@ -158,11 +167,8 @@ pub fn read_ranges(path: &Path, ranges: &[FileRange]) -> Result<HashMap<FileRang
             continue;
         }
         std::io::copy(&mut (&mut reader).take(range.offset - position), &mut std::io::sink()).map_err(io_err)?;
-        buf.resize(range.len as usize, 0);
-        reader.read_exact(&mut buf).map_err(io_err)?;
+        take(&mut reader, range)?;
         position = range.offset + range.len as u64;
-        let text = std::str::from_utf8(&buf).map_err(|e| io_err(changed(e)))?;
-        out.insert(range, Arc::from(text));
     }
     Ok(out)
 }
