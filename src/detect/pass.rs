@@ -172,8 +172,13 @@ impl Gates {
                         self.marks[r] = self.event_no;
                     }
                     if s.is_ascii() && !self.folded[f].is_empty() {
-                        let lower = s.to_ascii_lowercase();
-                        for &r in self.folded[f].get(&lower).into_iter().flatten() {
+                        // Most values are lower case already: no copy for them.
+                        let lower: std::borrow::Cow<str> = if s.bytes().any(|b| b.is_ascii_uppercase()) {
+                            s.to_ascii_lowercase().into()
+                        } else {
+                            s.as_ref().into()
+                        };
+                        for &r in self.folded[f].get(lower.as_ref()).into_iter().flatten() {
                             self.marks[r] = self.event_no;
                         }
                     }
