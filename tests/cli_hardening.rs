@@ -3,6 +3,10 @@
 //!
 //! Positions are computed from the text of the file the test writes, never copied from the program.
 
+mod common;
+
+use common::esdetect;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -19,18 +23,6 @@ fn smb() -> String {
 
 fn krb() -> String {
     seed("privilege_escalation_krbrelayup_service_creation.toml")
-}
-
-/// Runs the binary with a clean environment (no inherited ESDETECT_* or NO_COLOR) in `cwd`.
-fn esdetect(cwd: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esdetect"));
-    cmd.current_dir(cwd).args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("ESDETECT_") || name == "NO_COLOR" {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.output().expect("running the esdetect binary")
 }
 
 fn text(bytes: &[u8]) -> String {

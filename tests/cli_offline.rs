@@ -5,12 +5,16 @@
 //! search hits, checked against the spec's worked example §9.5), never copied from the program's output.
 //! Error positions are computed from the text of the broken file the test writes.
 
+mod common;
+
+use common::esdetect;
+
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const SMB_RULE_ID: &str = "d84a11c0-eb12-4e7d-8a0a-718e38351e29";
 const KRB_RULE_ID: &str = "e4e31051-ee01-4307-a6ee-b21b186958f4";
@@ -45,18 +49,6 @@ fn bare_id(line: &str) -> String {
 
 fn rules_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
-}
-
-/// Runs the binary with a clean environment (no inherited ESDETECT_* or NO_COLOR) in `cwd`.
-fn esdetect(cwd: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esdetect"));
-    cmd.current_dir(cwd).args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("ESDETECT_") || name == "NO_COLOR" {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.output().expect("running the esdetect binary")
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -10,9 +10,10 @@
 
 mod common;
 
+use common::esdetect;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use elasticsearch::http::Method;
 use esdetect::eql::mapping::Mapping;
@@ -49,17 +50,6 @@ fn sequence_ids(events: &[(&str, &str)], rule_uuid: &str) -> Vec<String> {
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kibana_export/rules_export.ndjson")
-}
-
-fn esdetect(cwd: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esdetect"));
-    cmd.current_dir(cwd).args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("ESDETECT_") || name == "NO_COLOR" {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.output().expect("running the esdetect binary")
 }
 
 fn text(bytes: &[u8]) -> String {

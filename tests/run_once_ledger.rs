@@ -5,25 +5,15 @@
 
 mod common;
 
+use common::esdetect;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use elasticsearch::http::Method;
 use esdetect::es::{ConnectionConfig, EsClient};
 use serde_json::Value;
 
 const SMB_RULE_ID: &str = "d84a11c0-eb12-4e7d-8a0a-718e38351e29";
-
-fn esdetect(cwd: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esdetect"));
-    cmd.current_dir(cwd).args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("ESDETECT_") || name == "NO_COLOR" {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.output().expect("running the esdetect binary")
-}
 
 /// Deletes the test's indices (by exact name) when dropped, also on failure.
 struct Cleanup(Vec<String>);

@@ -6,11 +6,14 @@
 //! leaves the `missing` placeholder out of the building blocks and the shell. Expected ids are computed
 //! here from the formulas of spec alert-documents §9, never copied from the program's output.
 
+mod common;
+
+use common::esdetect;
+
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output};
 
 const SAMPLE_ID: &str = "aaaaaaaa-0000-4000-8000-000000000001";
 const MISSING_ID: &str = "aaaaaaaa-0000-4000-8000-000000000002";
@@ -58,17 +61,6 @@ fn setup(dir: &Path) -> std::path::PathBuf {
     )
     .unwrap();
     cfg
-}
-
-fn esdetect(cwd: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esdetect"));
-    cmd.current_dir(cwd).args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("ESDETECT_") || name == "NO_COLOR" {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.output().expect("running the esdetect binary")
 }
 
 fn text(b: &[u8]) -> String {

@@ -17,6 +17,8 @@ use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder}
 use elasticsearch::indices::{IndicesCreateParts, IndicesDeleteParts};
 use elasticsearch::Elasticsearch;
 use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
 
 /// Environment variable naming the node the integration tests use.
 pub const ES_URL_VAR: &str = "ESDETECT_TEST_ES_URL";
@@ -150,4 +152,17 @@ pub fn unique_index_name(label: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Runs the esdetect binary in `cwd` with a clean environment (no inherited `ESDETECT_*` or `NO_COLOR`), so
+/// the developer's or CI's settings never leak into what a test sees.
+pub fn esdetect(cwd: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esdetect"));
+    cmd.current_dir(cwd).args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("ESDETECT_") || name == "NO_COLOR" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.output().expect("running the esdetect binary")
 }
