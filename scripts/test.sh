@@ -36,7 +36,7 @@ curl -fsS --max-time 10 "$ESDETECT_TEST_ES_URL/" || echo "(GET / failed)"
 echo
 
 set +e
-cargo test "$@"
+cargo test --workspace "$@"
 status=$?
 set -e
 exit "$status"

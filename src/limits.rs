@@ -13,17 +13,9 @@ use chrono::{DateTime, Duration, Utc};
 /// configuration (`run_timeout`, `max_backfill`, …) may give: 10 years (3650 days).
 pub const MAX_DURATION_DAYS: i64 = 3650;
 
-/// Most join keys one event may contribute to one sequence stage (the cartesian product of its
-/// multi-valued key fields). 1,024 is the classic default of Elasticsearch's
-/// `indices.query.bool.max_clause_count`; real events have a handful. An event over it takes no part in
-/// the stage and is counted in the run summary with the reason.
-pub const MAX_JOIN_KEY_COMBINATIONS: usize = 1024;
-
-/// Most value combinations one predicate may try on one event: a script-style predicate over several
-/// multi-valued fields (`not endswith(string(source.ip), string(host.ip))`) loops over the product of
-/// their values. 1,000,000 is Painless's default loop limit (`max_loop_counter`). An event over it is left
-/// out of the stage (neither matching nor, through a surrounding `not`, matching by accident) and counted.
-pub const MAX_PREDICATE_COMBINATIONS: usize = 1_000_000;
+// Per-event bounds of the EQL engine live with it (`esdetect_eql::limits`) and are re-exported here so
+// this stays the one list of esdetect's limits.
+pub use esdetect_eql::limits::{MAX_JOIN_KEY_COMBINATIONS, MAX_PREDICATE_COMBINATIONS};
 
 /// [`MAX_DURATION_DAYS`] as a chrono duration.
 pub fn max_duration() -> Duration {

@@ -1,7 +1,7 @@
 //! Elasticsearch's own EQL QA specs, run through esdetect's engine (`../shared/conformance`).
 //! The corpus sits beside the repository in CI; a missing corpus fails here rather than passing silently.
 
-use esdetect::eql::conformance::{run_files_with_engine, run_indices_with_engine, KNOWN_DIFFERENCES};
+use esdetect::conformance::{run_files_with_engine, run_indices_with_engine, KNOWN_DIFFERENCES};
 use std::path::PathBuf;
 
 fn corpus(name: &str) -> PathBuf {

@@ -2,8 +2,8 @@
 //! pipeline: the seed rules' query text from `rules/*.toml` (`rules::load_file`), `eql::parse`, compilation
 //! against the built-in ECS mapping with the options Kibana sends (`detect::query_options`), and
 //! `eql::engine::run` over small hand-made event sets. Each test asserts *which* events or sequences come
-//! back. The same cases exist as unit tests on hand-built syntax trees in `src/eql/analyze.rs` and
-//! `src/eql/engine.rs`; these catch a parser or rule-file difference that those cannot see.
+//! back. The same cases exist as unit tests on hand-built syntax trees in `crates/eql/src/analysis/analyze.rs` and
+//! `crates/eql/src/exec/engine.rs`; these catch a parser or rule-file difference that those cannot see.
 //!
 //! Rule 1 = `privilege_escalation_krbrelayup_service_creation` (sequence A: Kerberos loopback logon 4624,
 //! B: service installed 4697, by computer and logon id, maxspan 5m). Rule 2 =

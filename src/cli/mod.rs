@@ -465,7 +465,7 @@ fn eql_spec(a: &args::EqlSpecArgs) -> Result<i32> {
     let mappings: Vec<&std::path::Path> = a.mapping.iter().map(|p| p.as_path()).collect();
     let tiebreaker = (!a.no_tiebreaker).then_some(a.tiebreaker.as_str());
     let id_field = a.id_field.as_deref().unwrap_or(&a.tiebreaker);
-    let report = crate::eql::conformance::run_indices_with_engine(&data, &a.spec, &mappings, tiebreaker, id_field)?;
+    let report = crate::conformance::run_indices_with_engine(&data, &a.spec, &mappings, tiebreaker, id_field)?;
     println!("{report}");
     Ok(if report.failed() == 0 { EXIT_OK } else { EXIT_FAILED })
 }

@@ -274,8 +274,14 @@ fn pushdown_filters_keep_every_planted_attack_event() {
     let mut sim = Simulator::new(1234, start());
     let docs = sim.generate(Scenario::All, 500);
     let opts = QueryOptions::default();
-    let f1 = pushdown::pushdown_filter(&pushdown::tests::krbrelayup(), &opts).unwrap();
-    let f2 = pushdown::pushdown_filter(&pushdown::tests::smb_relay(), &opts).unwrap();
+    // The filters of the two rules as shipped in `rules/`.
+    let filter_of = |file: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(file);
+        let rule = crate::rules::parse_rule(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        pushdown::pushdown_filter(&crate::eql::parse(&rule.query).unwrap(), &opts).unwrap()
+    };
+    let f1 = filter_of("privilege_escalation_krbrelayup_service_creation.toml");
+    let f2 = filter_of("credential_access_machine_account_smb_relay.toml");
     let attacks: Vec<&Planted> = sim.planted().iter().filter(|p| p.is_attack()).collect();
     assert_eq!(attacks.len(), 10);
     for p in attacks {

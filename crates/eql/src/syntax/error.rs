@@ -1,6 +1,6 @@
 //! Errors a person can act on: what is wrong, where (line:column), and a caret under the token.
 
-use super::ast::Span;
+use crate::ast::Span;
 use std::fmt;
 
 /// Which phase rejected the query; a `Query` error is raised while evaluating (Elasticsearch would fail

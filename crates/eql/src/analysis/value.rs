@@ -6,9 +6,9 @@
 //! reject (longer than `ignore_above`, `"0x1c0"` in a long, a bad IP) is simply not there. Literals are
 //! coerced to the field's type the same way (§5.1); a literal the mapper cannot parse fails the query.
 
-use super::ast::{Literal, Span};
-use super::plan::KeyValue;
-use super::EqlError;
+use crate::ast::{Literal, Span};
+use crate::plan::KeyValue;
+use crate::EqlError;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -739,7 +739,7 @@ mod tests {
         assert_eq!(kd, Some(Val::Str("1.0E10".into())));
         assert_eq!(coerce_literal(&ValueKind::Long, &Literal::String("0".into()), "p", sp).unwrap(), Some(Val::Long(0)));
         let e = coerce_literal(&ValueKind::Long, &Literal::String("abc".into()), "process.pid", sp).unwrap_err();
-        assert_eq!(e.kind, crate::eql::ErrorKind::Query);
+        assert_eq!(e.kind, crate::ErrorKind::Query);
         assert!(coerce_literal(&ValueKind::Ip, &Literal::String("nope".into()), "source.ip", sp).is_err());
         assert_eq!(
             coerce_literal(&ValueKind::Ip, &Literal::String("0:0:0:0:0:0:0:0".into()), "ip", sp).unwrap(),

@@ -7,9 +7,9 @@
 //! Numbers follow Java: long arithmetic fails on overflow (`Math.*Exact` → query error), integer division
 //! truncates, doubles print as `Double.toString`.
 
-use super::ast::Span;
-use super::value::{java_double_to_string, parse_ip};
-use super::EqlError;
+use crate::ast::Span;
+use crate::value::{java_double_to_string, parse_ip};
+use crate::EqlError;
 use ipnet::{IpNet, Ipv6Net};
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv6Addr};
@@ -714,7 +714,7 @@ pub fn to_number<'a>(s: &str, base: Option<i64>, span: Span) -> Result<SV<'a>, E
         if let Ok(l) = s.parse::<i64>() {
             return Ok(SV::Long(l));
         }
-        return super::value::parse_java_double(s).map(SV::Double).ok_or_else(err);
+        return crate::value::parse_java_double(s).map(SV::Double).ok_or_else(err);
     }
     let (neg, body) = match s.strip_prefix('-') {
         Some(r) => (true, r),

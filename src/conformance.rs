@@ -17,10 +17,10 @@
 //! marks a feature the engine deliberately does not implement; such tests count as *skipped*, every other
 //! error or mismatch as *failed*.
 
-use super::engine::{self, Results};
-use super::plan::{KeyValue, Plan, Position, QueryOptions};
-use super::EqlError;
-use crate::event::Event;
+use esdetect_eql::engine::{self, Results};
+use esdetect_eql::plan::{KeyValue, Plan, Position, QueryOptions};
+use esdetect_eql::EqlError;
+use esdetect_eql::event::Event;
 use serde::Deserialize;
 use serde_json::Value;
 use std::fmt;
@@ -376,7 +376,7 @@ fn run_one(q: &SpecQuery, events: &[Event], compile: &Compile<'_>, options: &Que
     let projected: Vec<Event> = match plan.fields_read() {
         Some(mut fields) => {
             fields.push(id_field.to_string());
-            let fields = crate::event::FieldSet::new(fields);
+            let fields = esdetect_eql::event::FieldSet::new(fields);
             events.iter().map(|e| Event::new(e.index.clone(), e.id.clone(), fields.prune(&e.source))).collect()
         }
         None => events.to_vec(),
@@ -500,20 +500,20 @@ pub fn run_indices_with_engine(
     for d in data {
         events.extend(load_events(d, id_field)?);
     }
-    let mut base = crate::eql::mapping::Mapping::new();
+    let mut base = esdetect_eql::mapping::Mapping::new();
     if mappings.is_empty() {
         base = base.infer_unknown(true);
     }
     for path in mappings {
-        let m = crate::eql::mapping::Mapping::from_es_mapping_file(path)
+        let m = esdetect_eql::mapping::Mapping::from_es_mapping_file(path)
             .map_err(|e| ConformanceError::Data { path: path.to_path_buf(), message: e.to_string() })?;
         base.merge(&m);
     }
     let sources: Vec<Value> = events.iter().map(|e| e.source.clone()).collect();
     let mapping = base.with_dynamic_defaults(&sources);
     let compile = |text: &str, options: &QueryOptions| -> Result<Box<dyn Plan>, EqlError> {
-        let query = crate::eql::parse(text)?;
-        Ok(Box::new(crate::eql::analyze::CompiledQuery::compile(&query, &mapping, options)?))
+        let query = esdetect_eql::parse(text)?;
+        Ok(Box::new(esdetect_eql::analyze::CompiledQuery::compile(&query, &mapping, options)?))
     };
     let options = QueryOptions {
         tiebreaker_field: tiebreaker.map(str::to_string),
@@ -527,7 +527,7 @@ pub fn run_indices_with_engine(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eql::sequence::test_plan::{cat, ev, field_is, TestPlan};
+    use esdetect_eql::sequence::test_plan::{cat, ev, field_is, TestPlan};
     use serde_json::json;
 
     /// `shared/conformance` is `../shared` from the main checkout and `../../shared` from a helper worktree.

@@ -13,13 +13,13 @@
 //! the *opposite* direction would need an offset ES keeps but [`Limit`] cannot express; esdetect then
 //! uses the later pipe's direction with the smaller count (documented approximation).
 
-use super::ast::{self, CompareOp, Expr, FieldRef, Function, Literal, MatchOp, Span};
-use super::eval::{FieldAcc, Pred, SExpr, Script};
-use super::functions::{self as fx, Arith, Glob, SV};
-use super::mapping::Mapping;
-use super::plan::{KeyValue, Limit, Plan, Position, QueryOptions};
-use super::value::{coerce_literal, Val, ValueKind};
-use super::EqlError;
+use crate::ast::{self, CompareOp, Expr, FieldRef, Function, Literal, MatchOp, Span};
+use crate::eval::{FieldAcc, Pred, SExpr, Script};
+use crate::functions::{self as fx, Arith, Glob, SV};
+use crate::mapping::Mapping;
+use crate::plan::{KeyValue, Limit, Plan, Position, QueryOptions};
+use crate::value::{coerce_literal, Val, ValueKind};
+use crate::EqlError;
 use crate::event::Event;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -955,7 +955,7 @@ impl CompiledQuery {
     /// run: one crafted event must not fail (and after three attempts give up) a whole window.
     fn within_limits(&self, result: Result<bool, EqlError>) -> Result<bool, EqlError> {
         match result {
-            Err(e) if e.kind == super::error::ErrorKind::Limit => {
+            Err(e) if e.kind == crate::error::ErrorKind::Limit => {
                 self.predicates_over_limit.fetch_add(1, AtomicOrdering::Relaxed);
                 Ok(false)
             }
@@ -1025,7 +1025,7 @@ fn sample_keys(stage: &CompiledStage, mut keys: Vec<Vec<KeyValue>>) -> Vec<Vec<K
         if k.acc.as_ref().is_some_and(|a| matches!(a.kind, ValueKind::Date | ValueKind::DateNanos)) {
             for key in keys.iter_mut() {
                 if let Some(KeyValue::Str(text)) = key.get(i) {
-                    if let Some(ms) = super::value::parse_date_ms(text) {
+                    if let Some(ms) = crate::value::parse_date_ms(text) {
                         key[i] = KeyValue::Long(ms);
                     }
                 }
@@ -1120,9 +1120,9 @@ mod tests {
     //! of spec §10 against the edge cases of §13, the operator table of §2, the null table of §3.1 and
     //! the coercion table of §5.1.
     use super::*;
-    use crate::eql::ast::{EventFilter, Pipe, Query, QueryBody, Sequence, Stage};
-    use crate::eql::mapping::{FieldMapping, FieldType};
-    use crate::eql::ErrorKind;
+    use crate::ast::{EventFilter, Pipe, Query, QueryBody, Sequence, Stage};
+    use crate::mapping::{FieldMapping, FieldType};
+    use crate::ErrorKind;
     use serde_json::{json, Value};
 
     fn sp() -> Span {

@@ -1,4 +1,4 @@
-//! An in-memory matcher for the small Query DSL subset that [`super::pushdown`] emits.
+//! An in-memory matcher for the small Query DSL subset that [`crate::pushdown`] emits.
 //!
 //! It is a test oracle: it lets tests check, without an Elasticsearch cluster, that a pushed-down
 //! filter keeps every event the EQL evaluator would match. It models what Elasticsearch does for

@@ -19,10 +19,10 @@
 //! `sample` queries (`eql::sample`) ignore time: their events bypass the millisecond buffer and the timestamp
 //! check, and the samples are built when the stream ends (returned as [`Results::Sequences`]).
 
-use super::plan::{compare_tiebreakers, KeyValue, Limit, Plan, Position};
-use super::sample::SampleCollector;
-use super::sequence::{Completed, SequenceMatch, SequenceMatcher};
-use super::EqlError;
+use crate::plan::{compare_tiebreakers, KeyValue, Limit, Plan, Position};
+use crate::sample::SampleCollector;
+use crate::sequence::{Completed, SequenceMatch, SequenceMatcher};
+use crate::EqlError;
 use crate::event::Event;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -308,7 +308,7 @@ pub fn run<P: Plan + ?Sized>(plan: &P, events: impl IntoIterator<Item = Event>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eql::sequence::test_plan::{cat, ev, n, when, TestPlan};
+    use crate::sequence::test_plan::{cat, ev, n, when, TestPlan};
     use serde_json::json;
 
     /// The `n` ids of each returned sequence.

@@ -35,8 +35,8 @@
 //! A sequence that waits for trailing events is held until the stream has passed its deadline, and
 //! sequences are released in completion order, so results stay ordered by their last event.
 
-use super::plan::{KeyValue, Plan};
-use super::EqlError;
+use crate::plan::{KeyValue, Plan};
+use crate::EqlError;
 use crate::event::Event;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -423,10 +423,10 @@ impl SequenceMatcher {
 /// Events look like `{"ts": 5, "n": 1, "cat": "A", "k": "x"}`: `ts` is the timestamp (ms), `n` a numeric
 /// id, `cat` the category, and the key fields are whatever the plan names (multi-valued arrays expand to a
 /// cartesian product, nulls inside arrays are ignored, a missing or all-null key field means "never joins").
-#[cfg(test)]
-pub(crate) mod test_plan {
-    use super::super::plan::{KeyValue, Limit, Plan, Position};
-    use super::super::EqlError;
+#[cfg(any(test, feature = "testing"))]
+pub mod test_plan {
+    use crate::plan::{KeyValue, Limit, Plan, Position};
+    use crate::EqlError;
     use crate::event::Event;
     use serde_json::{json, Value};
 
@@ -451,6 +451,7 @@ pub(crate) mod test_plan {
     }
 
     /// A predicate: some value of `field` equals the string `value`.
+    #[allow(dead_code)] // used by esdetect's conformance tests, not this crate's
     pub fn field_is(field: &'static str, value: &'static str) -> Pred {
         Box::new(move |e: &Event| Ok(e.field_values(field).iter().any(|v| v.as_str() == Some(value))))
     }
@@ -603,7 +604,7 @@ pub(crate) mod test_plan {
 /// Missing-event stages through the whole runner, on a hand-written plan (the QA specs cover the rest).
 #[cfg(test)]
 mod missing_tests {
-    use super::super::engine::{run, Results, RunOutput};
+    use crate::engine::{run, Results, RunOutput};
     use super::test_plan::{cat, ev, n, TestPlan};
     use serde_json::json;
 
@@ -726,8 +727,8 @@ mod missing_tests {
 /// alone, then test each completed sequence against all events (`TumblingWindow.doCheckMissingEvents`).
 #[cfg(test)]
 mod missing_properties {
-    use super::super::engine::{run, Results};
-    use super::super::plan::Position;
+    use crate::engine::{run, Results};
+    use crate::plan::Position;
     use super::test_plan::{cat, ev, n, TestPlan};
     use crate::event::Event;
     use proptest::prelude::*;

@@ -5,7 +5,7 @@
 //! only ask those questions through [`Plan`], so the streaming machinery never looks at expressions or
 //! mappings, and the evaluator never looks at ordering or state.
 
-use super::EqlError;
+use crate::EqlError;
 use crate::event::Event;
 use std::cmp::Ordering;
 

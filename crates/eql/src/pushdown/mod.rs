@@ -16,8 +16,10 @@
 //! their condition only (their key handling is not part of this contract), so no key `exists` is
 //! added for them.
 
-use super::ast::{CompareOp, EventFilter, Expr, FieldRef, Function, Literal, MatchOp, Query, QueryBody, Stage};
-use super::plan::QueryOptions;
+pub mod dsl;
+
+use crate::ast::{CompareOp, EventFilter, Expr, FieldRef, Function, Literal, MatchOp, Query, QueryBody, Stage};
+use crate::plan::QueryOptions;
 use serde_json::{json, Value};
 
 /// Builds the pre-filter for `query`, or `None` when nothing useful can be pushed (the caller then
@@ -302,7 +304,7 @@ fn escape_backslashes(s: &str) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::eql::ast::*;
+    use crate::ast::*;
 
     // Tiny AST builders (the parser is written in parallel; these keep the tests independent of it).
     pub(crate) fn f(path: &str) -> Expr {
@@ -583,7 +585,7 @@ pub(crate) mod tests {
 mod superset_props {
     use super::tests::{krbrelayup, smb_relay};
     use super::*;
-    use crate::eql::dsl;
+    use crate::dsl;
     use crate::event::Event;
     use proptest::prelude::*;
     use proptest::strategy::ValueTree;

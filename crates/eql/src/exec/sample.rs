@@ -17,9 +17,9 @@
 //! Key values are compared exactly as sequence keys are (type-aware), and multi-valued key fields expand to
 //! one key per value combination, as composite aggregation buckets do.
 
-use super::plan::{compare_key_tuples, KeyValue, Plan};
-use super::sequence::Completed;
-use super::EqlError;
+use crate::plan::{compare_key_tuples, KeyValue, Plan};
+use crate::sequence::Completed;
+use crate::EqlError;
 use crate::event::Event;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -148,9 +148,9 @@ mod tests {
 /// Samples through the whole runner, on a hand-written plan.
 #[cfg(test)]
 mod runner_tests {
-    use super::super::engine::{run, Results};
-    use super::super::plan::KeyValue;
-    use super::super::sequence::test_plan::{cat, n, TestPlan};
+    use crate::engine::{run, Results};
+    use crate::plan::KeyValue;
+    use crate::sequence::test_plan::{cat, n, TestPlan};
     use crate::event::Event;
     use serde_json::json;
 
@@ -161,7 +161,7 @@ mod runner_tests {
 
     #[test]
     fn samples_are_ordered_by_key_cut_at_size_and_need_every_filter() {
-        let mut plan = TestPlan::seq(vec![cat("A"), cat("B")], &["k"]).limit(super::super::plan::Position::Tail, 2);
+        let mut plan = TestPlan::seq(vec![cat("A"), cat("B")], &["k"]).limit(crate::plan::Position::Tail, 2);
         plan.sequence = false;
         plan.sample = true;
         let events = vec![
@@ -192,9 +192,9 @@ mod runner_tests {
 /// force over all matching events), ascending, each sample valid.
 #[cfg(test)]
 mod properties {
-    use super::super::engine::{run, Results};
-    use super::super::plan::{compare_key_tuples, KeyValue, Position};
-    use super::super::sequence::test_plan::{n, when, TestPlan};
+    use crate::engine::{run, Results};
+    use crate::plan::{compare_key_tuples, KeyValue, Position};
+    use crate::sequence::test_plan::{n, when, TestPlan};
     use crate::event::Event;
     use proptest::prelude::*;
     use serde_json::{json, Value};

@@ -6,8 +6,8 @@
 //! single-quoted strings, `?"..."` raw strings from the Endgame dialect, `&&`/`||`, an unterminated
 //! string or comment (pointing at where it starts).
 
-use super::ast::Span;
-use super::error::EqlError;
+use crate::ast::Span;
+use crate::error::EqlError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TokenKind {

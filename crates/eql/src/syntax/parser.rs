@@ -1,4 +1,4 @@
-//! EQL parser: query text → [`ast::Query`], accepting what Elasticsearch's EQL grammar accepts
+//! EQL parser: query text → [`crate::ast::Query`], accepting what Elasticsearch's EQL grammar accepts
 //! (`EqlBase.g4` plus the checks ES makes while building its plan), with errors that say what to change.
 //!
 //! Precedence, loosest first, as in ES: `or` < `and` < `not` < comparison (`== != < <= > >=`, not
@@ -17,9 +17,9 @@
 //! keywords, canonical function names, minimal parentheses, largest exact maxspan unit) that parses back
 //! to the same tree; `esdetect explain` uses it.
 
-use super::ast::*;
-use super::error::EqlError;
-use super::lexer::{tokenize, Token, TokenKind, KEYWORDS};
+use crate::ast::*;
+use crate::error::EqlError;
+use crate::lexer::{tokenize, Token, TokenKind, KEYWORDS};
 use std::fmt;
 
 /// Maximum nesting of parentheses, `not`, unary minus and function calls.
@@ -1036,7 +1036,7 @@ fn write_string(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
 }
 
 fn write_ident(f: &mut fmt::Formatter<'_>, part: &str) -> fmt::Result {
-    if super::lexer::is_plain_identifier(part) {
+    if crate::lexer::is_plain_identifier(part) {
         f.write_str(part)
     } else {
         write!(f, "`{}`", part.replace('`', "``"))
@@ -1156,7 +1156,7 @@ impl fmt::Display for EventFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.category {
             None => f.write_str("any")?,
-            Some(c) if super::lexer::is_plain_identifier(c) => f.write_str(c)?,
+            Some(c) if crate::lexer::is_plain_identifier(c) => f.write_str(c)?,
             Some(c) => write_string(f, c)?,
         }
         write!(f, " where {}", self.condition)

@@ -8,12 +8,12 @@
 //! stays outside the loops. Top-level `and`/`or`/`not` combine independently evaluated children.
 //!
 //! Field values are read from `_source` without building strings (dotted and nested keys both work) and
-//! normalised per the mapped type on the fly ([`super::value::normalize`]).
+//! normalised per the mapped type on the fly ([`crate::value::normalize`]).
 
-use super::ast::{CompareOp, Function, Span};
-use super::functions::{self as fx, Arith, Glob, StrTest, SV};
-use super::value::{self, compare, normalize, Norm, Val, ValueKind};
-use super::EqlError;
+use crate::ast::{CompareOp, Function, Span};
+use crate::functions::{self as fx, Arith, Glob, StrTest, SV};
+use crate::value::{self, compare, normalize, Norm, Val, ValueKind};
+use crate::EqlError;
 use ipnet::Ipv6Net;
 use serde_json::Value;
 use std::borrow::Cow;

@@ -9,9 +9,9 @@
 //!
 //! Offline mode ([`Mapping::set_infer_unknown`]): when no mapping is known for a field, it is not an
 //! "Unknown column" error; instead each value is typed from its JSON type at evaluation time
-//! (string → keyword, integer → long, float → double, bool → boolean). See [`crate::eql::value::ValueKind::Inferred`].
+//! (string → keyword, integer → long, float → double, bool → boolean). See [`crate::value::ValueKind::Inferred`].
 
-use crate::eql::value::ValueKind;
+use crate::value::ValueKind;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
