@@ -96,11 +96,16 @@ impl Default for RunConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+/// How sequence rules treat sequences that straddle the window start. One type for the configuration,
+/// the detect layer (which does the querying) and the scheduler (which only passes it on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SequenceMode {
+    /// Query exactly the window, as Kibana does (a sequence that started before it is missed).
     #[default]
     Kibana,
+    /// Query an extra `maxspan` before the window and emit only sequences whose last event is new
+    /// (after the previous window's end).
     Complete,
 }
 

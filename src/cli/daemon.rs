@@ -16,7 +16,7 @@ use super::{load_rules, run_options, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL};
 use crate::config::Config;
 use crate::detect::{PreparedRule, RunStatus as DetectStatus};
 use crate::es::EsClient;
-use crate::scheduler::executor::{self, detect_executor, scheduler_sequence_mode};
+use crate::scheduler::executor::{self, detect_executor};
 use crate::scheduler::http::{self, HttpState, Readiness};
 use crate::scheduler::metrics::Metrics;
 use crate::scheduler::windows::{self, GapPolicy};
@@ -110,7 +110,7 @@ pub fn rule_spec(rule: &PreparedRule, config: &Config) -> Result<RuleSpec> {
         interval: rule.rule.interval_duration,
         lookback: rule.rule.lookback,
         gap_policy,
-        sequence_mode: scheduler_sequence_mode(rule.sequence_mode),
+        sequence_mode: rule.sequence_mode,
         run_timeout: chrono_duration(s.run_timeout, "run_timeout")?,
     }
     .validated()
@@ -480,7 +480,7 @@ pub async fn backfill(config: &Config, a: &BackfillArgs) -> Result<i32> {
                     execution_id: execution_id.clone(),
                     window: *w,
                     previous_window_end: previous_end,
-                    sequence_mode: scheduler_sequence_mode(rule.sequence_mode),
+                    sequence_mode: rule.sequence_mode,
                     scheduled_at: started_at,
                 };
                 let summary = executor::run_request(&client, rule, &req, &opts).await;

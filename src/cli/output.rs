@@ -48,6 +48,7 @@ impl Style {
             RunStatus::Succeeded => Color::Green,
             RunStatus::PartialFailure => Color::Yellow,
             RunStatus::Failed => Color::Red,
+            RunStatus::Skipped => Color::Grey,
         })
     }
 }

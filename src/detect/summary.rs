@@ -3,7 +3,7 @@
 use super::{PreparedRule, Window, MAX_SIGNALS_WARNING};
 use crate::eql::engine::RunOutput;
 use crate::sink::es::WriteReport;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -17,8 +17,10 @@ pub fn no_matching_index_warning(patterns: &[String]) -> String {
     )
 }
 
-/// Final status of an execution: any error → failed; else any warning → partial failure; else succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// An execution's final status, with Kibana's names: any error → failed; else any warning → partial
+/// failure; else succeeded. `skipped` is esdetect's own, recorded by the scheduler for ticks not run (a
+/// rule run never ends skipped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RunStatus {
     #[serde(rename = "succeeded")]
     Succeeded,
@@ -26,15 +28,46 @@ pub enum RunStatus {
     PartialFailure,
     #[serde(rename = "failed")]
     Failed,
+    #[serde(rename = "skipped")]
+    Skipped,
 }
 
 impl RunStatus {
+    /// Kibana's status name.
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Succeeded => "succeeded",
             RunStatus::PartialFailure => "partial failure",
             RunStatus::Failed => "failed",
+            RunStatus::Skipped => "skipped",
         }
+    }
+
+    /// Kibana's `status_order` (skipped, which Kibana does not have, sorts with succeeded).
+    pub fn status_order(self) -> u8 {
+        match self {
+            RunStatus::Succeeded | RunStatus::Skipped => 0,
+            RunStatus::PartialFailure => 20,
+            RunStatus::Failed => 30,
+        }
+    }
+
+    /// Kibana's precedence (spec §12.2): any error → failed (errors joined by ", "), else any warning →
+    /// partial failure (warnings joined by a blank line), else succeeded.
+    pub fn from_problems(errors: &[String], warnings: &[String]) -> (RunStatus, String) {
+        if !errors.is_empty() {
+            (RunStatus::Failed, errors.join(", "))
+        } else if !warnings.is_empty() {
+            (RunStatus::PartialFailure, warnings.join("\n\n"))
+        } else {
+            (RunStatus::Succeeded, "Rule execution completed successfully".to_string())
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -171,13 +204,7 @@ impl RunSummary {
     /// Sets the status from errors and warnings, and the total duration; logs the outcome.
     pub fn finish(mut self, started: Instant) -> RunSummary {
         self.durations.total_ms = started.elapsed().as_millis() as u64;
-        self.status = if !self.errors.is_empty() {
-            RunStatus::Failed
-        } else if !self.warnings.is_empty() {
-            RunStatus::PartialFailure
-        } else {
-            RunStatus::Succeeded
-        };
+        self.status = RunStatus::from_problems(&self.errors, &self.warnings).0;
         match self.status {
             RunStatus::Failed => tracing::error!(rule_id = %self.rule_id, errors = ?self.errors, "rule run failed"),
             _ => tracing::info!(

@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::clock::{BoxFuture, Clock};
@@ -32,19 +31,9 @@ use super::lease::{self, Claim, Lease, LeaseError, Release};
 use super::schedule::Schedule;
 use super::state::{Counts, LedgerEntry, RunStatus, StateStore, StoreError};
 use super::windows::{self, GapPolicy, Window, WindowPlan};
+use crate::es::retry::Backoff;
 
-/// How sequence rules treat sequences that straddle the window start. The scheduler only passes it on;
-/// the detect layer does the querying.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SequenceMode {
-    /// Query exactly the window, as Kibana does (a sequence that started before it is missed).
-    #[default]
-    Kibana,
-    /// Query an extra `maxspan` before the window and emit only sequences whose last event is new
-    /// (after [`RunRequest::previous_window_end`]).
-    Complete,
-}
+pub use crate::config::SequenceMode;
 
 /// Scheduling parameters of one rule.
 #[derive(Debug, Clone)]
@@ -161,32 +150,16 @@ impl Default for BackoffConfig {
     }
 }
 
-/// Exponential backoff with "equal jitter": each delay is uniformly drawn from the upper half of
-/// `min(max, initial·2^attempt)`, so replicas that failed together do not retry together, yet never
-/// retry much sooner than planned.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    config: BackoffConfig,
-    attempt: u32,
+impl BackoffConfig {
+    /// A fresh backoff with these bounds (the one jitter rule of [`crate::es::retry`]).
+    fn start(self) -> Backoff {
+        Backoff::new(self.initial.to_std().unwrap_or_default(), self.max.to_std().unwrap_or_default())
+    }
 }
 
-impl Backoff {
-    pub fn new(config: BackoffConfig) -> Self {
-        Backoff { config, attempt: 0 }
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let initial = self.config.initial.num_milliseconds().max(1);
-        let max = self.config.max.num_milliseconds().max(initial);
-        let base = initial.saturating_mul(1i64 << self.attempt.min(30)).min(max);
-        self.attempt = self.attempt.saturating_add(1);
-        let half = base / 2;
-        Duration::milliseconds(base - half + fastrand::i64(0..=half))
-    }
+/// The next delay of a backoff on the scheduler's clock.
+fn next_delay(backoff: &mut Backoff) -> Duration {
+    Duration::from_std(backoff.next_delay()).unwrap_or(Duration::MAX)
 }
 
 /// Process-wide settings of a [`Scheduler`].
@@ -389,7 +362,7 @@ impl Scheduler {
         let mut by_task: HashMap<tokio::task::Id, (RuleSpec, Backoff)> = HashMap::new();
         for rule in rules {
             let handle = tasks.spawn(self.supervised(rule.clone(), None, shutdown.clone()));
-            by_task.insert(handle.id(), (rule, Backoff::new(self.inner.config.backoff)));
+            by_task.insert(handle.id(), (rule, self.inner.config.backoff.start()));
         }
         while let Some(res) = tasks.join_next_with_id().await {
             let e = match res {
@@ -403,7 +376,7 @@ impl Scheduler {
             let why = if e.is_panic() { format!("panicked: {}", panic_message(e.into_panic())) } else { e.to_string() };
             self.inner.stats.task_failures.fetch_add(1, Ordering::Relaxed);
             self.inner.stats.set_down(&rule.rule_id, Some(why.clone()));
-            let delay = backoff.next_delay();
+            let delay = next_delay(&mut backoff);
             tracing::error!(rule = %rule.rule_id, error = %why, restart_in_ms = delay.num_milliseconds(),
                 "the rule's scheduling task failed; restarting it");
             self.record_task_failure(&rule, &why, delay).await;
@@ -474,7 +447,7 @@ impl Scheduler {
             tracing::warn!(rule = %rule.rule_id, "the schedule has no times; the rule will not run");
             return;
         };
-        let mut backoff = Backoff::new(inner.config.backoff);
+        let mut backoff = inner.config.backoff.start();
         // Skipped ticks not yet recorded: (first skipped, how many). Recorded once the store answers again.
         let mut skipped: Option<(DateTime<Utc>, u64)> = None;
         loop {
@@ -518,7 +491,7 @@ impl Scheduler {
                 Err(e) => {
                     inner.stats.ready.store(false, Ordering::SeqCst);
                     inner.stats.store_errors.fetch_add(1, Ordering::Relaxed);
-                    let delay = backoff.next_delay();
+                    let delay = next_delay(&mut backoff);
                     match inner.stats.store_outage.failure(inner.clock.now()) {
                         super::outage::Report::Started => tracing::warn!(rule = %rule.rule_id, error = %e,
                             "cannot reach the state store; every rule retries with backoff (one summary a minute until it is back)"),
@@ -832,7 +805,7 @@ impl Scheduler {
     /// release did not happen (the lease then expires by itself).
     async fn release_with_retries(&self, lease: &Lease, release: Release) -> Option<super::state::Versioned<super::state::RuleState>> {
         let inner = &self.inner;
-        let mut backoff = Backoff::new(inner.config.backoff);
+        let mut backoff = inner.config.backoff.start();
         for attempt in 1..=inner.config.write_attempts.max(1) {
             match lease::release(inner.store.as_ref(), lease, inner.clock.now(), release.clone()).await {
                 Ok(v) => return Some(v),
@@ -845,7 +818,7 @@ impl Scheduler {
                     inner.stats.store_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(rule = %lease.rule_id(), error = %e, attempt, "could not release the lease");
                     if attempt < inner.config.write_attempts {
-                        let until = inner.clock.now() + backoff.next_delay();
+                        let until = inner.clock.now() + next_delay(&mut backoff);
                         inner.clock.sleep_until(until).await;
                     }
                 }
@@ -857,7 +830,7 @@ impl Scheduler {
 
     async fn append_with_retries(&self, entry: &LedgerEntry) {
         let inner = &self.inner;
-        let mut backoff = Backoff::new(inner.config.backoff);
+        let mut backoff = inner.config.backoff.start();
         for attempt in 1..=inner.config.write_attempts.max(1) {
             match inner.store.append_ledger(entry).await {
                 Ok(()) => return,
@@ -865,7 +838,7 @@ impl Scheduler {
                     inner.stats.store_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(rule = %entry.rule_id, error = %e, attempt, "could not write the ledger entry");
                     if attempt < inner.config.write_attempts {
-                        let until = inner.clock.now() + backoff.next_delay();
+                        let until = inner.clock.now() + next_delay(&mut backoff);
                         inner.clock.sleep_until(until).await;
                     }
                 }

@@ -8,28 +8,11 @@ use std::sync::Arc;
 use chrono::Utc;
 use tokio::sync::Mutex;
 
-use super::daemon::{Executor, RunOutcome, RunRequest, SequenceMode};
+use super::daemon::{Executor, RunOutcome, RunRequest};
 use super::metrics::Metrics;
 use super::state::Counts;
-use crate::config;
 use crate::detect::{self, PreparedRule, RunOptions, RunSummary};
 use crate::es::EsClient;
-
-/// Converts the scheduler's sequence mode into the detect layer's.
-pub fn detect_sequence_mode(mode: SequenceMode) -> config::SequenceMode {
-    match mode {
-        SequenceMode::Kibana => config::SequenceMode::Kibana,
-        SequenceMode::Complete => config::SequenceMode::Complete,
-    }
-}
-
-/// Converts the configured sequence mode into the scheduler's.
-pub fn scheduler_sequence_mode(mode: config::SequenceMode) -> SequenceMode {
-    match mode {
-        config::SequenceMode::Kibana => SequenceMode::Kibana,
-        config::SequenceMode::Complete => SequenceMode::Complete,
-    }
-}
 
 /// What the scheduler records of a detect run.
 pub fn outcome_of(summary: &RunSummary) -> RunOutcome {
@@ -50,7 +33,7 @@ pub fn outcome_of(summary: &RunSummary) -> RunOutcome {
 /// Runs one window of a prepared rule against the cluster, as the scheduler asks.
 pub async fn run_request(client: &EsClient, rule: &PreparedRule, req: &RunRequest, opts: &RunOptions) -> RunSummary {
     let mut prepared = rule.clone();
-    prepared.sequence_mode = detect_sequence_mode(req.sequence_mode);
+    prepared.sequence_mode = req.sequence_mode;
     let mut opts = opts.clone();
     opts.previous_window_end = req.previous_window_end;
     let window = detect::Window { from: req.window.from, to: req.window.to };

@@ -20,57 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use super::windows::Window;
 
-/// An execution's final status, with Kibana's names (`skipped` is esdetect's own, for ticks not run).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum RunStatus {
-    #[serde(rename = "succeeded")]
-    Succeeded,
-    #[serde(rename = "partial failure")]
-    PartialFailure,
-    #[serde(rename = "failed")]
-    Failed,
-    #[serde(rename = "skipped")]
-    Skipped,
-}
-
-impl RunStatus {
-    /// Kibana's status name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::PartialFailure => "partial failure",
-            RunStatus::Failed => "failed",
-            RunStatus::Skipped => "skipped",
-        }
-    }
-
-    /// Kibana's `status_order` (skipped, which Kibana does not have, sorts with succeeded).
-    pub fn status_order(self) -> u8 {
-        match self {
-            RunStatus::Succeeded | RunStatus::Skipped => 0,
-            RunStatus::PartialFailure => 20,
-            RunStatus::Failed => 30,
-        }
-    }
-
-    /// Kibana's precedence (spec §12.2): any error → failed (errors joined by ", "), else any warning →
-    /// partial failure (warnings joined by a blank line), else succeeded.
-    pub fn from_problems(errors: &[String], warnings: &[String]) -> (RunStatus, String) {
-        if !errors.is_empty() {
-            (RunStatus::Failed, errors.join(", "))
-        } else if !warnings.is_empty() {
-            (RunStatus::PartialFailure, warnings.join("\n\n"))
-        } else {
-            (RunStatus::Succeeded, "Rule execution completed successfully".to_string())
-        }
-    }
-}
-
-impl std::fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Statuses are the detect layer's ([`crate::detect::RunStatus`]): one enum, whose `Skipped` only the
+/// ledger uses.
+pub use crate::detect::RunStatus;
 
 /// The state document of one rule (document id = rule id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
