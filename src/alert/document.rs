@@ -18,9 +18,12 @@ use crate::rules::Rule;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-/// `kibana.alert.rule.execution.type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How an execution was started, with Kibana's names (`kibana.alert.rule.execution.type`, the ledger's
+/// `execution_type`): by the schedule, or by hand (`esdetect run --once`, `esdetect backfill`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ExecutionType {
+    #[default]
     Scheduled,
     Manual,
 }

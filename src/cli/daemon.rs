@@ -14,15 +14,16 @@ use super::args::{BackfillArgs, OutputFormat, RunArgs, StatusArgs};
 use super::output::Style;
 use super::{load_rules, run_options, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL};
 use crate::config::Config;
-use crate::detect::{PreparedRule, RunStatus as DetectStatus};
+use crate::detect::PreparedRule;
 use crate::es::EsClient;
-use crate::scheduler::executor::{self, detect_executor};
+use crate::scheduler::executor::detect_executor;
+use crate::scheduler::manual;
 use crate::scheduler::http::{self, HttpState, Readiness};
 use crate::scheduler::metrics::Metrics;
 use crate::scheduler::windows::{self, GapPolicy};
 use crate::scheduler::{
-    Counts, EsStateStore, LedgerEntry, RuleSpec, RunRequest, RunStatus, Schedule, Scheduler, SchedulerConfig,
-    StateStore, StoreIndices, SystemClock,
+    EsStateStore, LedgerEntry, RuleSpec, RunStatus, Schedule, Scheduler, SchedulerConfig,
+    StoreIndices, SystemClock,
 };
 
 /// A process-unique replica id: host name plus a random suffix (two processes on one host must differ).
@@ -115,61 +116,6 @@ pub fn rule_spec(rule: &PreparedRule, config: &Config) -> Result<RuleSpec> {
     }
     .validated()
     .map_err(|e| anyhow!(e))
-}
-
-/// Records one `run --once` execution in the ledger (execution type `manual`), so `esdetect status` shows
-/// it. Best effort: a ledger that cannot be written is a warning, never a failed run.
-pub async fn record_manual_run(
-    store: &EsStateStore,
-    owner: &str,
-    summary: &crate::detect::RunSummary,
-    started_at: DateTime<Utc>,
-    finished_at: DateTime<Utc>,
-) {
-    let outcome = crate::scheduler::executor::outcome_of(summary);
-    let (status, message) = RunStatus::from_problems(&outcome.errors, &outcome.warnings);
-    let window = crate::scheduler::windows::Window {
-        from: summary.window.from,
-        to: summary.window.to,
-        kind: crate::scheduler::windows::WindowKind::Manual,
-    };
-    let entry = LedgerEntry {
-        rule_id: summary.rule_id.clone(),
-        execution_id: uuid::Uuid::new_v4().to_string(),
-        owner: owner.to_string(),
-        scheduled_at: started_at,
-        started_at,
-        finished_at,
-        window_from: Some(window.from),
-        window_to: Some(window.to),
-        windows: vec![window],
-        windows_completed: u32::from(status != RunStatus::Failed),
-        windows_remaining: 0,
-        window_end: None,
-        status,
-        message,
-        counts: outcome.counts,
-        warnings: outcome.warnings,
-        errors: outcome.errors,
-        gap_ms: None,
-        gap_from: None,
-        gap_to: None,
-        gap_filled_ms: None,
-        search_duration_ms: outcome.search_duration_ms,
-        indexing_duration_ms: outcome.indexing_duration_ms,
-        duration_ms: (finished_at - started_at).num_milliseconds().max(0) as u64,
-        delay_ms: 0,
-        skipped_tick: false,
-        skipped_ticks: 0,
-        execution_type: crate::scheduler::state::ExecutionType::Manual,
-    };
-    let written = match store.ensure_indices().await {
-        Ok(()) => store.append_ledger(&entry).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = written {
-        tracing::warn!(rule = %entry.rule_id, error = %e, "could not record the run in the ledger");
-    }
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
@@ -428,8 +374,7 @@ fn parse_time(text: &str, what: &str) -> Result<DateTime<Utc>> {
 }
 
 /// `esdetect backfill --from --to [--rule]`: runs each rule over `[from, to]` in windows shaped like its
-/// scheduled ones (execution type `manual`), with a progress bar, and records one ledger entry per rule.
-/// Existing alerts are never duplicated (alert ids are deterministic). Leaves the rule state alone.
+/// scheduled ones (`scheduler::manual::backfill`), with a progress bar, and prints what it did.
 pub async fn backfill(config: &Config, a: &BackfillArgs) -> Result<i32> {
     let from = parse_time(&a.from, "--from")?;
     let to = match &a.to {
@@ -445,103 +390,28 @@ pub async fn backfill(config: &Config, a: &BackfillArgs) -> Result<i32> {
         bail!("no rule to backfill in {}", config.rules_dir.display());
     }
     let client = EsClient::new(&config.elasticsearch)?;
-    client.info().await.map_err(|e| anyhow!("{e}"))?;
+    client.info().await?;
     let mut opts = run_options(config)?;
     opts.manual = true;
     let store = state_store(config, client.clone());
-    let owner = owner_id(config);
-    let plans: Vec<(&PreparedRule, Vec<windows::Window>)> = rules
-        .iter()
-        .map(|r| (r, windows::backfill(from, to, r.rule.lookback, r.rule.interval_duration)))
-        .collect();
-    let total: u64 = plans.iter().map(|(_, w)| w.len() as u64).sum();
-    let bar = indicatif::ProgressBar::new(total);
+    let plans = manual::plan(&rules, from, to);
+    let bar = indicatif::ProgressBar::new(plans.iter().map(|w| w.len() as u64).sum());
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} windows {msg} (eta {eta})")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let aliases = executor::AliasGuard::default();
-    let (mut any_failed, mut any_partial) = (false, false);
-    let mut totals = Counts::default();
-    for (rule, ws) in plans {
-        bar.set_message(rule.rule.name.clone());
-        let execution_id = uuid::Uuid::new_v4().to_string();
-        let started_at = Utc::now();
-        let mut counts = Counts::default();
-        let (mut warnings, mut errors) = (Vec::new(), Vec::new());
-        let (mut search_ms, mut index_ms, mut completed) = (0u64, 0u64, 0u32);
-        let mut previous_end = None;
-        if let Err(e) = aliases.ensure(&client, &rule.alias).await {
-            errors.push(e);
-        } else {
-            for w in &ws {
-                let req = RunRequest {
-                    rule_id: rule.rule.rule_id.clone(),
-                    execution_id: execution_id.clone(),
-                    window: *w,
-                    previous_window_end: previous_end,
-                    sequence_mode: rule.sequence_mode,
-                    scheduled_at: started_at,
-                };
-                let summary = executor::run_request(&client, rule, &req, &opts).await;
-                let out = executor::outcome_of(&summary);
-                counts.add(&out.counts);
-                search_ms += out.search_duration_ms;
-                index_ms += out.indexing_duration_ms;
-                if summary.status != DetectStatus::Failed {
-                    completed += 1;
-                }
-                warnings.extend(out.warnings);
-                errors.extend(out.errors);
-                previous_end = Some(w.to);
-                bar.inc(1);
-                tracing::info!(rule = %rule.rule.rule_id, from = %w.from, to = %w.to, status = summary.status.as_str(),
-                    alerts = summary.alerts_written, "backfill window done");
-            }
+    let mut progress = Bar(&bar);
+    let done = manual::backfill(&client, &store, &owner_id(config), &rules, plans, &opts, &mut progress).await;
+    bar.finish_and_clear();
+    for d in &done {
+        if let Err(e) = &d.recorded {
+            eprintln!("warning: could not record the backfill of {} in the ledger: {e}", d.entry.rule_id);
         }
-        let (status, message) = RunStatus::from_problems(&errors, &warnings);
-        any_failed |= status == RunStatus::Failed;
-        any_partial |= status == RunStatus::PartialFailure;
-        totals.add(&counts);
-        let finished_at = Utc::now();
-        let entry = LedgerEntry {
-            rule_id: rule.rule.rule_id.clone(),
-            execution_id,
-            owner: owner.clone(),
-            scheduled_at: started_at,
-            started_at,
-            finished_at,
-            window_from: ws.first().map(|w| w.from),
-            window_to: ws.last().map(|w| w.to),
-            windows_completed: completed,
-            windows_remaining: 0,
-            window_end: None,
-            windows: ws,
-            status,
-            message,
-            counts,
-            warnings,
-            errors,
-            gap_ms: None,
-            gap_from: None,
-            gap_to: None,
-            gap_filled_ms: None,
-            search_duration_ms: search_ms,
-            indexing_duration_ms: index_ms,
-            duration_ms: (finished_at - started_at).num_milliseconds().max(0) as u64,
-            delay_ms: 0,
-            skipped_tick: false,
-            skipped_ticks: 0,
-            execution_type: crate::scheduler::state::ExecutionType::Manual,
-        };
-        if let Err(e) = store.append_ledger(&entry).await {
-            bar.suspend(|| eprintln!("warning: could not record the backfill of {} in the ledger: {e}", entry.rule_id));
-        }
-        if entry.status != RunStatus::Succeeded {
-            bar.suspend(|| eprintln!("{} [{}]: {}", entry.rule_id, entry.status, entry.message));
+        if d.entry.status != RunStatus::Succeeded {
+            eprintln!("{} [{}]: {}", d.entry.rule_id, d.entry.status, d.entry.message);
         }
     }
-    bar.finish_and_clear();
+    let totals = manual::totals(&done);
     eprintln!(
         "backfilled {} rule(s) over {} → {}: {} events scanned, {} alerts written, {} duplicates skipped",
         rules.len(),
@@ -551,7 +421,21 @@ pub async fn backfill(config: &Config, a: &BackfillArgs) -> Result<i32> {
         totals.alerts_written,
         totals.duplicates
     );
-    Ok(if any_failed { EXIT_FAILED } else if any_partial { EXIT_PARTIAL } else { EXIT_OK })
+    let any = |status| done.iter().any(|d| d.entry.status == status);
+    Ok(if any(RunStatus::Failed) { EXIT_FAILED } else if any(RunStatus::PartialFailure) { EXIT_PARTIAL } else { EXIT_OK })
+}
+
+/// A backfill's progress on the terminal: the bar counts windows and names the rule being run.
+struct Bar<'a>(&'a indicatif::ProgressBar);
+
+impl manual::BackfillProgress for Bar<'_> {
+    fn rule_started(&mut self, rule: &PreparedRule, _windows: usize) {
+        self.0.set_message(rule.rule.name.clone());
+    }
+
+    fn window_done(&mut self, _rule: &PreparedRule, _window: &windows::Window, _summary: &crate::detect::RunSummary) {
+        self.0.inc(1);
+    }
 }
 
 #[cfg(test)]

@@ -174,9 +174,17 @@ async fn run_rules(config: &Config, a: &args::RunArgs, style: Style) -> Result<i
     let windows: Vec<(&PreparedRule, Window)> = rules.iter().map(|r| (*r, Window::ending_at(&r.rule, now))).collect();
     let started = Utc::now();
     let mut summaries = detect::scan::run_rules_on_cluster(&client, &windows, &opts, &Utc::now).await;
+    // Each run is recorded in the ledger (execution type `manual`) so `esdetect status` shows it; best
+    // effort: a ledger that cannot be written is a warning, never a failed run.
+    let ledger = store.ensure_indices().await;
+    if let Err(e) = &ledger {
+        tracing::warn!(error = %e, "could not set up the ledger; this run is not recorded in it");
+    }
     for (rule, summary) in rules.iter().zip(summaries.iter_mut()) {
         crate::scheduler::executor::warn_if_no_index_matches(&client, rule, summary).await;
-        daemon::record_manual_run(&store, &owner, summary, started, Utc::now()).await;
+        if ledger.is_ok() {
+            crate::scheduler::manual::record_run(&store, &owner, summary, started, Utc::now()).await;
+        }
     }
     print_summaries(a.format, style, &summaries)?;
     if a.format == OutputFormat::Table {

@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 use super::clock::{BoxFuture, Clock};
 use super::lease::{self, Claim, Lease, LeaseError, Release};
 use super::schedule::Schedule;
-use super::state::{Counts, LedgerEntry, RunStatus, StateStore, StoreError};
+use super::execution_log::ExecutionLog;
+use super::state::{Counts, ExecutionType, LedgerEntry, RunStatus, StateStore, StoreError};
 use super::windows::{self, GapPolicy, Window, WindowPlan};
 use crate::es::retry::Backoff;
 
@@ -420,8 +421,9 @@ impl Scheduler {
              The rule is restarted in {}s and its windows are run again.",
             delay.num_seconds().max(1)
         );
-        let mut entry = bare_entry(&rule.rule_id, &self.inner.config.owner, now, RunStatus::Failed, message.clone());
-        entry.errors = vec![message];
+        let mut log = ExecutionLog::start(&rule.rule_id, &self.inner.config.owner, ExecutionType::Scheduled, now, now);
+        log.error(message);
+        let entry = log.finish(now, Vec::new(), 0);
         self.inner.stats.count_execution(RunStatus::Failed);
         self.append_with_retries(&entry).await;
     }
@@ -571,15 +573,13 @@ impl Scheduler {
         shutdown: &CancellationToken,
     ) -> (LedgerEntry, bool) {
         let inner = &self.inner;
-        let execution_id = uuid::Uuid::new_v4().to_string();
         let started_at = inner.clock.now();
+        let mut log = ExecutionLog::start(&rule.rule_id, &inner.config.owner, ExecutionType::Scheduled, scheduled_at, started_at);
+        let execution_id = log.execution_id().to_string();
         let windows: Vec<Window> = plan.windows[..batch].to_vec();
         let remaining = (plan.windows.len() - batch) as u32;
-        let mut counts = Counts::default();
-        let (mut warnings, mut errors) = (Vec::new(), Vec::new());
-        let (mut search_ms, mut indexing_ms) = (0u64, 0u64);
+        log.gap(plan);
         if let Some(gap) = &plan.unfilled {
-            errors.push(gap.message());
             inner.stats.gap_seconds.fetch_add(gap.seconds_rounded().max(0) as u64, Ordering::Relaxed);
             tracing::warn!(rule = %rule.rule_id, gap_ms = gap.millis(), from = %gap.from, to = %gap.to,
                 "time was left unqueried");
@@ -604,19 +604,11 @@ impl Scheduler {
                 scheduled_at,
             };
             let ok = match self.run_window(rule, req, &mut lease, shutdown).await {
-                WindowResult::Done(out) => {
-                    counts.add(&out.counts);
-                    search_ms += out.search_duration_ms;
-                    indexing_ms += out.indexing_duration_ms;
-                    warnings.extend(out.warnings);
-                    let ok = out.errors.is_empty();
-                    errors.extend(out.errors);
-                    ok
-                }
+                WindowResult::Done(out) => log.add(out),
                 WindowResult::Panicked(why) => {
                     inner.stats.run_panics.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(rule = %rule.rule_id, from = %w.from, to = %w.to, error = %why, "the run panicked");
-                    errors.push(format!(
+                    log.error(format!(
                         "the run of window {} to {} panicked ({why}); this is a bug in esdetect, please report it; \
                          the window will be retried",
                         w.from, w.to
@@ -625,7 +617,7 @@ impl Scheduler {
                 }
                 WindowResult::TimedOut => {
                     inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                    errors.push(format!(
+                    log.error(format!(
                         "the run of window {} to {} did not finish within the run timeout ({}s) and was stopped; \
                          it will be retried",
                         w.from, w.to, rule.run_timeout.num_seconds()
@@ -635,7 +627,7 @@ impl Scheduler {
                 WindowResult::LeaseLost => {
                     inner.stats.leases_lost.fetch_add(1, Ordering::Relaxed);
                     lease_lost = true;
-                    errors.push(format!(
+                    log.error(format!(
                         "lost the lease on the rule while running window {} to {} (it could not be renewed in \
                          time and another replica took over); this run's progress is not recorded",
                         w.from, w.to
@@ -643,7 +635,7 @@ impl Scheduler {
                     false
                 }
                 WindowResult::Abandoned => {
-                    errors.push(format!(
+                    log.error(format!(
                         "window {} to {} was abandoned at shutdown after the {}s grace period; it will be run again",
                         w.from, w.to, inner.config.shutdown_grace.num_seconds()
                     ));
@@ -662,7 +654,7 @@ impl Scheduler {
                     failed_window = Some((w.to, attempts));
                     break;
                 }
-                errors.push(format!(
+                log.error(format!(
                     "window {} to {} failed {attempts} times in a row and was given up so the rule can move on; events in it may have been missed",
                     w.from, w.to
                 ));
@@ -680,7 +672,7 @@ impl Scheduler {
             }
         }
         let all_done = settled == windows.len();
-        let (status, message) = RunStatus::from_problems(&errors, &warnings);
+        let (status, message) = log.status();
         let finished_at = inner.clock.now();
         let mut window_end = lease.state.value.last_window_end;
         if !lease_lost {
@@ -698,36 +690,9 @@ impl Scheduler {
         if remaining > 0 {
             tracing::info!(rule = %rule.rule_id, completed, remaining, "backfill progress");
         }
-        let entry = LedgerEntry {
-            rule_id: rule.rule_id.clone(),
-            execution_id,
-            owner: inner.config.owner.clone(),
-            scheduled_at,
-            started_at,
-            finished_at,
-            window_from: windows.first().map(|w| w.from),
-            window_to: windows.last().map(|w| w.to),
-            windows,
-            windows_completed: completed,
-            windows_remaining: remaining,
-            window_end,
-            status,
-            message,
-            counts,
-            warnings,
-            errors,
-            gap_ms: plan.unfilled.map(|g| g.millis()),
-            gap_from: plan.unfilled.map(|g| g.from),
-            gap_to: plan.unfilled.map(|g| g.to),
-            gap_filled_ms: (plan.gap > Duration::zero() && plan.unfilled.is_none()).then(|| plan.gap.num_milliseconds()),
-            search_duration_ms: search_ms,
-            indexing_duration_ms: indexing_ms,
-            duration_ms: (finished_at - started_at).num_milliseconds().max(0) as u64,
-            delay_ms: (started_at - scheduled_at).num_milliseconds(),
-            skipped_tick: false,
-            skipped_ticks: 0,
-            execution_type: super::state::ExecutionType::Scheduled,
-        };
+        let mut entry = log.finish(finished_at, windows, completed);
+        entry.windows_remaining = remaining;
+        entry.window_end = window_end;
         tracing::info!(rule = %entry.rule_id, status = %entry.status, windows = entry.windows.len(),
             completed, alerts = entry.counts.alerts_written, "execution finished");
         self.append_with_retries(&entry).await;
@@ -856,36 +821,11 @@ impl Scheduler {
              their time"
         );
         tracing::warn!(rule = %rule.rule_id, skipped, %first, %due, "skipped ticks");
-        let entry = LedgerEntry {
-            rule_id: rule.rule_id.clone(),
-            execution_id: uuid::Uuid::new_v4().to_string(),
-            owner: inner.config.owner.clone(),
-            scheduled_at: first,
-            started_at: now,
-            finished_at: now,
-            window_from: None,
-            window_to: None,
-            windows: Vec::new(),
-            windows_completed: 0,
-            windows_remaining: 0,
-            window_end: None,
-            status: RunStatus::Skipped,
+        let entry = ExecutionLog::start(&rule.rule_id, &inner.config.owner, ExecutionType::Scheduled, first, now).skipped(
+            u32::try_from(skipped).unwrap_or(u32::MAX),
             message,
-            counts: Counts::default(),
-            warnings: Vec::new(),
-            errors: Vec::new(),
-            gap_ms: None,
-            gap_from: None,
-            gap_to: None,
-            gap_filled_ms: None,
-            search_duration_ms: 0,
-            indexing_duration_ms: 0,
-            duration_ms: 0,
-            delay_ms: (now - first).num_milliseconds(),
-            skipped_tick: true,
-            skipped_ticks: u32::try_from(skipped).unwrap_or(u32::MAX),
-            execution_type: super::state::ExecutionType::Scheduled,
-        };
+            now,
+        );
         if let Err(e) = inner.store.append_ledger(&entry).await {
             tracing::warn!(rule = %rule.rule_id, error = %e, "could not record skipped ticks");
         }
@@ -903,36 +843,3 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// A ledger entry of an execution that ran no window (a skipped tick, a failed task).
-fn bare_entry(rule_id: &str, owner: &str, now: DateTime<Utc>, status: RunStatus, message: String) -> LedgerEntry {
-    LedgerEntry {
-        rule_id: rule_id.to_string(),
-        execution_id: uuid::Uuid::new_v4().to_string(),
-        owner: owner.to_string(),
-        scheduled_at: now,
-        started_at: now,
-        finished_at: now,
-        window_from: None,
-        window_to: None,
-        windows: Vec::new(),
-        windows_completed: 0,
-        windows_remaining: 0,
-        window_end: None,
-        status,
-        message,
-        counts: Counts::default(),
-        warnings: Vec::new(),
-        errors: Vec::new(),
-        gap_ms: None,
-        gap_from: None,
-        gap_to: None,
-        gap_filled_ms: None,
-        search_duration_ms: 0,
-        indexing_duration_ms: 0,
-        duration_ms: 0,
-        delay_ms: 0,
-        skipped_tick: false,
-        skipped_ticks: 0,
-        execution_type: super::state::ExecutionType::Scheduled,
-    }
-}

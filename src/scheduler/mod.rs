@@ -7,6 +7,8 @@
 //! * [`state`]: the per-rule state document and per-execution ledger entries, and the store trait.
 //! * [`lease`]: claiming a rule through its state document with optimistic concurrency.
 //! * [`daemon`]: the loop that ties it together, with timeouts, renewals, backoff and shutdown.
+//! * [`execution_log`]: one execution's ledger entry, built the same way by every kind of run;
+//!   [`manual`]: executions started by hand (`run --once` records, `backfill`).
 //! * [`store_es`]: the [`StateStore`] in Elasticsearch; [`executor`]: the executor on top of `detect`;
 //!   [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` endpoints.
 pub mod clock;
@@ -15,6 +17,8 @@ pub mod windows;
 pub mod state;
 pub mod lease;
 pub mod daemon;
+pub mod execution_log;
+pub mod manual;
 pub mod executor;
 pub mod http;
 pub mod metrics;

@@ -107,15 +107,8 @@ impl Counts {
     }
 }
 
-/// How an execution was started, as Kibana's `execution_type` says it: by the schedule, or by hand
-/// (`esdetect run --once`, `esdetect backfill`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ExecutionType {
-    #[default]
-    Scheduled,
-    Manual,
-}
+/// The same execution type alert documents carry.
+pub use crate::alert::ExecutionType;
 
 /// One ledger document: one execution of one rule (one claim of the lease, one or more windows), or one
 /// record of scheduled ticks that were skipped.
