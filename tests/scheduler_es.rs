@@ -121,7 +121,7 @@ fn process_event(index: &str, at: DateTime<Utc>, host: &str, process: &str) -> (
 }
 
 async fn plant(c: &EsClient, docs: &[(String, Value)]) {
-    let n = esdetect::sink::es::index_events(c, docs).await.expect("planting events");
+    let n = esdetect::simulate::lab::index_events(c, docs).await.expect("planting events");
     assert_eq!(n, docs.len());
 }
 

@@ -479,8 +479,8 @@ fn eql_spec(a: &args::EqlSpecArgs) -> Result<i32> {
 }
 
 async fn simulate(config: &Config, a: &args::SimulateArgs) -> Result<i32> {
-    use crate::simulate::{Scenario, Simulator};
-    check_namespace(&a.namespace)?;
+    use crate::simulate::{lab, Scenario, Simulator};
+    lab::check_namespace(&a.namespace).map_err(|e| anyhow!(e))?;
     let spread = chrono::Duration::minutes(4);
     // By default events land in the four minutes before now, so the next run's window sees all of them.
     let start = match &a.start {
@@ -496,60 +496,31 @@ async fn simulate(config: &Config, a: &args::SimulateArgs) -> Result<i32> {
         args::ScenarioArg::All => Scenario::All,
     };
     let mut docs = sim.generate(scenario, a.count);
-    for (index, doc) in docs.iter_mut() {
-        *index = namespaced_index(index, &a.namespace);
-        if let Some(ns) = doc.pointer_mut("/data_stream/namespace") {
-            *ns = serde_json::Value::String(a.namespace.clone());
-        }
-    }
+    lab::apply_namespace(&mut docs, &a.namespace);
     if let Some(path) = &a.planted_out {
-        let planted: Vec<serde_json::Value> = sim
-            .planted()
-            .iter()
-            .map(|p| {
-                serde_json::json!({
-                    "scenario": format!("{:?}", p.scenario),
-                    "attack": p.is_attack(),
-                    "lookalike": p.lookalike.map(|l| format!("{l:?}")),
-                    "computer_name": p.computer_name,
-                    "logon_id": p.logon_id,
-                    "record_ids": p.record_ids,
-                    "indices": p.indices.iter().map(|i| namespaced_index(i, &a.namespace)).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
+        let planted = lab::planted_json(sim.planted(), &a.namespace);
         std::fs::write(path, serde_json::to_string_pretty(&planted)?)
             .with_context(|| format!("writing --planted-out {}", path.display()))?;
     }
     if a.stdout {
-        let mut out = std::io::stdout().lock();
-        for (i, (index, doc)) in docs.iter().enumerate() {
-            let hit = serde_json::json!({"_index": index, "_id": format!("sim-{:x}-{i:06}", a.seed), "_source": doc});
-            writeln!(out, "{}", serde_json::to_string(&hit)?)?;
-        }
+        lab::hits_ndjson(&docs, a.seed, &mut std::io::stdout().lock())?;
         return Ok(EXIT_OK);
     }
     let client = connect(config).await?;
-    // A bare cluster would map strings as `text` and IPs as strings, and the rules would then fail; put
-    // ECS templates first (weak priority: a real cluster's own templates win).
-    for (name, body) in crate::simulate::templates::event_index_templates() {
-        if crate::sink::es::put_index_template_if_absent(&client, &name, &body).await.map_err(|e| anyhow!("{e}"))? {
-            eprintln!("created index template {name}");
-        }
-    }
     // indicatif draws only when stderr is a terminal, so logs and CI output stay clean.
     let bar = indicatif::ProgressBar::new(docs.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let mut written = 0;
-    for chunk in docs.chunks(1000) {
-        written += crate::sink::es::index_events(&client, chunk).await.map_err(|e| anyhow!("{e}"))?;
-        bar.set_position(written as u64);
-    }
+    let written = lab::write_events(
+        &client,
+        &docs,
+        &mut |name| bar.suspend(|| eprintln!("created index template {name}")),
+        &mut |n| bar.set_position(n as u64),
+    )
+    .await?;
     bar.finish_and_clear();
-    let attacks = sim.planted().iter().filter(|p| p.is_attack()).count();
-    let lookalikes = sim.planted().len() - attacks;
+    let (attacks, lookalikes) = lab::planted_counts(&sim);
     let mut indices: Vec<&str> = docs.iter().map(|(i, _)| i.as_str()).collect();
     indices.sort();
     indices.dedup();
@@ -559,25 +530,5 @@ async fn simulate(config: &Config, a: &args::SimulateArgs) -> Result<i32> {
         indices.join(", ")
     );
     Ok(EXIT_OK)
-}
-
-/// Data stream namespaces: lower case letters, digits and `_` (Elastic forbids `-` and upper case).
-fn check_namespace(ns: &str) -> Result<()> {
-    if ns.is_empty() || ns.len() > 100 || !ns.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-        bail!("--namespace `{ns}`: use 1 to 100 lower-case letters, digits or `_` (no `-`), e.g. `lab` or `test_42`");
-    }
-    Ok(())
-}
-
-/// The simulator's index for namespace `ns`: `…-default` data streams get `-<ns>` instead; other indices
-/// (Winlogbeat's `winlogbeat-8.19.0`) get `-<ns>` appended, so `winlogbeat-*` still matches them.
-fn namespaced_index(index: &str, ns: &str) -> String {
-    if ns == "default" {
-        index.to_string()
-    } else if let Some(base) = index.strip_suffix("-default") {
-        format!("{base}-{ns}")
-    } else {
-        format!("{index}-{ns}")
-    }
 }
 

@@ -9,6 +9,7 @@
 //! out themselves. Same seed, same start, same calls → byte-identical output.
 
 pub mod events;
+pub mod lab;
 pub mod scenarios;
 pub mod templates;
 

@@ -545,35 +545,3 @@ mod tests {
         assert!(!already_exists(400, &json!({"error":{"type":"illegal_argument_exception","reason":"bad"}})));
     }
 }
-
-/// Bulk-indexes source events (the lab simulator's output) with `create` (which data streams require),
-/// letting the cluster choose `_id`s; refreshes so a following run sees them. Returns how many were created.
-pub async fn index_events(client: &EsClient, docs: &[(String, Value)]) -> Result<usize, SinkError> {
-    let mut created = 0;
-    for chunk in docs.chunks(1000) {
-        let mut lines: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
-        for (index, doc) in chunk {
-            lines.push(json!({"create": {"_index": index}}));
-            lines.push(doc.clone());
-        }
-        let response = client
-            .send("bulk-index events", || {
-                let body: Vec<JsonBody<Value>> = lines.iter().cloned().map(JsonBody::from).collect();
-                client.es().bulk(BulkParts::None).refresh(Refresh::True).body(body).send()
-            })
-            .await?;
-        let items = response.get("items").and_then(Value::as_array).ok_or_else(|| {
-            SinkError::Malformed("bulk response without `items`".into())
-        })?;
-        for item in items {
-            let status = item.get("create").and_then(|c| c.get("status")).and_then(Value::as_u64).unwrap_or(0);
-            if status == 201 {
-                created += 1;
-            } else {
-                let reason = item.pointer("/create/error/reason").and_then(Value::as_str).unwrap_or("unknown error");
-                return Err(SinkError::Malformed(format!("event not indexed (status {status}): {reason}")));
-            }
-        }
-    }
-    Ok(created)
-}
