@@ -164,9 +164,7 @@ async fn run_rules(config: &Config, a: &args::RunArgs, style: Style) -> Result<i
     aliases.dedup();
     for alias in &aliases {
         let read: Vec<String> = rules.iter().filter(|r| r.alias == *alias).flat_map(|r| r.rule.index.clone()).collect();
-        client.check_privileges(&read, Some(alias)).await.map_err(|e| anyhow!("{e}"))?;
-        let template = crate::alert::mapping::alerts_index_template(&[format!("{alias}-*")]);
-        crate::sink::es::ensure_alerts_index(&client, alias, template).await.map_err(|e| anyhow!("{e}"))?;
+        crate::sink::es::prepare_destination(&client, alias, &read).await.map_err(|e| anyhow!("{e}"))?;
     }
     // One pass per shared scan: rules reading the same indices over the same window share one PIT.
     let store = daemon::state_store(config, client.clone());

@@ -61,13 +61,14 @@ pub struct AliasGuard {
 }
 
 impl AliasGuard {
-    pub async fn ensure(&self, client: &EsClient, alias: &str) -> Result<(), String> {
+    /// Prepares the alias of `rule` (privileges, template, alias) unless that already worked once.
+    pub async fn ensure(&self, client: &EsClient, rule: &PreparedRule) -> Result<(), String> {
+        let alias = rule.alias.as_str();
         let mut ready = self.ready.lock().await;
         if ready.contains(alias) {
             return Ok(());
         }
-        let template = crate::alert::mapping::alerts_index_template(&[format!("{alias}-*")]);
-        crate::sink::es::ensure_alerts_index(client, alias, template)
+        crate::sink::es::prepare_destination(client, alias, &rule.rule.index)
             .await
             .map_err(|e| format!("cannot prepare the alerts alias `{alias}`: {e}"))?;
         ready.insert(alias.to_string());
@@ -95,7 +96,7 @@ pub fn detect_executor(
             let Some(rule) = rules.get(&req.rule_id) else {
                 return RunOutcome::failed(format!("rule `{}` is not loaded in this replica", req.rule_id));
             };
-            if let Err(e) = aliases.ensure(&client, &rule.alias).await {
+            if let Err(e) = aliases.ensure(&client, rule).await {
                 return RunOutcome::failed(e);
             }
             let started = std::time::Instant::now();

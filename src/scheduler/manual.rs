@@ -71,7 +71,7 @@ pub async fn backfill(
         let started_at = Utc::now();
         let mut log = ExecutionLog::start(&rule.rule.rule_id, owner, ExecutionType::Manual, started_at, started_at);
         let mut completed = 0u32;
-        match aliases.ensure(client, &rule.alias).await {
+        match aliases.ensure(client, rule).await {
             Err(e) => log.error(e),
             Ok(()) => {
                 let mut previous_end = None;

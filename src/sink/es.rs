@@ -90,6 +90,16 @@ fn check_alias_name(alias: &str) -> Result<(), SinkError> {
     }
 }
 
+/// Everything a rule's alerts need before its first run, done the same way by every entry point (`run
+/// --once`, the daemon, backfill): the privileges to read `read_indices` and to write through `alias`
+/// (an error naming what is missing, before anything is written), then the alerts index template and
+/// alias ([`ensure_alerts_index`] with esdetect's alerts template).
+pub async fn prepare_destination(client: &EsClient, alias: &str, read_indices: &[String]) -> Result<AliasState, SinkError> {
+    client.check_privileges(read_indices, Some(alias)).await?;
+    let template = crate::alert::mapping::alerts_index_template(&[format!("{alias}-*")]);
+    ensure_alerts_index(client, alias, template).await
+}
+
 /// Makes sure `alias` can take alerts. `template_body` is a composable index template body (at least
 /// `{"template": {"settings": …, "mappings": …}}`); its `index_patterns` are set to `<alias>-*` and a
 /// `priority` of 100 + alias length is added if absent (see `ensure_template`). An existing template is left as it is (it may have been tuned).
