@@ -452,7 +452,7 @@ async fn complete_mode_finds_a_sequence_straddling_windows_kibana_mode_does_not(
     let query = "sequence by host.name with maxspan=5m\n  [process where process.name == \"a.exe\"]\n  [process where process.name == \"b.exe\"]";
     let path = write_rule(dir.path(), "seq", &n.events, query, "5m", "now-9m");
     let rule = prepared(&path, &n.alias);
-    esdetect::scheduler::executor::AliasGuard::default().ensure(&c, &n.alias).await.unwrap();
+    esdetect::scheduler::executor::AliasGuard::default().ensure(&c, &rule).await.unwrap();
     let window = |k: i64| Window {
         from: t0 + Duration::minutes(5 * k - 9),
         to: t0 + Duration::minutes(5 * k),
