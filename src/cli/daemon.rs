@@ -115,7 +115,7 @@ pub fn rule_spec(rule: &PreparedRule, config: &Config) -> Result<RuleSpec> {
         run_timeout: chrono_duration(s.run_timeout, "run_timeout")?,
     }
     .validated()
-    .map_err(|e| anyhow!(e))
+    .map_err(anyhow::Error::from)
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
@@ -152,7 +152,7 @@ pub async fn run_daemon(config: &Config, a: &RunArgs) -> Result<i32> {
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::default());
     readiness.set_rules_loaded(rules.len());
-    let listener = http::bind(&config.scheduler.listen).await.map_err(|e| anyhow!(e))?;
+    let listener = http::bind(&config.scheduler.listen).await?;
     // Window runs (fetch + CPU-bound evaluation) get a runtime and a connection pool of their own, so a
     // heavy run never delays the scheduler's timers (run_timeout, lease renewal), the state store's
     // requests or /healthz.

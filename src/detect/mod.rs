@@ -177,13 +177,22 @@ pub fn window_query(prepared: &PreparedRule, window: &Window, page_size: usize, 
     q
 }
 
+/// Why the cluster's field mapping could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingFetchError {
+    #[error(transparent)]
+    Fetch(#[from] crate::es::EsError),
+    #[error("the cluster's `_mapping` answer cannot be read: {0}")]
+    Parse(#[from] crate::eql::mapping::MappingError),
+}
+
 /// Loads the mapping a cluster run types fields with: built-in ECS table, the configured mapping, and the
 /// cluster's `_mapping` of the rule's indices on top.
-pub async fn cluster_mapping(client: &EsClient, indices: &[String], opts: &RunOptions) -> Result<Mapping, String> {
+pub async fn cluster_mapping(client: &EsClient, indices: &[String], opts: &RunOptions) -> Result<Mapping, MappingFetchError> {
     let mut mapping = opts.base_mapping.clone();
     if opts.mapping_from_cluster {
-        let json = fetch_mapping(client, indices).await.map_err(|e| e.to_string())?;
-        let cluster = Mapping::from_es_mapping(&json).map_err(|e| e.to_string())?;
+        let json = fetch_mapping(client, indices).await?;
+        let cluster = Mapping::from_es_mapping(&json)?;
         if cluster.is_empty() {
             // No index exists yet: nothing to verify fields against; type unknown fields from their values.
             mapping.set_infer_unknown(true);

@@ -28,13 +28,30 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::{BoxFuture, Clock};
 use super::lease::{self, Claim, Lease, LeaseError, Release};
-use super::schedule::Schedule;
+use super::schedule::{Schedule, ScheduleError};
 use super::execution_log::ExecutionLog;
 use super::state::{Counts, ExecutionType, LedgerEntry, RunStatus, StateStore, StoreError};
 use super::windows::{self, GapPolicy, Window, WindowPlan};
 use crate::es::retry::Backoff;
 
 pub use crate::config::SequenceMode;
+
+/// Why a rule cannot be scheduled; each names the rule and the setting to fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpecError {
+    #[error("rule `{rule_id}`: {what} must be longer than zero (got {got})")]
+    NotPositive { rule_id: String, what: &'static str, got: Duration },
+    #[error("rule `{rule_id}`: {what} {}", crate::limits::too_long(&got.to_string()))]
+    TooLong { rule_id: String, what: &'static str, got: Duration },
+    #[error("rule `{rule_id}`: max_backfill must not be negative")]
+    NegativeBackfill { rule_id: String },
+    #[error("rule `{rule_id}`: invalid schedule")]
+    Schedule {
+        rule_id: String,
+        #[source]
+        source: ScheduleError,
+    },
+}
 
 /// Scheduling parameters of one rule.
 #[derive(Debug, Clone)]
@@ -60,10 +77,11 @@ pub fn default_max_backfill() -> Duration {
 impl RuleSpec {
     /// A rule on an interval schedule with esdetect's defaults: backfill on (24 h), Kibana sequence
     /// mode, 5 minute run timeout (the Kibana alerting default).
-    pub fn every(rule_id: impl Into<String>, interval: Duration, lookback: Duration) -> Result<RuleSpec, String> {
-        let schedule = Schedule::interval(interval).map_err(|e| e.to_string())?;
+    pub fn every(rule_id: impl Into<String>, interval: Duration, lookback: Duration) -> Result<RuleSpec, SpecError> {
+        let rule_id = rule_id.into();
+        let schedule = Schedule::interval(interval).map_err(|source| SpecError::Schedule { rule_id: rule_id.clone(), source })?;
         RuleSpec {
-            rule_id: rule_id.into(),
+            rule_id,
             schedule,
             interval,
             lookback,
@@ -75,25 +93,21 @@ impl RuleSpec {
     }
 
     /// Checks the durations; the error names the rule and the setting to fix.
-    pub fn validated(self) -> Result<RuleSpec, String> {
-        let positive = |what: &str, d: Duration| {
-            if d > Duration::zero() {
-                Ok(())
-            } else {
-                Err(format!("rule `{}`: {what} must be longer than zero (got {d})", self.rule_id))
+    pub fn validated(self) -> Result<RuleSpec, SpecError> {
+        let settings = [("interval", self.interval), ("the look-back (`from`)", self.lookback), ("the run timeout", self.run_timeout)];
+        for (what, d) in settings {
+            if d <= Duration::zero() {
+                return Err(SpecError::NotPositive { rule_id: self.rule_id, what, got: d });
             }
-        };
-        positive("interval", self.interval)?;
-        positive("the look-back (`from`)", self.lookback)?;
-        positive("the run timeout", self.run_timeout)?;
-        for (what, d) in [("interval", self.interval), ("the look-back (`from`)", self.lookback), ("the run timeout", self.run_timeout)] {
+        }
+        for (what, d) in settings {
             if d > crate::limits::max_duration() {
-                return Err(format!("rule `{}`: {what} {}", self.rule_id, crate::limits::too_long(&d.to_string())));
+                return Err(SpecError::TooLong { rule_id: self.rule_id, what, got: d });
             }
         }
         if let GapPolicy::Backfill { max_backfill } = self.gap_policy {
             if max_backfill < Duration::zero() {
-                return Err(format!("rule `{}`: max_backfill must not be negative", self.rule_id));
+                return Err(SpecError::NegativeBackfill { rule_id: self.rule_id });
             }
         }
         Ok(self)

@@ -94,11 +94,17 @@ async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
     }
 }
 
+/// The HTTP endpoint's address cannot be listened on.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} for /metrics and health checks; set [scheduler] listen to a free address")]
+pub struct BindError {
+    pub addr: String,
+    pub source: std::io::Error,
+}
+
 /// Binds `addr` (e.g. `127.0.0.1:9464`; port 0 picks a free one).
-pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr} for /metrics and health checks: {e}; set [scheduler] listen to a free address"))
+pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, BindError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| BindError { addr: addr.to_string(), source })
 }
 
 /// Serves until `shutdown` is cancelled.
