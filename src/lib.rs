@@ -12,6 +12,7 @@ pub mod compare;
 pub mod config;
 pub mod conformance;
 pub mod detect;
+pub mod duration;
 /// The EQL engine (`crates/eql`), under the name the rest of esdetect uses.
 pub use esdetect_eql as eql;
 pub mod es;

@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::duration::{DurationError, Notation};
 use serde::{Deserialize, Deserializer};
 
 /// A credential that must never appear in logs: `Debug` and `Display` print `***`.
@@ -118,25 +119,10 @@ impl ConnectionConfig {
     }
 }
 
-/// Parses `30`, `"30"`, `"30s"`, `"500ms"`, `"2m"`, `"1h"`, `"2d"` into a `Duration`; `None` for anything
-/// else or anything longer than [`crate::limits::MAX_DURATION_DAYS`].
+/// Parses `30`, `"30s"`, `"500ms"`, `"2m"`, `"1h"`, `"2d"` (esdetect's duration notation in its
+/// configuration form); `None` for anything else or anything longer than [`crate::limits::MAX_DURATION_DAYS`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    parse_duration_unbounded(s).filter(|d| d.as_secs() <= crate::limits::MAX_DURATION_SECS)
-}
-
-fn parse_duration_unbounded(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    match unit.trim() {
-        "" | "s" => Some(Duration::from_secs(n)),
-        "ms" => Some(Duration::from_millis(n)),
-        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
-        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
-        "d" => Some(Duration::from_secs(n.checked_mul(86_400)?)),
-        _ => None,
-    }
+    crate::duration::parse(s, Notation::Config).ok()
 }
 
 /// Serde helper for every duration setting: seconds (`30`) or text with a unit (`"500ms"`, `"5m"`, `"24h"`).
@@ -147,20 +133,14 @@ pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D
         Secs(u64),
         Text(String),
     }
-    match Raw::deserialize(d)? {
-        Raw::Secs(n) if n > crate::limits::MAX_DURATION_SECS => {
-            Err(serde::de::Error::custom(crate::limits::too_long(&n.to_string())))
-        }
-        Raw::Secs(n) => Ok(Duration::from_secs(n)),
-        Raw::Text(t) if parse_duration_unbounded(&t).is_some() && parse_duration(&t).is_none() => {
-            Err(serde::de::Error::custom(crate::limits::too_long(&t)))
-        }
-        Raw::Text(t) => parse_duration(&t).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "invalid duration {t:?}: use seconds (30) or a number with ms/s/m/h/d (\"500ms\", \"5m\", \"24h\")"
-            ))
-        }),
-    }
+    let text = match Raw::deserialize(d)? {
+        Raw::Secs(n) => n.to_string(),
+        Raw::Text(t) => t,
+    };
+    crate::duration::parse(&text, Notation::Config).map_err(|e| serde::de::Error::custom(match e {
+        DurationError::TooLong(_) => e.to_string(),
+        _ => format!("invalid duration {text:?}: use seconds (30) or a number with ms/s/m/h/d (\"500ms\", \"5m\", \"24h\")"),
+    }))
 }
 
 #[cfg(test)]

@@ -2,32 +2,13 @@
 //! `interval` (`5m`). Only the forms Kibana's rule schema produces are accepted: a whole number followed
 //! by one unit of `s`, `m`, `h` or `d`, at most [`crate::limits::MAX_DURATION_DAYS`] long.
 
+use crate::duration::Notation;
 use chrono::Duration;
 
-/// Parses `<N><unit>` (`5m`, `90s`, `1h`, `2d`).
+/// Parses `<N><unit>` (`5m`, `90s`, `1h`, `2d`), esdetect's one duration notation in its rule form.
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    if num.is_empty() {
-        return Err(format!("`{text}` is not a duration: expected a number then s, m, h or d, e.g. \"5m\""));
-    }
-    let n: i64 = num.parse().map_err(|_| format!("`{text}`: number too large"))?;
-    let secs = match unit {
-        "s" => Some(n),
-        "m" => n.checked_mul(60),
-        "h" => n.checked_mul(3600),
-        "d" => n.checked_mul(86_400),
-        _ => {
-            return Err(format!("`{text}`: unknown unit `{unit}`; use s, m, h or d (e.g. \"5m\")"));
-        }
-    }
-    .ok_or_else(|| crate::limits::too_long(text))?;
-    let d = Duration::try_seconds(secs).ok_or_else(|| crate::limits::too_long(text))?;
-    if d > crate::limits::max_duration() {
-        return Err(crate::limits::too_long(text));
-    }
-    Ok(d)
+    let d = crate::duration::parse(text, Notation::Rule).map_err(|e| e.to_string())?;
+    Duration::from_std(d).map_err(|_| crate::limits::too_long(text))
 }
 
 /// Parses Kibana date math relative to the run time, `now` or `now-<N><unit>`, into how far before
