@@ -8,6 +8,7 @@
 mod common;
 
 use common::esdetect;
+use common::ids::{event_alert_id, sequence_ids};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -24,23 +25,8 @@ const KRB_UUID: &str = "7b1c2a9e-3f0d-4c55-9a11-0d6e2f4b8c01";
 const DS_INDEX: &str = ".ds-logs-system.security-default-2026.05.20-000001";
 const ALERTS_ALIAS: &str = "esdetect-alerts-default";
 
-fn sha(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
 
-/// §9.1: event alert id.
-fn event_alert_id(index: &str, id: &str, space: &str, rule_uuid: &str) -> String {
-    sha(&format!("{index}{id}undefined{space}:{rule_uuid}"))
-}
 
-/// §9.2 and §9.3: building-block ids then the shell id of a sequence of `(index, id)` events.
-fn sequence_ids(events: &[(&str, &str)], rule_uuid: &str) -> (Vec<String>, String) {
-    let base: String = events.iter().map(|(index, id)| format!("{id}{index}{rule_uuid}")).collect();
-    let bbs: Vec<String> = (0..events.len()).map(|i| sha(&format!("{base}{i}"))).collect();
-    let shell_input: String =
-        events.iter().zip(&bbs).map(|((index, id), bb)| format!("{id}{index}{bb}")).collect::<String>() + rule_uuid;
-    (bbs, sha(&shell_input))
-}
 
 /// §"bare events" of `source::files`: `_id` = first 10 bytes of SHA-256 of the compact JSON, hex.
 fn bare_id(line: &str) -> String {
@@ -166,7 +152,7 @@ fn bare_ndjson_events_get_spec_ids_and_the_ndjson_shape() {
     let alerts = alert_lines(&out);
 
     let smb = event_alert_id("offline", &bare_id(&lines[0]), "default", SMB_UUID);
-    let (bbs, shell) = sequence_ids(&[("offline", &bare_id(&lines[2])), ("offline", &bare_id(&lines[3]))], KRB_UUID);
+    let (shell, bbs) = sequence_ids(&[("offline", &bare_id(&lines[2])), ("offline", &bare_id(&lines[3]))], KRB_UUID);
     let expected: BTreeSet<String> = [smb.clone(), bbs[0].clone(), bbs[1].clone(), shell.clone()].into();
     assert_eq!(ids(&alerts), expected);
     assert_eq!(alerts.len(), 4, "each alert exactly once");
@@ -204,7 +190,7 @@ fn search_hits_feed_the_ids_in_every_container_format() {
     let bb1 = "8d1d8af1c392637281cc8483be9fd005f6cd6fdfbd117a3771102755f4682794";
     let shell = "3a760c8c835d6516cf4fcc4882d3420b34e710e7c0dc2529164e97474884d780";
     assert_eq!(event_alert_id(DS_INDEX, "Pc3kLZYBd1Xk0aQ7mX2C", "default", SMB_UUID), smb);
-    let (bbs, sh) = sequence_ids(&[(DS_INDEX, "Nq3kLZYBd1Xk0aQ7mX2A"), (DS_INDEX, "Ob3kLZYBd1Xk0aQ7mX2B")], KRB_UUID);
+    let (sh, bbs) = sequence_ids(&[(DS_INDEX, "Nq3kLZYBd1Xk0aQ7mX2A"), (DS_INDEX, "Ob3kLZYBd1Xk0aQ7mX2B")], KRB_UUID);
     assert_eq!((bbs[0].as_str(), bbs[1].as_str(), sh.as_str()), (bb0, bb1, shell));
     let expected: BTreeSet<String> = [smb, bb0, bb1, shell].iter().map(|s| s.to_string()).collect();
 
@@ -253,7 +239,7 @@ fn now_windows_each_rule_on_its_own_field() {
     std::fs::write(&file, hits.iter().map(|h| serde_json::to_string(h).unwrap() + "\n").collect::<String>()).unwrap();
     let smb = |id: &str| event_alert_id(DS_INDEX, id, "default", SMB_UUID);
     let seq = |a: &str, b: &str| {
-        let (bbs, shell) = sequence_ids(&[(DS_INDEX, a), (DS_INDEX, b)], KRB_UUID);
+        let (shell, bbs) = sequence_ids(&[(DS_INDEX, a), (DS_INDEX, b)], KRB_UUID);
         vec![bbs[0].clone(), bbs[1].clone(), shell]
     };
 

@@ -20,6 +20,10 @@
 //! `esdetect::rules`). The daemon's store backoff grows to 30-60 s during a long outage, which bounds the
 //! wait after recovery; the whole test takes about 1.5-2 minutes.
 
+#[path = "common/ids.rs"]
+#[allow(dead_code)] // this binary needs only the event alert id
+mod ids;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -34,7 +38,6 @@ use elasticsearch::http::Method;
 use esdetect::es::{ConnectionConfig, EsClient};
 use esdetect::scheduler::{LedgerEntry, RuleState, RunStatus, WindowKind};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const RULE_ID: &str = "d84a11c0-eb12-4e7d-8a0a-718e38351e29";
@@ -277,11 +280,9 @@ fn relay_event(at: DateTime<Utc>, source_ip: &str) -> Value {
     })
 }
 
-/// Kibana's event alert id (alert-documents spec §9), computed here independently of `esdetect::alert`.
+/// Kibana's event alert id (alert-documents spec §9), computed independently of `esdetect::alert`.
 fn alert_id(index: &str, id: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(format!("{index}{id}undefined{}:{RULE_UUID}", "default").as_bytes());
-    hex::encode(h.finalize())
+    ids::event_alert_id(index, id, "default", RULE_UUID)
 }
 
 struct Node {

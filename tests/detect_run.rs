@@ -33,7 +33,7 @@ use esdetect::es::{ConnectionConfig, EsClient};
 use esdetect::simulate::templates::event_index_templates;
 use esdetect::sink::es::{ensure_alerts_index, first_index_name, put_index_template_if_absent, template_name};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+
 
 const KRB_RULE: &str = "privilege_escalation_krbrelayup_service_creation.toml";
 const SMB_RULE: &str = "credential_access_machine_account_smb_relay.toml";
@@ -54,22 +54,16 @@ const NOW: &str = "2026-05-20T10:05:00Z";
 // ---------------------------------------------------------------------------------------------------
 // Expected ids (spec alert-documents §9), written from the formulas.
 
-fn sha(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
 
-/// §9.1: sha256(index + id + String(undefined) + space + ":" + rule uuid).
+/// §9.1 for a hit in [`SPACE`].
 fn event_alert_id(hit: &Hit, rule_uuid: &str) -> String {
-    sha(&format!("{}{}undefined{SPACE}:{rule_uuid}", hit.index, hit.id))
+    common::ids::event_alert_id(&hit.index, &hit.id, SPACE, rule_uuid)
 }
 
-/// §9.2 / §9.3: (shell id, building-block ids in sequence order).
+/// §9.2 / §9.3 for hits: (shell id, building-block ids in sequence order).
 fn sequence_alert_ids(events: &[&Hit], rule_uuid: &str) -> (String, Vec<String>) {
-    let base: String = events.iter().map(|e| format!("{}{}{rule_uuid}", e.id, e.index)).collect();
-    let bbs: Vec<String> = (0..events.len()).map(|i| sha(&format!("{base}{i}"))).collect();
-    let shell_input: String =
-        events.iter().zip(&bbs).map(|(e, bb)| format!("{}{}{bb}", e.id, e.index)).collect::<String>() + rule_uuid;
-    (sha(&shell_input), bbs)
+    let pairs: Vec<(&str, &str)> = events.iter().map(|e| (e.index.as_str(), e.id.as_str())).collect();
+    common::ids::sequence_ids(&pairs, rule_uuid)
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 //! The node tests need ESDETECT_TEST_ES_URL (tests/common): without a node they fail.
 
 mod common;
+use common::ids::event_alert_id;
 
 use common::esdetect;
 
@@ -21,31 +22,19 @@ use esdetect::es::{ConnectionConfig, EsClient};
 use esdetect::event::Event;
 use esdetect::exceptions::{parse_item, RuleExceptions};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+
 
 /// The export's rule `id`s (Kibana saved-object ids), hence the alerts' rule uuids.
 const SMB_UUID: &str = "5d0c1e1a-2b7f-4a39-8c4e-6f1b9d2a7e10";
 const KRB_UUID: &str = "7b1c2a9e-3f0d-4c55-9a11-0d6e2f4b8c01";
 const UPSTREAM_INDEX: &str = r#""index":["logs-system.security*","logs-windows.forwarded*","winlogbeat-*"]"#;
 
-fn sha(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
 
-/// §9.1: event alert id.
-fn event_alert_id(index: &str, id: &str, space: &str, rule_uuid: &str) -> String {
-    sha(&format!("{index}{id}undefined{space}:{rule_uuid}"))
-}
 
 /// §9.2 and §9.3: the shell id then the building-block ids of a sequence of `(index, id)` events.
 fn sequence_ids(events: &[(&str, &str)], rule_uuid: &str) -> Vec<String> {
-    let base: String = events.iter().map(|(index, id)| format!("{id}{index}{rule_uuid}")).collect();
-    let bbs: Vec<String> = (0..events.len()).map(|i| sha(&format!("{base}{i}"))).collect();
-    let shell_input: String =
-        events.iter().zip(&bbs).map(|((index, id), bb)| format!("{id}{index}{bb}")).collect::<String>() + rule_uuid;
-    let mut out = vec![sha(&shell_input)];
-    out.extend(bbs);
-    out
+    let (shell, bbs) = common::ids::sequence_ids(events, rule_uuid);
+    std::iter::once(shell).chain(bbs).collect()
 }
 
 fn fixture() -> PathBuf {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::args::{BackfillArgs, OutputFormat, RunArgs, StatusArgs};
 use super::output::Style;
-use super::{load_rules, run_options, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL};
+use super::{load_rules, parse_time, run_options, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL};
 use crate::config::Config;
 use crate::detect::PreparedRule;
 use crate::es::EsClient;
@@ -367,20 +367,11 @@ pub async fn status(config: &Config, a: &StatusArgs, style: Style) -> Result<i32
     Ok(EXIT_OK)
 }
 
-fn parse_time(text: &str, what: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|d| d.with_timezone(&Utc))
-        .map_err(|e| anyhow!("{what}: `{text}` is not an RFC 3339 time such as 2026-05-20T10:05:00Z ({e})"))
-}
-
 /// `esdetect backfill --from --to [--rule]`: runs each rule over `[from, to]` in windows shaped like its
 /// scheduled ones (`scheduler::manual::backfill`), with a progress bar, and prints what it did.
 pub async fn backfill(config: &Config, a: &BackfillArgs) -> Result<i32> {
-    let from = parse_time(&a.from, "--from")?;
-    let to = match &a.to {
-        Some(t) => parse_time(t, "--to")?,
-        None => Utc::now(),
-    };
+    let from = parse_time(Some(&a.from), "--from")?;
+    let to = parse_time(a.to.as_deref(), "--to")?;
     if to <= from {
         bail!("--to ({to}) must be after --from ({from})");
     }

@@ -52,6 +52,7 @@ fn load_config(cli: &Cli) -> Result<Config> {
     Ok(config)
 }
 
+/// A time argument in RFC 3339; absent means now.
 fn parse_time(text: Option<&str>, what: &str) -> Result<DateTime<Utc>> {
     match text {
         None => Ok(Utc::now()),

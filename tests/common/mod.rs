@@ -7,6 +7,8 @@
 //! Each test binary uses only some of these helpers, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod ids;
+
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU32, Ordering};
