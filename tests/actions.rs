@@ -655,3 +655,119 @@ async fn email_over_starttls_trusts_the_configured_ca() {
     assert_eq!(got.len(), 1);
     assert!(got[0].contains("Subject: subject: over TLS"), "{}", got[0]);
 }
+
+/// Deletes the per-test ledger and state indices of the scheduler at the end, also on failure.
+struct SchedulerIndices(Vec<String>);
+
+impl Drop for SchedulerIndices {
+    fn drop(&mut self) {
+        let (url, indices) = (common::es_url(), self.0.join(","));
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let client = EsClient::new(&ConnectionConfig::for_url(url)).unwrap();
+                let _ = client.raw(Method::Delete, &format!("/{indices}?ignore_unavailable=true"), &[], None).await;
+            })
+        })
+        .join();
+    }
+}
+
+/// `esdetect status` output (`--format json` lines, or the table) for this config.
+fn status_output(config: &Path, json_lines: bool) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esdetect"));
+    cmd.arg("--no-color").arg("--config").arg(config).arg("status");
+    if json_lines {
+        cmd.args(["--format", "json"]);
+    }
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ESDETECT_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output().expect("running esdetect status");
+    assert!(out.status.success(), "esdetect status: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The ledger entries `esdetect status --format json` prints, oldest first.
+fn ledger_runs(config: &Path) -> Vec<Value> {
+    let mut runs: Vec<Value> = status_output(config, true)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("run").cloned())
+        .collect();
+    runs.sort_by_key(|r| r["started_at"].as_str().unwrap_or_default().to_string());
+    runs
+}
+
+/// Each delivery's outcome — failed after the retries, sent, throttled, redelivered from the outbox — is
+/// recorded in the run's ledger entry in Elasticsearch and shown by `esdetect status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn action_outcomes_are_recorded_in_the_ledger_and_shown_by_status() {
+    let lab = Lab::new().await;
+    let (ledger, state) = (format!("esdetect-ledger-{}", lab.tag), format!("esdetect-state-{}", lab.tag));
+    let _cleanup = SchedulerIndices(vec![ledger.clone(), state.clone()]);
+    lab.plant_smb("2026-05-20T10:01:00.000Z").await;
+    lab.plant_smb("2026-05-20T10:11:00.000Z").await;
+    // Four 500s: the first action's message fails after its 1 + 3 retries; everything after is accepted.
+    let (rx, url) = Receiver::start(&[500, 500, 500, 500]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[scheduler]\nledger_index = {ledger:?}\nstate_index = {state:?}\nindex_replicas = 0\n\n{}\n\
+         [[rules.\"{SMB_RULE_ID}\".actions]]\nconnector = \"soc-hook\"\nnotify_when = \"on_throttle_interval\"\nthrottle = \"1h\"\n",
+        webhook_section(&url)
+    );
+    let config = lab.config(dir.path(), &extra);
+    // Ledger writes are not refreshed (searches see them within a second): refresh before reading.
+    let refresh = || async {
+        let (status, body) = lab.client.raw(Method::Post, &format!("/{ledger}/_refresh"), &[], None).await.expect("refresh");
+        assert_eq!(status, 200, "{body}");
+    };
+
+    // Run 1 (window 09:56–10:05, the first event): action 0 fails after the retries, action 1 is sent.
+    let s = summary_of(esdetect(&config, &["run", "--once", "--now", NOW, "--format", "json"]));
+    assert_eq!(s["alerts_written"], 1, "{s}");
+    assert_eq!(rx.received().len(), 5, "4 attempts of action 0, 1 of action 1");
+    refresh().await;
+    let runs = ledger_runs(&config);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let counts = &runs[0]["counts"];
+    assert_eq!(
+        counts["actions"],
+        json!([{"connector": "soc-hook", "outcome": "failed", "count": 1}, {"connector": "soc-hook", "outcome": "sent", "count": 1}]),
+        "{counts}"
+    );
+    let errors = counts["action_errors"].as_array().expect("the delivery error is recorded");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let error = errors[0].as_str().unwrap();
+    assert!(error.contains("action 0 (soc-hook): not delivered after 4 attempt(s)") && error.contains("500"), "{error}");
+    assert_eq!(runs[0]["status"], "succeeded", "a failed notification never fails the run");
+
+    // Run 2 (window 10:06–10:15, the second event): the kept message is redelivered, action 0 sends the
+    // new alert, action 1 is throttled (it sent less than an hour ago).
+    let now2 = "2026-05-20T10:15:00Z";
+    let s = summary_of(esdetect(&config, &["run", "--once", "--now", now2, "--format", "json"]));
+    assert_eq!(s["alerts_written"], 1, "{s}");
+    assert_eq!(rx.received().len(), 7, "the redelivery and action 0's new message");
+    refresh().await;
+    let runs = ledger_runs(&config);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(
+        runs[1]["counts"]["actions"],
+        json!([
+            {"connector": "soc-hook", "outcome": "redelivered", "count": 1},
+            {"connector": "soc-hook", "outcome": "sent", "count": 1},
+            {"connector": "soc-hook", "outcome": "throttled", "count": 1}
+        ]),
+        "{}",
+        runs[1]
+    );
+    assert!(runs[1]["counts"].get("action_errors").is_none(), "{}", runs[1]);
+
+    // The table: an `actions` column per run, and the failed delivery's reason in the message.
+    let table = status_output(&config, false);
+    assert!(table.contains("soc-hook: 1 failed, 1 sent"), "{table}");
+    assert!(table.contains("soc-hook: 1 redelivered, 1 sent, 1 throttled"), "{table}");
+    assert!(table.contains("actions: action 0 (soc-hook): not delivered after 4 attempt(s)"), "{table}");
+}

@@ -8,6 +8,7 @@
 pub mod args;
 pub mod daemon;
 pub mod output;
+pub mod reload;
 
 use crate::config::Config;
 use crate::detect::{self, prepare::Prepared, PreparedRule, RunOptions, RunStatus, RunSummary, Window};
