@@ -771,3 +771,87 @@ async fn action_outcomes_are_recorded_in_the_ledger_and_shown_by_status() {
     assert!(table.contains("soc-hook: 1 redelivered, 1 sent, 1 throttled"), "{table}");
     assert!(table.contains("actions: action 0 (soc-hook): not delivered after 4 attempt(s)"), "{table}");
 }
+
+/// `esdetect validate` checks connectors and actions, all problems at once, each naming the config file
+/// and the connector or the rule (id, name, file); a connector missing its URL is a config error at its line.
+#[test]
+fn validate_reports_every_connector_and_action_problem_with_file_and_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let config = dir.path().join("esdetect.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules_dir = {rules:?}\n\n\
+             [connectors.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"\nbody = '{{\"x\": \"{{{{#context.alerts}}}}\"}}'\n\n\
+             [connectors.slack]\ntype = \"slack\"\nurl = {{ env = \"VALIDATE_TEST_UNSET_SLACK_URL\" }}\n\n\
+             [connectors.pd]\ntype = \"pagerduty\"\nrouting_key = {{ file = \"/nonexistent/esdetect/pd-key\" }}\n\n\
+             [[rules.\"{SMB_RULE_ID}\".actions]]\nconnector = \"nope\"\n\
+             [[rules.\"{SMB_RULE_ID}\".actions]]\nconnector = \"slack\"\n\
+             [[rules.\"{SMB_RULE_ID}\".actions]]\nconnector = \"hook\"\nmessage = \"{{{{#context.alerts}}}}x\"\n\
+             [[rules.\"{SMB_RULE_ID}\".actions]]\nconnector = \"hook\"\nnotify_when = \"on_throttle_interval\"\n\
+             [[rules.\"not-a-rule-here\".actions]]\nconnector = \"hook\"\n",
+            rules = rules.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = common::esdetect(dir.path(), &["--config", config.to_str().unwrap(), "validate"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    let cfg = config.display().to_string();
+    let rule = format!(
+        "rules.\"{SMB_RULE_ID}\".actions[{{}}] (rule \"Potential Machine Account Relay Attack via SMB\", {})",
+        rules.join(SMB_RULE).display()
+    );
+    let at = |i: usize| format!("{cfg}: {}", rule.replace("{}", &i.to_string()));
+    let expected = [
+        format!("{cfg}: template connectors.hook.body:"),
+        format!("{cfg}: connectors.slack.url: environment variable VALIDATE_TEST_UNSET_SLACK_URL is not set"),
+        format!("{cfg}: connectors.pd.routing_key: cannot read /nonexistent/esdetect/pd-key"),
+        format!("{}: no connector `nope`", at(0)),
+        format!("{}: connector `slack` cannot be used", at(1)),
+        format!("{}: template message:", at(2)),
+        format!("{}: notify_when = \"on_throttle_interval\" needs `throttle`", at(3)),
+        format!("warning: {cfg}: [rules.\"not-a-rule-here\"] has actions but no rule with that rule_id is in"),
+    ];
+    for e in &expected {
+        assert!(stderr.lines().any(|l| l.starts_with(e.as_str())), "missing `{e}` in:\n{stderr}");
+    }
+    assert!(stdout.contains("2 rule(s) valid, 7 error(s)"), "{stdout}");
+
+    // A connector without its URL: the config does not load, the error names the file and line.
+    std::fs::write(&config, format!("rules_dir = {:?}\n[connectors.s]\ntype = \"slack\"\n", rules.display().to_string())).unwrap();
+    let out = common::esdetect(dir.path(), &["--config", config.to_str().unwrap(), "validate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{cfg}: 2:1:")) && stderr.contains("missing field `url`"), "{stderr}");
+}
+
+/// The actions of a Kibana export: an unconfigured connector is a warning (a run skips that action), a
+/// template that does not parse is an error naming the rule's file and name.
+#[test]
+fn validate_checks_the_actions_of_exported_rules() {
+    let mut config = Config::default();
+    config.connectors.insert(
+        "soc-slack".into(),
+        toml::from_str("type = \"slack\"\nkibana_id = \"c-slack\"\nurl = \"http://127.0.0.1:9/x\"\n").unwrap(),
+    );
+    let mut rule = esdetect::rules::load_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(SMB_RULE)).unwrap();
+    rule.export_extra.insert(
+        "actions".into(),
+        json!([
+            {"group": "default", "id": "c-slack", "action_type_id": ".slack", "params": {"message": "{{#context.alerts}}"}},
+            {"group": "default", "id": "c-gone", "action_type_id": ".slack", "params": {"message": "x"}}
+        ]),
+    );
+    let prepared = detect::prepare::prepare_rule(rule, &config).unwrap();
+    let found = esdetect::actions::check::check(&config, &[prepared], &|_| None);
+    let whose = format!(
+        "{}: rule \"Potential Machine Account Relay Attack via SMB\" ({SMB_RULE_ID})",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(SMB_RULE).display()
+    );
+    assert_eq!(found.errors.len(), 1, "{found:?}");
+    assert!(found.errors[0].starts_with(&format!("{whose}: the export's action for connector `soc-slack`: template message:")), "{found:?}");
+    assert_eq!(found.warnings.len(), 1, "{found:?}");
+    assert!(found.warnings[0].starts_with(&format!("{whose}: rule {SMB_RULE_ID} action 1: Kibana connector `c-gone`")), "{found:?}");
+}

@@ -8,6 +8,7 @@
 //! not-yet-delivered messages live in Elasticsearch ([`store`]), so they survive restarts and crashes and
 //! are shared by replicas; the outbox is drained at the start of each of the rule's runs.
 
+pub mod check;
 pub mod config;
 pub mod connectors;
 pub mod kibana;
