@@ -287,7 +287,8 @@ fn a_running_daemon_reloads_added_changed_broken_and_removed_rules() {
         Some(node.alert_rule_names(&ix.alias(), "10.9.9.2")).filter(|n| !n.is_empty())
     });
     assert_eq!(names, vec!["SMB relay v2".to_string()]);
-    assert!(node.runs_of(&ix.ledger(), SMB_ID) > runs_before, "the same ledger continues");
+    // The execution that wrote it records its ledger entry when it ends: the same ledger continues.
+    wait_for(limit, "the changed rule's runs are in its ledger", ctx, || (node.runs_of(&ix.ledger(), SMB_ID) > runs_before).then_some(()));
     assert!(loaded(2.0));
     eprintln!("[{:>5.1}s] rule A changed", started.elapsed().as_secs_f64());
 

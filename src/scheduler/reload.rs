@@ -108,6 +108,14 @@ impl LiveRules {
     }
 }
 
+/// A fingerprint of everything a prepared rule holds (query, exceptions, alias, settings).
+fn rule_key(rule: &PreparedRule) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{rule:?}").hash(&mut h);
+    h.finish()
+}
+
 fn by_id(rules: Vec<PreparedRule>) -> HashMap<String, PreparedRule> {
     rules.into_iter().map(|r| (r.rule.rule_id.clone(), r)).collect()
 }
@@ -145,8 +153,8 @@ pub struct ReloadReport {
 struct Task {
     /// The spec the task runs with (its `Debug` text: `RuleSpec` has no equality).
     spec_key: String,
-    /// The prepared rule's `Debug` text, to tell changed rules from unchanged ones in the log.
-    rule_key: String,
+    /// A hash of the prepared rule's `Debug` text, to tell changed rules from unchanged ones in the log.
+    rule_key: u64,
     token: CancellationToken,
     handle: JoinHandle<Vec<String>>,
 }
@@ -222,7 +230,7 @@ impl RuleSet {
             }
             scheduler.run(vec![spec], t).await
         });
-        Task { spec_key, rule_key: format!("{rule:?}"), token, handle }
+        Task { spec_key, rule_key: rule_key(rule), token, handle }
     }
 
     /// Stops a task in the background; its rule leaves [`LiveRules`] once it has ended, unless re-added.
@@ -259,7 +267,7 @@ impl RuleSet {
                     self.spawn(&rule, spec, Some(old.handle))
                 }
                 Some(mut old) => {
-                    let key = format!("{rule:?}");
+                    let key = rule_key(&rule);
                     if old.rule_key != key {
                         report.updated.push(id.clone());
                         old.rule_key = key;
@@ -365,10 +373,16 @@ pub async fn serve(mut set: RuleSet, loader: Loader, mut triggers: mpsc::Receive
 }
 
 /// A watch of the rules path that sends [`Trigger::Watch`] when a file is created, written, renamed or
-/// removed (reads are ignored: the reload itself reads every file). Bursts are merged by [`serve`].
+/// removed (reads are ignored: the reload itself reads every file). Bursts are merged by [`serve`]. A rules
+/// path that is one file is watched through its folder, so an editor that saves by renaming a new file over
+/// it is still seen.
 pub struct Watcher {
     watcher: notify::RecommendedWatcher,
+    /// The rules path, and what is registered for it (itself, or the folder of a single file).
     path: PathBuf,
+    watched: PathBuf,
+    /// When the rules path is one file: its name (events of other files in its folder are ignored).
+    only: Arc<RwLock<Option<std::ffi::OsString>>>,
 }
 
 /// How long a reload waits for file events to settle (an editor's save, a `cp -r`) before reading.
@@ -386,25 +400,43 @@ fn is_change(kind: &notify::EventKind) -> bool {
 impl Watcher {
     /// Watches `path` (a folder recursively, or one file).
     pub fn new(path: PathBuf, tx: mpsc::Sender<Trigger>) -> Result<Watcher, String> {
+        let only: Arc<RwLock<Option<std::ffi::OsString>>> = Arc::default();
+        let filter = only.clone();
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-            // A full channel already has a reload pending: nothing is lost by dropping this one.
             Ok(event) if is_change(&event.kind) => {
-                let _ = tx.try_send(Trigger::Watch);
+                let only = filter.read().map(|o| o.clone()).unwrap_or_default();
+                if only.is_none_or(|name| event.paths.iter().any(|p| p.file_name() == Some(name.as_os_str()))) {
+                    // A full channel already has a reload pending: nothing is lost by dropping this one.
+                    let _ = tx.try_send(Trigger::Watch);
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "watching the rules path failed"),
         })
         .map_err(|e| format!("cannot watch the rules path: {e}"))?;
-        let mut w = Watcher { watcher, path: PathBuf::new() };
+        let mut w = Watcher { watcher, path: PathBuf::new(), watched: PathBuf::new(), only };
         w.watch(&path)?;
-        w.path = path;
         Ok(w)
     }
 
     fn watch(&mut self, path: &std::path::Path) -> Result<(), String> {
         use notify::{RecursiveMode, Watcher as _};
-        let mode = if path.is_dir() { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
-        self.watcher.watch(path, mode).map_err(|e| format!("cannot watch {} for rule changes: {e}", path.display()))
+        let (target, mode, only) = if path.is_file() {
+            let folder = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            (folder, RecursiveMode::NonRecursive, path.file_name().map(|n| n.to_os_string()))
+        } else {
+            (path.to_path_buf(), RecursiveMode::Recursive, None)
+        };
+        self.watcher.watch(&target, mode).map_err(|e| format!("cannot watch {} for rule changes: {e}", path.display()))?;
+        if let Ok(mut o) = self.only.write() {
+            *o = only;
+        }
+        self.path = path.to_path_buf();
+        self.watched = target;
+        Ok(())
     }
 
     /// After a reload: watch the (possibly changed) rules path.
@@ -414,12 +446,9 @@ impl Watcher {
         if path == self.path {
             return;
         }
-        let _ = self.watcher.unwatch(&self.path);
+        let _ = self.watcher.unwatch(&self.watched);
         match self.watch(&path) {
-            Ok(()) => {
-                tracing::info!(path = %path.display(), "now watching the new rules path");
-                self.path = path;
-            }
+            Ok(()) => tracing::info!(path = %path.display(), "now watching the new rules path"),
             Err(e) => tracing::warn!("{e}; reload with SIGHUP meanwhile"),
         }
     }
@@ -464,5 +493,31 @@ mod tests {
         assert!(is_change(&EventKind::Create(CreateKind::File)));
         assert!(is_change(&EventKind::Modify(ModifyKind::Data(DataChange::Content))));
         assert!(is_change(&EventKind::Remove(RemoveKind::File)));
+    }
+
+    /// Waits up to `limit` for a trigger; drains any burst after it.
+    async fn triggered(rx: &mut mpsc::Receiver<Trigger>, limit: std::time::Duration) -> bool {
+        let got = tokio::time::timeout(limit, rx.recv()).await.ok().flatten().is_some();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        while rx.try_recv().is_ok() {}
+        got
+    }
+
+    #[tokio::test]
+    async fn a_single_rules_file_is_watched_through_its_folder_and_other_files_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rules.ndjson");
+        std::fs::write(&file, "{}\n").unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let _w = Watcher::new(file.clone(), tx).unwrap();
+        let wait = std::time::Duration::from_secs(3);
+        // An editor's save: a new file renamed over the old one (a watch on the old inode would miss it).
+        std::fs::write(dir.path().join(".rules.ndjson.swp"), "{}\n{}\n").unwrap();
+        std::fs::rename(dir.path().join(".rules.ndjson.swp"), &file).unwrap();
+        assert!(triggered(&mut rx, wait).await, "the rename over the rules file triggers a reload");
+        std::fs::write(&file, "{}\n").unwrap();
+        assert!(triggered(&mut rx, wait).await, "and so does a later write (the watch survived the rename)");
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        assert!(!triggered(&mut rx, std::time::Duration::from_millis(800)).await, "another file in the folder does not");
     }
 }
