@@ -495,6 +495,89 @@ mod tests {
         assert!(is_change(&EventKind::Remove(RemoveKind::File)));
     }
 
+    const SMB: &str = "d84a11c0-eb12-4e7d-8a0a-718e38351e29";
+    const KRB: &str = "e4e31051-ee01-4307-a6ee-b21b186958f4";
+
+    /// A seed rule, renamed (a content change that leaves its schedule alone).
+    fn seed(file: &str, name: &str) -> PreparedRule {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(file);
+        let mut rule = crate::rules::load_file(path).unwrap();
+        rule.name = name.into();
+        crate::detect::prepare::prepare_rule(rule, &crate::config::Config::default()).unwrap()
+    }
+
+    fn smb(name: &str) -> PreparedRule {
+        seed("credential_access_machine_account_smb_relay.toml", name)
+    }
+
+    fn krb() -> PreparedRule {
+        seed("privilege_escalation_krbrelayup_service_creation.toml", "krb")
+    }
+
+    fn every(rule: &PreparedRule, minutes: i64) -> RuleSpec {
+        RuleSpec::every(rule.rule.rule_id.clone(), chrono::Duration::minutes(minutes), chrono::Duration::minutes(9)).unwrap()
+    }
+
+    /// Polls `check` (yielding to the rule tasks) for up to 5 s of real time.
+    async fn until(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !check() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn apply_swaps_changed_rules_starts_added_ones_stops_removed_ones_and_restarts_rescheduled_ones() {
+        use crate::scheduler::{InMemoryStateStore, ManualClock, RunOutcome, SchedulerConfig};
+        use chrono::TimeZone;
+        let clock = ManualClock::new(chrono::Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap());
+        let live = Arc::new(LiveRules::new(vec![smb("A1"), krb()], RunOptions::default()));
+        // The executor records which rule (and which version of it, by name) each window run saw.
+        let seen: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
+        let (l, s) = (live.clone(), seen.clone());
+        let exec: super::super::Executor = Arc::new(move |req: super::super::RunRequest| {
+            let (rules, _) = l.snapshot();
+            let name = rules.get(&req.rule_id).map(|r| r.rule.name.clone()).unwrap_or_else(|| "not loaded".into());
+            s.lock().unwrap().push((req.rule_id.clone(), name));
+            Box::pin(async { RunOutcome::default() })
+        });
+        let store = Arc::new(InMemoryStateStore::new());
+        let scheduler = Scheduler::new(Arc::new(clock.clone()), store, exec, SchedulerConfig::new("me"));
+        let shutdown = CancellationToken::new();
+        let (a1, b) = (smb("A1"), krb());
+        let rules = vec![(a1.clone(), every(&a1, 5)), (b.clone(), every(&b, 5))];
+        let mut set = RuleSet::start(scheduler, live.clone(), rules, shutdown.clone(), None);
+        let count = |id: &str, name: &str| seen.lock().unwrap().iter().filter(|(r, n)| r == id && n == name).count();
+        until("both rules ran their first tick", || count(SMB, "A1") == 1 && count(KRB, "krb") == 1).await;
+        assert_eq!(set.rule_ids(), vec![SMB.to_string(), KRB.to_string()]);
+
+        // A renamed (same schedule), B removed.
+        let a2 = smb("A2");
+        let report = set.apply(Loaded { rules: vec![(a2.clone(), every(&a2, 5))], opts: RunOptions::default(), watch: None });
+        assert_eq!(report, ReloadReport { updated: vec![SMB.into()], removed: vec![KRB.into()], ..Default::default() });
+        until("the removed rule leaves the live set once its task ended", || !live.snapshot().0.contains_key(KRB)).await;
+        clock.advance(chrono::Duration::minutes(5));
+        until("the next tick runs the new version", || count(SMB, "A2") == 1).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(count(KRB, "krb"), 1, "the removed rule did not run again");
+        assert_eq!(count(SMB, "A1"), 1, "the old version did not run again");
+
+        // B back, A on a 1-minute schedule: A's task is restarted, B starts.
+        let report = set.apply(Loaded {
+            rules: vec![(a2.clone(), every(&a2, 1)), (b.clone(), every(&b, 5))],
+            opts: RunOptions::default(),
+            watch: None,
+        });
+        assert_eq!(report, ReloadReport { added: vec![KRB.into()], rescheduled: vec![SMB.into()], ..Default::default() });
+        until("the added rule runs", || count(KRB, "krb") == 2).await;
+        clock.advance(chrono::Duration::minutes(1));
+        until("the rescheduled rule runs on its new schedule", || count(SMB, "A2") == 2).await;
+        assert_eq!(set.rule_ids().len(), 2);
+        shutdown.cancel();
+        assert_eq!(set.finish().await, Vec::<String>::new(), "no rule down");
+    }
+
     /// Waits up to `limit` for a trigger; drains any burst after it.
     async fn triggered(rx: &mut mpsc::Receiver<Trigger>, limit: std::time::Duration) -> bool {
         let got = tokio::time::timeout(limit, rx.recv()).await.ok().flatten().is_some();
