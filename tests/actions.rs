@@ -675,17 +675,12 @@ impl Drop for SchedulerIndices {
 
 /// `esdetect status` output (`--format json` lines, or the table) for this config.
 fn status_output(config: &Path, json_lines: bool) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esdetect"));
-    cmd.arg("--no-color").arg("--config").arg(config).arg("status");
+    let cfg = config.to_str().unwrap();
+    let mut args = vec!["--no-color", "--config", cfg, "status"];
     if json_lines {
-        cmd.args(["--format", "json"]);
+        args.extend(["--format", "json"]);
     }
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ESDETECT_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = cmd.output().expect("running esdetect status");
+    let out = common::esdetect(config.parent().unwrap(), &args);
     assert!(out.status.success(), "esdetect status: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
