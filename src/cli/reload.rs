@@ -50,7 +50,7 @@ pub fn load(start: &Config, only: &[String]) -> Result<Loaded, Vec<String>> {
         != format!("{:?}{:?}", config.elasticsearch, fixed_scheduler_settings(&config.scheduler))
     {
         tracing::warn!("reload: changes to [elasticsearch] and to [scheduler] listen, state/ledger indices, owner, \
-                        leases, shutdown_grace or log_format take effect only after a restart");
+                        leases, shutdown_grace, log_format or watch_rules take effect only after a restart");
     }
     let watch = config.scheduler.watch_rules.then(|| config.rules_dir.clone());
     Ok(Loaded { rules: with_specs, opts, watch })
@@ -58,7 +58,7 @@ pub fn load(start: &Config, only: &[String]) -> Result<Loaded, Vec<String>> {
 
 /// The `[scheduler]` settings a reload cannot change (the rest feed each rule's spec).
 fn fixed_scheduler_settings(s: &crate::config::SchedulerSettings) -> impl std::fmt::Debug + '_ {
-    (&s.listen, &s.state_index, &s.ledger_index, &s.index_replicas, &s.owner, &s.lease_ttl, &s.lease_renew, &s.shutdown_grace, &s.log_format)
+    (&s.listen, &s.state_index, &s.ledger_index, &s.index_replicas, &s.owner, &s.lease_ttl, &s.lease_renew, &s.shutdown_grace, &s.log_format, s.watch_rules)
 }
 
 /// Starts every rule's task and returns the loop that reloads on SIGHUP (and on changes under the rules
