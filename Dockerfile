@@ -1,8 +1,8 @@
 # esdetect container image (used by docker-compose.yml's lab).
 #
 # Stage 1 builds the release binary with the exact dependency versions of Cargo.lock;
-# stage 2 is a slim Debian runtime with CA certificates (for https Elasticsearch) and curl (the lab's seeder
-# creates a Kibana data view with it), running as a non-root user.
+# stage 2 is a slim Debian runtime with CA certificates (for https Elasticsearch) and curl (the lab's health
+# check of /readyz), running as a non-root user.
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src

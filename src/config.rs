@@ -36,6 +36,9 @@ pub struct Config {
     pub connectors: BTreeMap<String, crate::actions::config::ConnectorConfig>,
     /// Delivery settings of rule actions (`[actions]`).
     pub actions: crate::actions::config::ActionsSettings,
+    /// The file this configuration was read from (a reload reads it again; not a setting).
+    #[serde(skip)]
+    pub config_path: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             rules_dir_origin: "the default `rules` folder in the current directory".into(),
             connectors: BTreeMap::new(),
             actions: crate::actions::config::ActionsSettings::default(),
+            config_path: None,
         }
     }
 }
@@ -196,6 +200,8 @@ pub struct SchedulerSettings {
     pub lease_margin: Option<std::time::Duration>,
     /// `text` or `json` log lines.
     pub log_format: LogFormat,
+    /// Reload rules and configuration when a file under the rules path changes (as SIGHUP does).
+    pub watch_rules: bool,
 }
 
 impl Default for SchedulerSettings {
@@ -214,6 +220,7 @@ impl Default for SchedulerSettings {
             lease_renew: std::time::Duration::from_secs(30),
             lease_margin: None,
             log_format: LogFormat::Text,
+            watch_rules: false,
         }
     }
 }
@@ -266,6 +273,7 @@ impl Config {
                 config
             }
         };
+        config.config_path = path.map(Path::to_path_buf);
         config.apply_env(env)?;
         // Checked here, before any command talks to the cluster (it used to surface only after the
         // alerts alias had been set up).

@@ -655,3 +655,198 @@ async fn email_over_starttls_trusts_the_configured_ca() {
     assert_eq!(got.len(), 1);
     assert!(got[0].contains("Subject: subject: over TLS"), "{}", got[0]);
 }
+
+/// Deletes the per-test ledger and state indices of the scheduler at the end, also on failure.
+struct SchedulerIndices(Vec<String>);
+
+impl Drop for SchedulerIndices {
+    fn drop(&mut self) {
+        let (url, indices) = (common::es_url(), self.0.join(","));
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let client = EsClient::new(&ConnectionConfig::for_url(url)).unwrap();
+                let _ = client.raw(Method::Delete, &format!("/{indices}?ignore_unavailable=true"), &[], None).await;
+            })
+        })
+        .join();
+    }
+}
+
+/// `esdetect status` output (`--format json` lines, or the table) for this config.
+fn status_output(config: &Path, json_lines: bool) -> String {
+    let cfg = config.to_str().unwrap();
+    let mut args = vec!["--no-color", "--config", cfg, "status"];
+    if json_lines {
+        args.extend(["--format", "json"]);
+    }
+    let out = common::esdetect(config.parent().unwrap(), &args);
+    assert!(out.status.success(), "esdetect status: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The ledger entries `esdetect status --format json` prints, oldest first.
+fn ledger_runs(config: &Path) -> Vec<Value> {
+    let mut runs: Vec<Value> = status_output(config, true)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("run").cloned())
+        .collect();
+    runs.sort_by_key(|r| r["started_at"].as_str().unwrap_or_default().to_string());
+    runs
+}
+
+/// Each delivery's outcome — failed after the retries, sent, throttled, redelivered from the outbox — is
+/// recorded in the run's ledger entry in Elasticsearch and shown by `esdetect status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn action_outcomes_are_recorded_in_the_ledger_and_shown_by_status() {
+    let lab = Lab::new().await;
+    let (ledger, state) = (format!("esdetect-ledger-{}", lab.tag), format!("esdetect-state-{}", lab.tag));
+    let _cleanup = SchedulerIndices(vec![ledger.clone(), state.clone()]);
+    lab.plant_smb("2026-05-20T10:01:00.000Z").await;
+    lab.plant_smb("2026-05-20T10:11:00.000Z").await;
+    // Four 500s: the first action's message fails after its 1 + 3 retries; everything after is accepted.
+    let (rx, url) = Receiver::start(&[500, 500, 500, 500]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[scheduler]\nledger_index = {ledger:?}\nstate_index = {state:?}\nindex_replicas = 0\n\n{}\n\
+         [[rules.\"{SMB_RULE_ID}\".actions]]\nconnector = \"soc-hook\"\nnotify_when = \"on_throttle_interval\"\nthrottle = \"1h\"\n",
+        webhook_section(&url)
+    );
+    let config = lab.config(dir.path(), &extra);
+    // Ledger writes are not refreshed (searches see them within a second): refresh before reading.
+    let refresh = || async {
+        let (status, body) = lab.client.raw(Method::Post, &format!("/{ledger}/_refresh"), &[], None).await.expect("refresh");
+        assert_eq!(status, 200, "{body}");
+    };
+
+    // Run 1 (window 09:56–10:05, the first event): action 0 fails after the retries, action 1 is sent.
+    let s = summary_of(esdetect(&config, &["run", "--once", "--now", NOW, "--format", "json"]));
+    assert_eq!(s["alerts_written"], 1, "{s}");
+    assert_eq!(rx.received().len(), 5, "4 attempts of action 0, 1 of action 1");
+    refresh().await;
+    let runs = ledger_runs(&config);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let counts = &runs[0]["counts"];
+    assert_eq!(
+        counts["actions"],
+        json!([{"connector": "soc-hook", "outcome": "failed", "count": 1}, {"connector": "soc-hook", "outcome": "sent", "count": 1}]),
+        "{counts}"
+    );
+    let errors = counts["action_errors"].as_array().expect("the delivery error is recorded");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let error = errors[0].as_str().unwrap();
+    assert!(error.contains("action 0 (soc-hook): not delivered after 4 attempt(s)") && error.contains("500"), "{error}");
+    assert_eq!(runs[0]["status"], "succeeded", "a failed notification never fails the run");
+
+    // Run 2 (window 10:06–10:15, the second event): the kept message is redelivered, action 0 sends the
+    // new alert, action 1 is throttled (it sent less than an hour ago).
+    let now2 = "2026-05-20T10:15:00Z";
+    let s = summary_of(esdetect(&config, &["run", "--once", "--now", now2, "--format", "json"]));
+    assert_eq!(s["alerts_written"], 1, "{s}");
+    assert_eq!(rx.received().len(), 7, "the redelivery and action 0's new message");
+    refresh().await;
+    let runs = ledger_runs(&config);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(
+        runs[1]["counts"]["actions"],
+        json!([
+            {"connector": "soc-hook", "outcome": "redelivered", "count": 1},
+            {"connector": "soc-hook", "outcome": "sent", "count": 1},
+            {"connector": "soc-hook", "outcome": "throttled", "count": 1}
+        ]),
+        "{}",
+        runs[1]
+    );
+    assert!(runs[1]["counts"].get("action_errors").is_none(), "{}", runs[1]);
+
+    // The table: an `actions` column per run, and the failed delivery's reason in the message.
+    let table = status_output(&config, false);
+    assert!(table.contains("soc-hook: 1 failed, 1 sent"), "{table}");
+    assert!(table.contains("soc-hook: 1 redelivered, 1 sent, 1 throttled"), "{table}");
+    assert!(table.contains("actions: action 0 (soc-hook): not delivered after 4 attempt(s)"), "{table}");
+}
+
+/// `esdetect validate` checks connectors and actions, all problems at once, each naming the config file
+/// and the connector or the rule (id, name, file); a connector missing its URL is a config error at its line.
+#[test]
+fn validate_reports_every_connector_and_action_problem_with_file_and_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let config = dir.path().join("esdetect.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules_dir = {rules:?}\n\n\
+             [connectors.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"\nbody = '{{\"x\": \"{{{{#context.alerts}}}}\"}}'\n\n\
+             [connectors.slack]\ntype = \"slack\"\nurl = {{ env = \"VALIDATE_TEST_UNSET_SLACK_URL\" }}\n\n\
+             [connectors.pd]\ntype = \"pagerduty\"\nrouting_key = {{ file = \"/nonexistent/esdetect/pd-key\" }}\n\n\
+             [[rules.\"{SMB_RULE_ID}\".actions]]\nconnector = \"nope\"\n\
+             [[rules.\"{SMB_RULE_ID}\".actions]]\nconnector = \"slack\"\n\
+             [[rules.\"{SMB_RULE_ID}\".actions]]\nconnector = \"hook\"\nmessage = \"{{{{#context.alerts}}}}x\"\n\
+             [[rules.\"{SMB_RULE_ID}\".actions]]\nconnector = \"hook\"\nnotify_when = \"on_throttle_interval\"\n\
+             [[rules.\"not-a-rule-here\".actions]]\nconnector = \"hook\"\n",
+            rules = rules.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = common::esdetect(dir.path(), &["--config", config.to_str().unwrap(), "validate"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    let cfg = config.display().to_string();
+    let rule = format!(
+        "rules.\"{SMB_RULE_ID}\".actions[{{}}] (rule \"Potential Machine Account Relay Attack via SMB\", {})",
+        rules.join(SMB_RULE).display()
+    );
+    let at = |i: usize| format!("{cfg}: {}", rule.replace("{}", &i.to_string()));
+    let expected = [
+        format!("{cfg}: template connectors.hook.body:"),
+        format!("{cfg}: connectors.slack.url: environment variable VALIDATE_TEST_UNSET_SLACK_URL is not set"),
+        format!("{cfg}: connectors.pd.routing_key: cannot read /nonexistent/esdetect/pd-key"),
+        format!("{}: no connector `nope`", at(0)),
+        format!("{}: connector `slack` cannot be used", at(1)),
+        format!("{}: template message:", at(2)),
+        format!("{}: notify_when = \"on_throttle_interval\" needs `throttle`", at(3)),
+        format!("warning: {cfg}: [rules.\"not-a-rule-here\"] has actions but no rule with that rule_id is in"),
+    ];
+    for e in &expected {
+        assert!(stderr.lines().any(|l| l.starts_with(e.as_str())), "missing `{e}` in:\n{stderr}");
+    }
+    assert!(stdout.contains("2 rule(s) valid, 7 error(s)"), "{stdout}");
+
+    // A connector without its URL: the config does not load, the error names the file and line.
+    std::fs::write(&config, format!("rules_dir = {:?}\n[connectors.s]\ntype = \"slack\"\n", rules.display().to_string())).unwrap();
+    let out = common::esdetect(dir.path(), &["--config", config.to_str().unwrap(), "validate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{cfg}: 2:1:")) && stderr.contains("missing field `url`"), "{stderr}");
+}
+
+/// The actions of a Kibana export: an unconfigured connector is a warning (a run skips that action), a
+/// template that does not parse is an error naming the rule's file and name.
+#[test]
+fn validate_checks_the_actions_of_exported_rules() {
+    let mut config = Config::default();
+    config.connectors.insert(
+        "soc-slack".into(),
+        toml::from_str("type = \"slack\"\nkibana_id = \"c-slack\"\nurl = \"http://127.0.0.1:9/x\"\n").unwrap(),
+    );
+    let mut rule = esdetect::rules::load_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(SMB_RULE)).unwrap();
+    rule.export_extra.insert(
+        "actions".into(),
+        json!([
+            {"group": "default", "id": "c-slack", "action_type_id": ".slack", "params": {"message": "{{#context.alerts}}"}},
+            {"group": "default", "id": "c-gone", "action_type_id": ".slack", "params": {"message": "x"}}
+        ]),
+    );
+    let prepared = detect::prepare::prepare_rule(rule, &config).unwrap();
+    let found = esdetect::actions::check::check(&config, &[prepared], &|_| None);
+    let whose = format!(
+        "{}: rule \"Potential Machine Account Relay Attack via SMB\" ({SMB_RULE_ID})",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(SMB_RULE).display()
+    );
+    assert_eq!(found.errors.len(), 1, "{found:?}");
+    assert!(found.errors[0].starts_with(&format!("{whose}: the export's action for connector `soc-slack`: template message:")), "{found:?}");
+    assert_eq!(found.warnings.len(), 1, "{found:?}");
+    assert!(found.warnings[0].starts_with(&format!("{whose}: rule {SMB_RULE_ID} action 1: Kibana connector `c-gone`")), "{found:?}");
+}

@@ -8,6 +8,7 @@
 //! not-yet-delivered messages live in Elasticsearch ([`store`]), so they survive restarts and crashes and
 //! are shared by replicas; the outbox is drained at the start of each of the rule's runs.
 
+pub mod check;
 pub mod config;
 pub mod connectors;
 pub mod kibana;
@@ -131,6 +132,55 @@ impl ActionsReport {
         *self.outcomes.entry(connector.to_string()).or_default().entry(outcome.to_string()).or_default() += 1;
         ACTIONS_TOTAL.with_label_values(&[connector, outcome]).inc();
     }
+}
+
+/// One line of a ledger entry's action outcomes: how many messages to `connector` ended as `outcome`
+/// (a list rather than a map keyed by connector, so connector names never become index fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ActionCount {
+    pub connector: String,
+    pub outcome: String,
+    pub count: u64,
+}
+
+impl ActionsReport {
+    /// The outcomes as ledger lines, ordered by connector and outcome.
+    pub fn counts(&self) -> Vec<ActionCount> {
+        let mut out = Vec::new();
+        for (connector, outcomes) in &self.outcomes {
+            for (outcome, count) in outcomes {
+                out.push(ActionCount { connector: connector.clone(), outcome: outcome.clone(), count: *count });
+            }
+        }
+        out
+    }
+}
+
+/// Adds `from` into `into` (same connector and outcome: counts summed), keeping the order sorted.
+pub fn add_counts(into: &mut Vec<ActionCount>, from: &[ActionCount]) {
+    for c in from {
+        match into.iter_mut().find(|x| x.connector == c.connector && x.outcome == c.outcome) {
+            Some(x) => x.count += c.count,
+            None => into.push(c.clone()),
+        }
+    }
+    into.sort_by(|a, b| (&a.connector, &a.outcome).cmp(&(&b.connector, &b.outcome)));
+}
+
+/// `soc-hook: 1 sent, 2 failed; pager: 1 throttled` (for `esdetect status`); empty when none.
+pub fn describe_counts(counts: &[ActionCount]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in counts {
+        let item = format!("{} {}", c.count, c.outcome);
+        match parts.last_mut() {
+            Some(last) if last.starts_with(&format!("{}: ", c.connector)) => {
+                last.push_str(", ");
+                last.push_str(&item);
+            }
+            _ => parts.push(format!("{}: {item}", c.connector)),
+        }
+    }
+    parts.join("; ")
 }
 
 /// `esdetect_actions_total{connector,outcome}`; the daemon registers it with its `/metrics` registry.
@@ -382,4 +432,22 @@ fn render_message(
         severity: connectors::pagerduty_severity(&prepared.rule.severity).to_string(),
         source: format!("esdetect rule {}", prepared.rule.rule_id),
     })
+}
+
+#[cfg(test)]
+mod ledger_tests {
+    use super::*;
+
+    fn c(connector: &str, outcome: &str, count: u64) -> ActionCount {
+        ActionCount { connector: connector.into(), outcome: outcome.into(), count }
+    }
+
+    #[test]
+    fn outcomes_of_several_windows_add_up_per_connector_and_outcome() {
+        let mut total = vec![c("hook", "sent", 1)];
+        add_counts(&mut total, &[c("pager", "failed", 1), c("hook", "sent", 2), c("hook", "failed", 1)]);
+        assert_eq!(total, vec![c("hook", "failed", 1), c("hook", "sent", 3), c("pager", "failed", 1)]);
+        assert_eq!(describe_counts(&total), "hook: 1 failed, 3 sent; pager: 1 failed");
+        assert_eq!(describe_counts(&[]), "");
+    }
 }

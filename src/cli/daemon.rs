@@ -16,7 +16,7 @@ use super::{load_rules, parse_time, run_options, EXIT_FAILED, EXIT_OK, EXIT_PART
 use crate::config::Config;
 use crate::detect::PreparedRule;
 use crate::es::EsClient;
-use crate::scheduler::executor::detect_executor;
+use crate::scheduler::executor;
 use crate::scheduler::manual;
 use crate::scheduler::http::{self, HttpState, Readiness};
 use crate::scheduler::metrics::Metrics;
@@ -164,7 +164,9 @@ pub async fn run_daemon(config: &Config, a: &RunArgs) -> Result<i32> {
         .build()
         .map_err(|e| anyhow!("cannot start the worker threads for rule runs: {e}"))?;
     let run_client = EsClient::new(&config.elasticsearch)?;
-    let exec = detect_executor(run_client, rules, run_options(config)?, Some(metrics.clone()));
+    // The rules a reload can swap (SIGHUP, or the rules-path watch): see `scheduler::reload`.
+    let live = Arc::new(crate::scheduler::reload::LiveRules::new(rules.clone(), run_options(config)?));
+    let exec = executor::live_executor(run_client, live.clone(), Some(metrics.clone()));
     let scheduler = Scheduler::with_run_runtime(
         Arc::new(SystemClock),
         store.clone(),
@@ -185,6 +187,8 @@ pub async fn run_daemon(config: &Config, a: &RunArgs) -> Result<i32> {
         takeovers: Arc::new(move || store_for_metrics.lease_takeovers()),
     };
     let http_task = tokio::spawn(http::serve(listener, http_state, http_stop.clone()));
+    let rule_set = rules.into_iter().zip(specs).collect();
+    let run = super::reload::start(&scheduler, live, rule_set, config, &a.rule_ids, shutdown.clone(), readiness.clone())?;
     // Readiness: the cluster answers (retried every few seconds while it does not; a cluster that is down
     // at start is not fatal, the scheduler retries with backoff meanwhile).
     let probe_store = store.clone();
@@ -227,7 +231,6 @@ pub async fn run_daemon(config: &Config, a: &RunArgs) -> Result<i32> {
         signal_token.cancel();
     });
     let stats = scheduler.stats();
-    let run = scheduler.run(specs, shutdown.clone());
     tokio::pin!(run);
     let mut down = Vec::new();
     tokio::select! {
@@ -333,7 +336,8 @@ pub async fn status(config: &Config, a: &StatusArgs, style: Style) -> Result<i32
         println!("{t}\n");
     }
     let mut t = style.table(&[
-        "rule", "started", "status", "window", "windows", "fetched", "matches", "alerts", "dups", "gap", "owner", "message",
+        "rule", "started", "status", "window", "windows", "fetched", "matches", "alerts", "dups", "gap", "owner", "actions",
+        "message",
     ]);
     for e in &entries {
         let windows = if e.skipped_tick {
@@ -342,6 +346,12 @@ pub async fn status(config: &Config, a: &StatusArgs, style: Style) -> Result<i32
             format!("{}/{} (+{} left)", e.windows_completed, e.windows.len(), e.windows_remaining)
         };
         let mut message = e.message.replace('\n', " ");
+        if let Some(first) = e.counts.action_errors.first() {
+            // Undelivered notifications never change the status; say why they failed here.
+            let more = e.counts.action_errors.len() - 1;
+            let more = if more > 0 { format!(" (+{more} more)") } else { String::new() };
+            message = format!("{message}{}actions: {first}{more}", if message.is_empty() { "" } else { " | " });
+        }
         if message.chars().count() > 160 {
             message = message.chars().take(157).collect::<String>() + "...";
         }
@@ -360,6 +370,7 @@ pub async fn status(config: &Config, a: &StatusArgs, style: Style) -> Result<i32
             e.counts.duplicates.to_string(),
             gap_text(e),
             e.owner.clone(),
+            Some(crate::actions::describe_counts(&e.counts.actions)).filter(|d| !d.is_empty()).unwrap_or_else(|| "-".into()),
             message,
         ]);
     }

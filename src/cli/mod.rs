@@ -8,6 +8,7 @@
 pub mod args;
 pub mod daemon;
 pub mod output;
+pub mod reload;
 
 use crate::config::Config;
 use crate::detect::{self, prepare::Prepared, PreparedRule, RunOptions, RunStatus, RunSummary, Window};
@@ -304,6 +305,15 @@ fn validate(config: &Config, _style: Style) -> Result<i32> {
     for s in &prepared.skipped {
         eprintln!("{s}");
     }
+    // Connectors and actions: every problem at once, naming the config file, connector or rule.
+    let actions = crate::actions::check::check(config, &prepared.rules, &|name| std::env::var(name).ok());
+    for w in &actions.warnings {
+        eprintln!("warning: {w}");
+    }
+    for e in &actions.errors {
+        eprintln!("{e}");
+    }
+    errors += actions.errors.len();
     let skipped = if prepared.skipped.is_empty() { String::new() } else { format!(" ({})", skip_counts(&prepared)) };
     println!("{valid} rule(s) valid, {errors} error(s), {} skipped{skipped}", prepared.skipped.len());
     if valid == 0 && errors == 0 {

@@ -147,7 +147,7 @@ mod tests {
         let mut log = ExecutionLog::start("r", "me", ExecutionType::Scheduled, t0(), t0() + Duration::seconds(2));
         let w = Window { from: t0() - Duration::minutes(9), to: t0(), kind: WindowKind::Scheduled };
         let ok = log.add(RunOutcome {
-            counts: Counts { fetched: 10, matches: 2, alerts_written: 1, duplicates: 1 },
+            counts: Counts { fetched: 10, matches: 2, alerts_written: 1, duplicates: 1, ..Counts::default() },
             warnings: vec!["w".into()],
             errors: vec![],
             search_duration_ms: 5,

@@ -2,7 +2,7 @@
 //! one `detect::run_on_cluster` call, and its [`RunSummary`] becomes the [`RunOutcome`] the scheduler
 //! records. The alerts alias of each rule is set up before its first run (and again after a failure).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -22,6 +22,8 @@ pub fn outcome_of(summary: &RunSummary) -> RunOutcome {
             matches: summary.kept,
             alerts_written: summary.alerts_written,
             duplicates: summary.duplicates,
+            actions: summary.actions.counts(),
+            action_errors: summary.actions.errors.clone(),
         },
         warnings: summary.warnings.clone(),
         errors: summary.errors.clone(),
@@ -85,13 +87,16 @@ pub fn detect_executor(
     opts: RunOptions,
     metrics: Option<Arc<Metrics>>,
 ) -> Executor {
-    let rules: Arc<HashMap<String, PreparedRule>> =
-        Arc::new(rules.into_iter().map(|r| (r.rule.rule_id.clone(), r)).collect());
+    live_executor(client, Arc::new(super::reload::LiveRules::new(rules, opts)), metrics)
+}
+
+/// [`detect_executor`] over rules a reload can swap: each window run reads the rule and options as they
+/// are when it starts.
+pub fn live_executor(client: EsClient, live: Arc<super::reload::LiveRules>, metrics: Option<Arc<Metrics>>) -> Executor {
     let aliases = Arc::new(AliasGuard::default());
-    let opts = Arc::new(opts);
     Arc::new(move |req: RunRequest| {
-        let (client, rules, aliases, opts, metrics) =
-            (client.clone(), rules.clone(), aliases.clone(), opts.clone(), metrics.clone());
+        let (client, aliases, metrics) = (client.clone(), aliases.clone(), metrics.clone());
+        let (rules, opts) = live.snapshot();
         Box::pin(async move {
             let Some(rule) = rules.get(&req.rule_id) else {
                 return RunOutcome::failed(format!("rule `{}` is not loaded in this replica", req.rule_id));
@@ -102,7 +107,7 @@ pub fn detect_executor(
             let started = std::time::Instant::now();
             // The run future is `Send`, so the scheduler can time it out or drop it (cancelling the run;
             // ids are deterministic and writes create-only, so an abandoned run leaves nothing inconsistent).
-            let summary = run_request(&client, &rule, &req, &opts).await;
+            let summary = run_request(&client, rule, &req, &opts).await;
             if let Some(m) = &metrics {
                 m.observe_run(&summary, started.elapsed());
             }
@@ -110,4 +115,3 @@ pub fn detect_executor(
         })
     })
 }
-

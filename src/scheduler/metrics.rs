@@ -141,6 +141,8 @@ impl Metrics {
             // Counted by the actions module as notifications go out.
             Box::new(crate::actions::ACTIONS_TOTAL.clone()),
         ];
+        // Kept by the reload module: rules loaded, reloads by outcome, the last reload's time and result.
+        let collectors = collectors.into_iter().chain(super::reload::collectors());
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");
         }

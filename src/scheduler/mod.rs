@@ -11,6 +11,7 @@
 //!   [`manual`]: executions started by hand (`run --once` records, `backfill`).
 //! * [`store_es`]: the [`StateStore`] in Elasticsearch; [`executor`]: the executor on top of `detect`;
 //!   [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` endpoints.
+//! * [`reload`]: hot reload of rules and configuration (SIGHUP, a watch of the rules path).
 pub mod clock;
 pub mod schedule;
 pub mod windows;
@@ -24,6 +25,7 @@ pub mod http;
 pub mod metrics;
 pub mod outage;
 pub mod store_es;
+pub mod reload;
 
 #[cfg(test)]
 mod daemon_tests;

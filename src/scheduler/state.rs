@@ -85,7 +85,7 @@ pub struct Versioned<T> {
 }
 
 /// Result counts of an execution.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Counts {
     /// Events (or sequences) the searches returned.
@@ -96,6 +96,13 @@ pub struct Counts {
     pub alerts_written: u64,
     /// Candidates dropped because their alert already existed.
     pub duplicates: u64,
+    /// Notifications of the rule's actions by connector and outcome (`sent`, `failed` after the retries,
+    /// `throttled`, `redelivered`, `dropped`); they never change the execution's status.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<crate::actions::ActionCount>,
+    /// Why notifications were not delivered.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub action_errors: Vec<String>,
 }
 
 impl Counts {
@@ -104,6 +111,8 @@ impl Counts {
         self.matches += other.matches;
         self.alerts_written += other.alerts_written;
         self.duplicates += other.duplicates;
+        crate::actions::add_counts(&mut self.actions, &other.actions);
+        self.action_errors.extend(other.action_errors.iter().cloned());
     }
 }
 

@@ -383,7 +383,11 @@ pub fn ledger_mappings() -> Value {
             "message": {"type": "text"},
             "counts": {"properties": {
                 "fetched": {"type": "long"}, "matches": {"type": "long"},
-                "alerts_written": {"type": "long"}, "duplicates": {"type": "long"}
+                "alerts_written": {"type": "long"}, "duplicates": {"type": "long"},
+                "actions": {"properties": {
+                    "connector": {"type": "keyword"}, "outcome": {"type": "keyword"}, "count": {"type": "long"}
+                }},
+                "action_errors": {"type": "text"}
             }},
             "warnings": {"type": "text"},
             "errors": {"type": "text"},
