@@ -101,17 +101,43 @@ pub fn detect_executor(
     opts: RunOptions,
     metrics: Option<Arc<Metrics>>,
 ) -> Executor {
+    detect_executor_with_shadow(client, rules, opts, metrics, None)
+}
+
+/// [`detect_executor`] where the rules named in `shadow` run in shadow mode ([`super::shadow`]): no
+/// alerts written, each window compared with Kibana's alerts later.
+pub fn detect_executor_with_shadow(
+    client: EsClient,
+    rules: Vec<PreparedRule>,
+    opts: RunOptions,
+    metrics: Option<Arc<Metrics>>,
+    shadow: Option<(Arc<super::shadow::Shadow>, HashSet<String>)>,
+) -> Executor {
+    let shadow = shadow.map(Arc::new);
     let rules: Arc<HashMap<String, PreparedRule>> =
         Arc::new(rules.into_iter().map(|r| (r.rule.rule_id.clone(), r)).collect());
     let aliases = Arc::new(AliasGuard::default());
     let opts = Arc::new(opts);
     Arc::new(move |req: RunRequest| {
-        let (client, rules, aliases, opts, metrics) =
-            (client.clone(), rules.clone(), aliases.clone(), opts.clone(), metrics.clone());
+        let (client, rules, aliases, opts, metrics, shadow) =
+            (client.clone(), rules.clone(), aliases.clone(), opts.clone(), metrics.clone(), shadow.clone());
         Box::pin(async move {
             let Some(rule) = rules.get(&req.rule_id) else {
                 return RunOutcome::failed(format!("rule `{}` is not loaded in this replica", req.rule_id));
             };
+            if let Some((shadow, _)) = shadow.as_deref().filter(|(_, ids)| ids.contains(&req.rule_id)) {
+                let started = std::time::Instant::now();
+                let mut prepared = rule.clone();
+                prepared.sequence_mode = detect_sequence_mode(req.sequence_mode);
+                let mut opts = (*opts).clone();
+                opts.previous_window_end = req.previous_window_end;
+                let window = detect::Window { from: req.window.from, to: req.window.to };
+                let summary = shadow.run_window(&prepared, window, &opts).await;
+                if let Some(m) = &metrics {
+                    m.observe_run(&summary, started.elapsed());
+                }
+                return outcome_of(&summary);
+            }
             if let Err(e) = aliases.ensure(&client, &rule.alias).await {
                 return RunOutcome::failed(e);
             }

@@ -140,6 +140,8 @@ impl Metrics {
             Box::new(m.ready.clone()),
             // Counted by the actions module as notifications go out.
             Box::new(crate::actions::ACTIONS_TOTAL.clone()),
+            // Counted by shadow-mode comparisons (src/scheduler/shadow.rs).
+            Box::new(super::shadow::SHADOW_RESULTS.clone()),
         ];
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");

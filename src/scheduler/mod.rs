@@ -9,6 +9,7 @@
 //! * [`daemon`]: the loop that ties it together, with timeouts, renewals, backoff and shutdown.
 //! * [`store_es`]: the [`StateStore`] in Elasticsearch; [`executor`]: the executor on top of `detect`;
 //!   [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` endpoints.
+//! * [`shadow`]: shadow-mode rules, compared with Kibana's alerts instead of writing their own.
 pub mod clock;
 pub mod schedule;
 pub mod windows;
@@ -19,6 +20,7 @@ pub mod executor;
 pub mod http;
 pub mod metrics;
 pub mod outage;
+pub mod shadow;
 pub mod store_es;
 
 #[cfg(test)]
