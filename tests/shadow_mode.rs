@@ -237,4 +237,30 @@ async fn shadow_windows_count_deleted_foreign_and_changed_kibana_alerts() {
     assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded && r.counts.alerts_written == 0), "{runs:?}");
     let (status, _) = c.raw(Method::Get, &format!("/{alias}/_count"), &[], None).await.unwrap();
     assert_eq!(status, 404, "a shadow rule must not create or write its alerts alias");
+
+    // `esdetect status` (the real binary, config with `mode = "shadow"` and `[shadow]`): the agreement.
+    let cfg = dir.path().join("esdetect.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "rules_dir = {rules:?}\n[elasticsearch]\nurls = [{url:?}]\nmax_retries = 0\n\n[scheduler]\nstate_index = {state:?}\n\
+             ledger_index = {ledger:?}\n\n[shadow]\ndelay = \"1s\"\nkibana_alerts = {kibana:?}\n\n[rules.\"{RULE_ID}\"]\nmode = \"shadow\"\n",
+            rules = dir.path().display().to_string(),
+            url = common::es_url()
+        ),
+    )
+    .unwrap();
+    let out = common::esdetect(dir.path(), &["--config", cfg.to_str().unwrap(), "status", "--format", "json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let line: Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v.get("shadow").is_some())
+        .unwrap_or_else(|| panic!("no shadow line in {stdout}"));
+    assert_eq!(line["shadow"]["rule_id"], json!(RULE_ID));
+    assert_eq!(line["shadow"]["totals"], json!({"windows": 4, "both": 7, "kibana_only": 1, "esdetect_only": 1, "differing": 1}));
+    let out = common::esdetect(dir.path(), &["--config", cfg.to_str().unwrap(), "--no-color", "status"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("shadow rule") && table.contains("77.8%"), "{table}");
 }
