@@ -82,6 +82,8 @@ pub fn query_options(rule: &Rule) -> QueryOptions {
         tiebreaker_field: rule.tiebreaker_field.clone().filter(|t| !t.is_empty()),
         size: rule.max_signals as usize,
         position: Position::Tail,
+        // Kibana's EQL request never sets it: Elasticsearch's default applies to every detection rule.
+        max_samples_per_key: 1,
     }
 }
 
