@@ -32,6 +32,12 @@ use sha2::{Digest, Sha256};
 const SMB_RULE: &str = "credential_access_machine_account_smb_relay.toml";
 const SMB_RULE_ID: &str = "d84a11c0-eb12-4e7d-8a0a-718e38351e29";
 const SMB_UUID: &str = "5d0c1e1a-2b7f-4a39-8c4e-6f1b9d2a7e10";
+const KRB_RULE: &str = "privilege_escalation_krbrelayup_service_creation.toml";
+const KRB_RULE_ID: &str = "e4e31051-ee01-4307-a6ee-b21b186958f4";
+const KRB_UUID: &str = "7b1c2a9e-3f0d-4c55-9a11-0d6e2f4b8c01";
+/// `objectHash([[{field: "winlog.computer_name", value: "ws01.corp.local"}], KRB_UUID, "soc"])` (npm
+/// package): a shell's single value stays unwrapped.
+const INSTANCE_WS01: &str = "bbf3f0550718c71591e576a38310ee5babf7eadc";
 const SPACE: &str = "soc";
 /// `objectHash([[{field: "source.ip", value: [ip]}], SMB_UUID, "soc"])` from the npm package (module doc).
 const INSTANCE_99: &str = "3ddda404c168bcfa6c6141baa75d1fda9493c647";
@@ -51,6 +57,41 @@ fn ms(s: &str) -> String {
 /// §9.1: sha256(index + id + String(undefined) + space + ":" + rule uuid).
 fn alert_id(hit: &Hit) -> String {
     hex::encode(Sha256::digest(format!("{}{}undefined{SPACE}:{SMB_UUID}", hit.index, hit.id).as_bytes()))
+}
+
+fn sha(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// §9.2 / §9.3: (shell id, building-block ids) of a sequence of events.
+fn sequence_ids(events: &[&Hit]) -> (String, Vec<String>) {
+    let base: String = events.iter().map(|e| format!("{}{}{KRB_UUID}", e.id, e.index)).collect();
+    let bbs: Vec<String> = (0..events.len()).map(|i| sha(&format!("{base}{i}"))).collect();
+    let shell: String = events.iter().zip(&bbs).map(|(e, bb)| format!("{}{}{bb}", e.id, e.index)).collect::<String>() + KRB_UUID;
+    (sha(&shell), bbs)
+}
+
+/// A loopback Kerberos network logon (4624) on ws01 creating `logon_id`.
+fn logon_4624(at: &str, logon_id: &str) -> Value {
+    json!({
+        "@timestamp": ms(at),
+        "event": {"code": "4624", "action": "logged-in", "category": ["authentication"], "outcome": "success", "kind": "event"},
+        "winlog": {"computer_name": "ws01.corp.local", "logon": {"type": "Network"},
+                   "event_data": {"TargetLogonId": logon_id, "AuthenticationPackageName": "Kerberos", "ElevatedToken": "%%1843"}},
+        "process": {"pid": 0},
+        "source": {"ip": "127.0.0.1"},
+        "host": {"name": "ws01.corp.local", "os": {"type": "windows"}}
+    })
+}
+
+/// A service install (4697) in the session `logon_id` on ws01.
+fn service_4697(at: &str, logon_id: &str) -> Value {
+    json!({
+        "@timestamp": ms(at),
+        "event": {"code": "4697", "action": "service-installed", "category": ["iam", "configuration"], "kind": "event"},
+        "winlog": {"computer_name": "ws01.corp.local", "event_data": {"SubjectLogonId": logon_id, "ServiceName": "KrbSCM"}},
+        "host": {"name": "ws01.corp.local", "os": {"type": "windows"}}
+    })
 }
 
 /// A 5145 share access by the machine account FS01$ on fs01 from `source_ip`, ingested at `ingested`.
@@ -126,6 +167,7 @@ impl Lab {
         config.alerts.space = SPACE.into();
         config.alerts.index = alias.clone();
         config.rules.insert(SMB_RULE_ID.into(), RuleSettings { uuid: Some(SMB_UUID.into()), ..Default::default() });
+        config.rules.insert(KRB_RULE_ID.into(), RuleSettings { uuid: Some(KRB_UUID.into()), ..Default::default() });
         let lab = Lab { client, tag, alias, config, cleanup: Cleanup::default() };
         let (_, mut body) = event_index_templates().into_iter().next().expect("a template");
         body["index_patterns"] = json!([format!("{}*", lab.events())]);
@@ -145,7 +187,11 @@ impl Lab {
     }
 
     fn prepare(&self, suppression: Value) -> PreparedRule {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(SMB_RULE);
+        self.prepare_file(SMB_RULE, suppression)
+    }
+
+    fn prepare_file(&self, file: &str, suppression: Value) -> PreparedRule {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(file);
         let rule = esdetect::rules::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
         let mut prepared = detect::prepare::prepare_rule(rule, &self.config).unwrap_or_else(|e| panic!("{e}"));
         prepared.rule.index = vec![format!("{}*", self.events())];
@@ -326,4 +372,44 @@ async fn missing_fields_suppress_under_null_or_stay_ordinary_alerts() {
     assert_eq!(suppression_of(null_alert).0, json!(INSTANCE_TEAM_NULL));
     assert_eq!(null_alert["kibana.alert.suppression.terms"], json!([{"field": "labels.team", "value": null}]));
     assert_eq!(null_alert["kibana.alert.suppression.docs_count"], json!(1));
+}
+
+/// Sequences are suppressed through their shell (Kibana 8.18+): in one run the second sequence of a host is
+/// folded into the first (its building blocks are not written); a later run within the duration updates
+/// the shell and writes nothing.
+#[tokio::test]
+async fn sequences_are_suppressed_by_their_shell() {
+    let lab = Lab::new().await;
+    let rule = lab.prepare_file(KRB_RULE, json!({"group_by": ["winlog.computer_name"], "duration": {"value": 30, "unit": "m"}}));
+    let hits = lab
+        .index(vec![
+            logon_4624("2026-05-20T10:00:00Z", "0x1"),
+            service_4697("2026-05-20T10:01:00Z", "0x1"),
+            logon_4624("2026-05-20T10:02:00Z", "0x2"),
+            service_4697("2026-05-20T10:03:00Z", "0x2"),
+        ])
+        .await;
+    let (shell, bbs) = sequence_ids(&[&hits[0], &hits[1]]);
+    let s1 = lab.run(&rule, "2026-05-20T10:05:00Z").await;
+    assert_eq!((s1.kept, s1.alerts_written, s1.suppressed), (2, 3, 1), "{s1:#?}");
+    let alerts = lab.alerts().await;
+    assert_eq!(alerts.keys().cloned().collect::<BTreeSet<_>>(), [shell.clone(), bbs[0].clone(), bbs[1].clone()].into_iter().collect());
+    let sh = &alerts[&shell];
+    assert_eq!(
+        suppression_of(sh),
+        (json!(INSTANCE_WS01), json!(1), json!("2026-05-20T10:05:00.000Z"), json!("2026-05-20T10:05:00.000Z"))
+    );
+    assert_eq!(sh["kibana.alert.suppression.terms"], json!([{"field": "winlog.computer_name", "value": "ws01.corp.local"}]));
+    assert!(alerts[&bbs[0]].get("kibana.alert.instance.id").is_none(), "building blocks carry no suppression fields");
+
+    let later = lab.index(vec![logon_4624("2026-05-20T10:08:00Z", "0x3"), service_4697("2026-05-20T10:09:00Z", "0x3")]).await;
+    let s2 = lab.run(&rule, "2026-05-20T10:15:00Z").await;
+    assert_eq!((s2.kept, s2.alerts_written, s2.suppressed), (1, 0, 1), "{s2:#?}");
+    let alerts = lab.alerts().await;
+    assert_eq!(alerts.len(), 3);
+    assert_eq!(
+        suppression_of(&alerts[&shell]),
+        (json!(INSTANCE_WS01), json!(2), json!("2026-05-20T10:05:00.000Z"), json!("2026-05-20T10:15:00.000Z"))
+    );
+    assert!(!alerts.contains_key(&sequence_ids(&[&later[0], &later[1]]).0));
 }

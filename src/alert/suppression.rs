@@ -1,4 +1,4 @@
-//! Alert suppression for EQL event rules (`alert_suppression`), as Kibana 8.19 applies it — the pure
+//! Alert suppression for EQL rules (`alert_suppression`), as Kibana 8.19 applies it — the pure
 //! part: the suppression fields of an alert, suppression within one execution, and the plan that merges
 //! a run's alerts with the suppressed alerts already in the index. The I/O is in
 //! [`crate::sink::suppressed`]; the specification is `docs/alert-suppression.md`.
@@ -10,6 +10,12 @@
 //! the event's time and `docs_count` = 0. Alerts of one instance id are then folded into the earliest one
 //! (`docs_count` counts the others), and an alert whose instance already has an open alert inside the
 //! suppression window updates that alert instead of being created.
+//!
+//! Sequences (and samples, which Kibana receives as sequences) are suppressed through their shell
+//! (`buildShellAlertSuppressionTermsAndFields`): terms and time are read from the shell document itself
+//! (values as they stand there, a single value not wrapped in a list; the time from the shell's own
+//! fields, so `@timestamp` is the shell's creation time), and the building blocks are written only with a
+//! shell that is created.
 
 use super::object_hash::object_hash;
 use super::AlertDoc;
@@ -156,6 +162,26 @@ pub fn terms(s: &Suppression, doc: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// Shell terms: lodash `robustGet` on the shell document — the value as it stands (a list sorted, a
+/// single value kept as it is), `null` when missing.
+pub fn shell_terms(s: &Suppression, doc: &Value) -> Vec<Value> {
+    s.group_by
+        .iter()
+        .map(|field| {
+            let value = match super::get_path(doc, field) {
+                None | Some(Value::Null) => Value::Null,
+                Some(Value::Array(a)) => {
+                    let mut v = a.clone();
+                    sort_values(&mut v);
+                    Value::Array(v)
+                }
+                Some(other) => other.clone(),
+            };
+            json!({"field": field, "value": value})
+        })
+        .collect()
+}
+
 /// `kibana.alert.instance.id`: `objectHash([terms, ruleUuid, spaceId])`.
 pub fn instance_id(terms: &[Value], rule_uuid: &str, space: &str) -> String {
     object_hash(&json!([terms, rule_uuid, space]))
@@ -163,10 +189,17 @@ pub fn instance_id(terms: &[Value], rule_uuid: &str, space: &str) -> String {
 
 /// The event time of an alert: the rule's timestamp field (`timestamp_override`, else `@timestamp`),
 /// then the fallback (`@timestamp`), then the alert's own `@timestamp`, as an ISO string with ms.
-fn suppression_time(rule: &Rule, doc: &Value) -> Option<String> {
+fn suppression_time(rule: &Rule, doc: &Value, shell: bool) -> Option<String> {
     let fields = crate::detect::WindowFields::for_rule(rule);
     let first = |path: &str| -> Option<i64> {
-        let v = field_values(doc, path)?.into_iter().next()?;
+        let v = if shell {
+            match super::get_path(doc, path)? {
+                Value::Array(a) => a.first()?.clone(),
+                other => other.clone(),
+            }
+        } else {
+            field_values(doc, path)?.into_iter().next()?
+        };
         match v {
             Value::String(s) => crate::eql::value::parse_date_ms(&s),
             Value::Number(n) => n.as_i64(),
@@ -182,12 +215,17 @@ fn suppression_time(rule: &Rule, doc: &Value) -> Option<String> {
 /// Adds the suppression fields to an event alert. Returns `false`, leaving the alert as it is, when
 /// `doNotSuppress` applies (a `group_by` field is missing): Kibana then writes an ordinary alert.
 pub fn annotate(s: &Suppression, rule: &Rule, rule_uuid: &str, space: &str, doc: &mut AlertDoc) -> bool {
-    let terms = terms(s, &doc.source);
+    annotate_as(s, rule, rule_uuid, space, doc, false)
+}
+
+/// [`annotate`] for an event alert (`shell = false`) or a sequence's shell (`shell = true`).
+pub fn annotate_as(s: &Suppression, rule: &Rule, rule_uuid: &str, space: &str, doc: &mut AlertDoc, shell: bool) -> bool {
+    let terms = if shell { shell_terms(s, &doc.source) } else { terms(s, &doc.source) };
     if s.missing_fields == MissingFields::DoNotSuppress && terms.iter().any(|t| t["value"].is_null()) {
         return false;
     }
     let id = instance_id(&terms, rule_uuid, space);
-    let time = suppression_time(rule, &doc.source);
+    let time = suppression_time(rule, &doc.source, shell);
     if let Value::Object(m) = &mut doc.source {
         m.insert(INSTANCE_ID.into(), json!(id));
         m.insert(TERMS.into(), Value::Array(terms));
@@ -329,9 +367,9 @@ pub fn plan_merge(
     plan
 }
 
-/// Offline (`esdetect test`): the in-execution part only — annotates the suppressible alerts of the event
-/// groups and folds each instance into its first alert. Returns the groups to print and how many alerts
-/// were suppressed.
+/// Offline (`esdetect test`): the in-execution part only — annotates the suppressible alerts (event
+/// alerts, sequence shells) and folds each instance into its first alert; a folded shell's building
+/// blocks are dropped with it. Returns the groups to print and how many alerts were suppressed.
 pub fn apply_offline(
     s: &Suppression,
     rule: &Rule,
@@ -339,36 +377,50 @@ pub fn apply_offline(
     space: &str,
     groups: Vec<Vec<AlertDoc>>,
 ) -> (Vec<Vec<AlertDoc>>, usize) {
-    let (suppressible, mut plain) = split(s, rule, rule_uuid, space, groups);
+    let Split { suppressible, mut blocks, mut plain } = split(s, rule, rule_uuid, space, groups);
     let (kept, suppressed) = suppress_in_memory(suppressible);
-    plain.extend(kept.into_iter().map(|d| vec![d]));
+    plain.extend(kept.into_iter().map(|d| {
+        let mut group = vec![];
+        let bbs = blocks.remove(&d.id).unwrap_or_default();
+        group.push(d);
+        group.extend(bbs);
+        group
+    }));
     (plain, suppressed.len())
 }
 
-/// Annotates the event alerts of `groups` and splits them into suppressible alerts and the groups that
-/// stay ordinary (`doNotSuppress` with a field missing).
-pub fn split(
-    s: &Suppression,
-    rule: &Rule,
-    rule_uuid: &str,
-    space: &str,
-    groups: Vec<Vec<AlertDoc>>,
-) -> (Vec<AlertDoc>, Vec<Vec<AlertDoc>>) {
-    let mut suppressible = Vec::new();
-    let mut plain = Vec::new();
+/// A run's alert groups, split for suppression.
+#[derive(Debug, Default)]
+pub struct Split {
+    /// Annotated event alerts and sequence shells.
+    pub suppressible: Vec<AlertDoc>,
+    /// The building blocks of each suppressible shell, by shell id: written only with a created shell.
+    pub blocks: HashMap<String, Vec<AlertDoc>>,
+    /// Groups that stay ordinary (`doNotSuppress` with a field missing).
+    pub plain: Vec<Vec<AlertDoc>>,
+}
+
+/// Annotates the event alerts and sequence shells of `groups` (a group is one event alert, or a shell
+/// followed by its building blocks) and splits them.
+pub fn split(s: &Suppression, rule: &Rule, rule_uuid: &str, space: &str, groups: Vec<Vec<AlertDoc>>) -> Split {
+    let mut out = Split::default();
     for group in groups {
-        if group.len() != 1 {
-            plain.push(group); // a sequence: not suppressed by esdetect (see the module doc of prepare)
-            continue;
-        }
-        let mut doc = group.into_iter().next().expect("one document");
-        if annotate(s, rule, rule_uuid, space, &mut doc) {
-            suppressible.push(doc);
+        let mut docs = group.into_iter();
+        let Some(mut head) = docs.next() else { continue };
+        let rest: Vec<AlertDoc> = docs.collect();
+        let shell = !rest.is_empty();
+        if annotate_as(s, rule, rule_uuid, space, &mut head, shell) {
+            if shell {
+                out.blocks.insert(head.id.clone(), rest);
+            }
+            out.suppressible.push(head);
         } else {
-            plain.push(vec![doc]);
+            let mut g = vec![head];
+            g.extend(rest);
+            out.plain.push(g);
         }
     }
-    (suppressible, plain)
+    out
 }
 
 #[cfg(test)]
@@ -404,6 +456,14 @@ mod tests {
         let t = terms(&s, &doc);
         assert_eq!(t, vec![json!({"field": "user.name", "value": ["alice", "zed"]}), json!({"field": "host.name", "value": null}),
                            json!({"field": "@timestamp", "value": ["2026-05-20T10:00:00.000Z"]})]);
+    }
+
+    #[test]
+    fn shell_terms_keep_single_values_and_sort_lists() {
+        let s = Suppression::parse(&json!({"group_by": ["host.name", "related.user", "user.id"]})).unwrap();
+        let shell = json!({"host": {"name": "ws01"}, "related.user": ["b", "a"]});
+        assert_eq!(shell_terms(&s, &shell), vec![json!({"field": "host.name", "value": "ws01"}),
+            json!({"field": "related.user", "value": ["a", "b"]}), json!({"field": "user.id", "value": null})]);
     }
 
     #[test]

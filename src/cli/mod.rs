@@ -272,7 +272,7 @@ fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> 
     let suppressing: Vec<String> = run
         .rules
         .iter()
-        .filter(|o| o.prepared.rule.alert_suppression.is_some() && matches!(o.prepared.query.body, crate::eql::ast::QueryBody::Event(_)))
+        .filter(|o| o.prepared.rule.alert_suppression.is_some())
         .map(|o| format!("note [{}]: alert_suppression applied within this run only ({} alert(s) suppressed); merging with alerts of earlier runs needs `run`", o.prepared.rule.rule_id, o.summary.suppressed))
         .collect();
     let summaries: Vec<RunSummary> = run.rules.into_iter().map(|o| o.summary).collect();

@@ -251,13 +251,13 @@ fn outcomes<'a>(
                     let groups = alert_groups(prepared, &ctx, &results);
                     // Alert suppression offline: only its in-run part (no alerts index to merge with).
                     match crate::alert::suppression::Suppression::from_rule(&prepared.rule).ok().flatten() {
-                        Some(s) if matches!(results, Results::Events(_)) => {
+                        Some(s) => {
                             let (groups, suppressed) =
                                 crate::alert::suppression::apply_offline(&s, &prepared.rule, &ctx.rule_uuid, &ctx.space_id, groups);
                             summary.suppressed = suppressed as u64;
                             groups
                         }
-                        _ => groups,
+                        None => groups,
                     }
                 }
                 None => Vec::new(),

@@ -16,10 +16,6 @@ use std::fmt;
 use std::path::Path;
 
 /// Kibana's warning-equivalent for a setting esdetect does not apply yet.
-/// Kibana 8.18+ also suppresses sequence alerts (by their shell); esdetect applies suppression to event
-/// queries only (src/alert/suppression.rs).
-pub const SUPPRESSION_WARNING: &str =
-    "alert_suppression is applied by esdetect to event queries only; this rule's sequence/sample alerts are not suppressed (Kibana 8.18+ suppresses them)";
 
 /// A rule with its parsed query and the settings that decide alert ids and destination.
 #[derive(Debug, Clone)]
@@ -194,15 +190,9 @@ pub fn prepare_rules(dir: &Path, config: &Config) -> Prepared {
                     out.skipped.push(skip(&p.rule, reason));
                 } else if p.rule.alert_suppression.is_some() {
                     let pos = (p.rule.query_origin.0, 1);
-                    match crate::alert::suppression::Suppression::from_rule(&p.rule) {
-                        Err(e) => {
-                            out.errors.push(RuleError::new(&p.rule.path, pos, Some("alert_suppression"), e));
-                            continue;
-                        }
-                        Ok(_) if !matches!(p.query.body, crate::eql::ast::QueryBody::Event(_)) => {
-                            out.warnings.push(RuleError::new(&p.rule.path, pos, Some("alert_suppression"), SUPPRESSION_WARNING));
-                        }
-                        Ok(_) => {}
+                    if let Err(e) = crate::alert::suppression::Suppression::from_rule(&p.rule) {
+                        out.errors.push(RuleError::new(&p.rule.path, pos, Some("alert_suppression"), e));
+                        continue;
                     }
                 }
                 out.rules.push(p);

@@ -246,11 +246,8 @@ async fn finish_rule(
     let actions = opts.actions.as_deref().filter(|a| a.applies_to(prepared));
     let for_actions: Vec<(String, serde_json::Value)> =
         if actions.is_some() { docs.iter().flatten().cloned().collect() } else { Vec::new() };
-    // Alert suppression (event queries): merged with the alerts already in the index (src/sink/suppressed.rs).
-    let suppression = crate::alert::suppression::Suppression::from_rule(&prepared.rule)
-        .ok()
-        .flatten()
-        .filter(|_| matches!(evaluated.results, crate::eql::engine::Results::Events(_)));
+    // Alert suppression: merged with the alerts already in the index (src/sink/suppressed.rs).
+    let suppression = crate::alert::suppression::Suppression::from_rule(&prepared.rule).ok().flatten();
     let written = match &suppression {
         Some(s) => crate::sink::suppressed::write_rule_alerts(
             client, &prepared.alias, s, &prepared.rule, &ctx, r.window.from, docs, &WriteOptions::default(),

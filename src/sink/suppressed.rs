@@ -1,4 +1,5 @@
-//! Writing the alerts of a rule with `alert_suppression`: what the rule registry's
+//! Writing the alerts of a rule with `alert_suppression` (event alerts, and sequence shells with their
+//! building blocks): what the rule registry's
 //! `alertWithSuppression` does in Kibana, on esdetect's create-only writer.
 //!
 //! 1. Ordinary groups (`doNotSuppress` with a field missing) are written as usual ([`write_alerts`]).
@@ -157,6 +158,7 @@ pub async fn write_suppressed(
     client: &EsClient,
     w: &SuppressedWrite<'_>,
     suppressible: Vec<AlertDoc>,
+    mut blocks: HashMap<String, Vec<AlertDoc>>,
     plain: Vec<Vec<(String, Value)>>,
     opts: &WriteOptions,
 ) -> Result<SuppressedReport, SinkError> {
@@ -181,7 +183,15 @@ pub async fn write_suppressed(
     report.already_counted = plan.already_counted;
     report.updated = bulk_update(client, &plan.updates).await?;
     if !plan.creates.is_empty() {
-        let groups = plan.creates.into_iter().map(|d| vec![(d.id, d.source)]).collect();
+        // A created shell takes its building blocks along (one group: written together).
+        let groups = plan
+            .creates
+            .into_iter()
+            .map(|d| {
+                let bbs = blocks.remove(&d.id).unwrap_or_default();
+                std::iter::once(d).chain(bbs).map(|d| (d.id, d.source)).collect()
+            })
+            .collect();
         let created = write_alerts(client, w.alias, groups, opts).await?;
         report.write.created += created.created;
         report.write.created_ids.extend(created.created_ids);
@@ -206,7 +216,8 @@ pub async fn write_rule_alerts(
 ) -> Result<SuppressedReport, SinkError> {
     let groups: Vec<Vec<AlertDoc>> =
         groups.into_iter().map(|g| g.into_iter().map(|(id, source)| AlertDoc { id, source }).collect()).collect();
-    let (suppressible, plain) = crate::alert::suppression::split(s, rule, &ctx.rule_uuid, &ctx.space_id, groups);
+    let crate::alert::suppression::Split { suppressible, blocks, plain } =
+        crate::alert::suppression::split(s, rule, &ctx.rule_uuid, &ctx.space_id, groups);
     let plain = plain.into_iter().map(|g| g.into_iter().map(|d| (d.id, d.source)).collect()).collect();
     let start = match s.duration_ms {
         Some(ms) => ctx.persist_time - chrono::Duration::milliseconds(ms),
@@ -219,5 +230,5 @@ pub async fn write_rule_alerts(
         per_execution: s.per_execution(),
         now: crate::alert::document::iso_ms(ctx.persist_time),
     };
-    write_suppressed(client, &w, suppressible, plain, opts).await
+    write_suppressed(client, &w, suppressible, blocks, plain, opts).await
 }
