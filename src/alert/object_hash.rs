@@ -169,7 +169,7 @@ pub fn js_f64(x: f64) -> String {
     } else if -6 < n && n <= 0 {
         format!("0.{}{digits}", "0".repeat((-n) as usize))
     } else {
-        let e_sign = if n - 1 >= 0 { "+" } else { "-" };
+        let e_sign = if n >= 1 { "+" } else { "-" };
         let rest = if k > 1 { format!(".{}", &digits[1..]) } else { String::new() };
         format!("{}{rest}e{e_sign}{}", &digits[..1], (n - 1).abs())
     };

@@ -286,6 +286,12 @@ pub struct Existing {
 }
 
 impl Existing {
+    /// Kibana's `isExistingDateGtEqThanAlert` on the end: the existing alert already reaches `end`
+    /// (ISO strings compared as strings, as Kibana does).
+    fn counts_up_to(&self, end: &str) -> bool {
+        !self.end.is_empty() && self.end.as_str() >= end
+    }
+
     /// From a search hit (`_id`, `_index`, `_source`).
     pub fn from_hit(hit: &Value) -> Option<(String, Existing)> {
         let src = &hit["_source"];
@@ -334,7 +340,7 @@ pub fn plan_merge(
         .filter(|a| match existing.get(str_field(&a.source, INSTANCE_ID)) {
             None => true,
             Some(e) if e.execution_uuid == execution_uuid => true,
-            Some(e) => !(!e.end.is_empty() && e.end.as_str() >= str_field(&a.source, END)),
+            Some(e) => !e.counts_up_to(str_field(&a.source, END)),
         })
         .collect();
     plan.already_counted = before - fresh.len();
@@ -352,7 +358,7 @@ pub fn plan_merge(
         };
         let mut doc = Map::new();
         let a_end = str_field(&alert.source, END);
-        if !(!e.end.is_empty() && e.end.as_str() >= a_end) {
+        if !e.counts_up_to(a_end) {
             doc.insert(END.into(), json!(a_end));
         }
         let a_start = str_field(&alert.source, START);

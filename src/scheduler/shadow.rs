@@ -79,13 +79,16 @@ pub struct ShadowRecord {
     pub error: Option<String>,
 }
 
+/// Result keys of one rule already compared, with the end of the window that compared each.
+type Compared = HashMap<Vec<EventRef>, DateTime<Utc>>;
+
 /// Compares shadow-mode windows with Kibana; shared by the executor's runs.
 pub struct Shadow {
     client: EsClient,
     settings: ShadowSettings,
     ledger_index: String,
     /// Per rule: result keys already compared (with the window end that compared them, for pruning).
-    seen: Mutex<HashMap<String, HashMap<Vec<EventRef>, DateTime<Utc>>>>,
+    seen: Mutex<HashMap<String, Compared>>,
     /// The ledger mapping has the shadow fields (checked before the first write).
     mapped: std::sync::atomic::AtomicBool,
 }
