@@ -36,6 +36,8 @@ pub struct Config {
     pub connectors: BTreeMap<String, crate::actions::config::ConnectorConfig>,
     /// Delivery settings of rule actions (`[actions]`).
     pub actions: crate::actions::config::ActionsSettings,
+    /// Shadow mode (`mode = "shadow"` rules): where Kibana's alerts are and when to compare.
+    pub shadow: ShadowSettings,
     /// The file this configuration was read from (a reload reads it again; not a setting).
     #[serde(skip)]
     pub config_path: Option<PathBuf>,
@@ -55,8 +57,38 @@ impl Default for Config {
             rules_dir_origin: "the default `rules` folder in the current directory".into(),
             connectors: BTreeMap::new(),
             actions: crate::actions::config::ActionsSettings::default(),
+            shadow: ShadowSettings::default(),
             config_path: None,
         }
+    }
+}
+
+/// How a rule runs in the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleMode {
+    /// Writes alerts.
+    #[default]
+    Active,
+    /// Writes no alerts; compares each window with Kibana's alerts for it (src/scheduler/shadow.rs).
+    Shadow,
+}
+
+/// `[shadow]`: the comparison of shadow-mode rules with Kibana.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShadowSettings {
+    /// How long after a window's end Kibana's execution of the same tick has surely written its alerts;
+    /// the comparison of the window runs then.
+    #[serde(deserialize_with = "crate::es::config::de_duration")]
+    pub delay: std::time::Duration,
+    /// Kibana's alerts index or alias (`{space}` is the rule's space).
+    pub kibana_alerts: String,
+}
+
+impl Default for ShadowSettings {
+    fn default() -> Self {
+        ShadowSettings { delay: std::time::Duration::from_secs(120), kibana_alerts: ".alerts-security.alerts-{space}".into() }
     }
 }
 
@@ -151,6 +183,8 @@ pub struct RuleSettings {
     pub schedule: Option<String>,
     /// Notifications after this rule's runs (`[[rules."<id>".actions]]`), see the README's "Actions".
     pub actions: Vec<crate::actions::config::ActionConfig>,
+    /// `shadow`: the daemon writes no alerts for this rule and compares each window with Kibana's.
+    pub mode: Option<RuleMode>,
 }
 
 /// Log line format of the daemon.

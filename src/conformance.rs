@@ -69,6 +69,8 @@ pub struct SpecQuery {
     pub join_keys: Option<Vec<ExpectedKey>>,
     /// The request `size` for this query (newer specs), instead of the runner's 50.
     pub size: Option<usize>,
+    /// The request `max_samples_per_key` for a `sample` query (newer specs), instead of ES's default 1.
+    pub max_samples_per_key: Option<usize>,
 }
 
 /// A parsed spec file (active queries only, in file order).
@@ -92,6 +94,8 @@ struct RawQuery {
     join_keys: Option<Vec<toml::Value>>,
     #[serde(default)]
     size: Option<i64>,
+    #[serde(default)]
+    max_samples_per_key: Option<i64>,
 }
 
 impl SpecFile {
@@ -122,7 +126,19 @@ impl SpecFile {
                 None => None,
                 Some(n) => Some(usize::try_from(n).map_err(|_| format!("query {:?}: size {n} is negative", q.name))?),
             };
-            queries.push(SpecQuery { name: q.name, query: q.query.trim().to_string(), expected_event_ids, join_keys, size });
+            let max_samples_per_key = match q.max_samples_per_key {
+                None => None,
+                Some(n) if n >= 1 => Some(n as usize),
+                Some(n) => return Err(format!("query {:?}: max_samples_per_key {n} must be at least 1", q.name)),
+            };
+            queries.push(SpecQuery {
+                name: q.name,
+                query: q.query.trim().to_string(),
+                expected_event_ids,
+                join_keys,
+                size,
+                max_samples_per_key,
+            });
         }
         Ok(SpecFile { queries })
     }
@@ -352,6 +368,9 @@ pub fn run_spec_with(spec: &SpecFile, events: &[Event], compile: &Compile<'_>, o
             let mut options = options.clone();
             if let Some(size) = q.size {
                 options.size = size;
+            }
+            if let Some(n) = q.max_samples_per_key {
+                options.max_samples_per_key = n;
             }
             let mut outcome = run_one(q, events, compile, &options, id_field);
             if let Outcome::Failed { reason } = &outcome {
@@ -710,6 +729,31 @@ expected_event_ids = []
         let report = run_spec(&spec, &events, &compile, "n");
         assert!(matches!(&report.results[0].outcome, Outcome::Skipped { reason } if reason.contains("custom `format`")));
         assert_eq!(report.results[1].outcome, Outcome::Passed);
+    }
+
+    /// A spec's `max_samples_per_key` reaches the engine: two samples of one key instead of ES's default one,
+    /// picked by backtracking as `SampleIterator` does (event 1 with the first, then the next event of the
+    /// second filter: samples may share an event).
+    #[test]
+    fn spec_max_samples_per_key_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d.data");
+        let events: Vec<Value> = (1..=4)
+            .map(|i| json!({"id": i, "@timestamp": 1000 * i, "event": {"category": "process"}, "host": "a", "x": 2 - i % 2}))
+            .collect();
+        std::fs::write(&data, serde_json::to_string(&events).unwrap()).unwrap();
+        let spec = dir.path().join("s.toml");
+        std::fs::write(
+            &spec,
+            "[[queries]]\nname = \"one\"\nquery = 'sample by host [any where x == 1] [any where x == 2]'\nexpected_event_ids = [1, 2]\n\
+             [[queries]]\nname = \"two\"\nmax_samples_per_key = 2\nquery = 'sample by host [any where x == 1] [any where x == 2]'\n\
+             expected_event_ids = [1, 2, 1, 4]\n",
+        )
+        .unwrap();
+        assert_eq!(SpecFile::load(&spec).unwrap().queries[1].max_samples_per_key, Some(2));
+        let report = run_files_with_engine(&data, &spec, None, "id").unwrap();
+        assert!(report.results.iter().all(|r| r.outcome == Outcome::Passed), "{report}");
+        assert!(SpecFile::parse("[[queries]]\nname = \"z\"\nmax_samples_per_key = 0\nquery = 'x'\nexpected_event_ids = []\n").is_err());
     }
 
     #[test]

@@ -526,3 +526,46 @@ fn hits_outside_a_rules_indices_are_not_offered_and_are_reported() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains(&format!("note [{SMB_RULE_ID}]: 1 skipped: `_index` matches none")), "{stderr}");
 }
+
+/// `alert_suppression` offline: the in-run part (one alert per `source.ip`, the earliest event's, counting
+/// the others) and a note saying that merging with earlier alerts needs a cluster run. The instance id
+/// was computed with the `object-hash` npm package:
+/// `objectHash([[{field: "source.ip", value: ["10.0.80.80"]}], SMB_UUID, "default"])`.
+#[test]
+fn alert_suppression_is_applied_within_the_run_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let smb = std::fs::read_to_string(rules_dir().join("credential_access_machine_account_smb_relay.toml")).unwrap();
+    std::fs::write(
+        rules.join("smb.toml"),
+        format!("{smb}\n[rule.alert_suppression]\ngroup_by = [\"source.ip\"]\nmissing_fields_strategy = \"suppress\"\n"),
+    )
+    .unwrap();
+    let hits = vec![
+        hit(DS_INDEX, "a3", &smb_5145("2026-05-20T10:04:00.000Z", Some("2026-05-20T10:04:01.000Z"), "10.0.80.80")),
+        hit(DS_INDEX, "a1", &smb_5145("2026-05-20T10:02:00.000Z", Some("2026-05-20T10:02:01.000Z"), "10.0.80.80")),
+        hit(DS_INDEX, "a2", &smb_5145("2026-05-20T10:03:00.000Z", Some("2026-05-20T10:03:01.000Z"), "10.0.80.80")),
+        hit(DS_INDEX, "b1", &smb_5145("2026-05-20T10:03:30.000Z", Some("2026-05-20T10:03:31.000Z"), "10.0.80.81")),
+    ];
+    let events = dir.path().join("hits.ndjson");
+    std::fs::write(&events, hits.iter().map(|h| serde_json::to_string(h).unwrap() + "\n").collect::<String>()).unwrap();
+    let out = run_test(dir.path(), &rules, &events, &["--format", "ndjson"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines = alert_lines(&out);
+    let expected: BTreeSet<String> =
+        ["a1", "b1"].iter().map(|id| event_alert_id(DS_INDEX, id, "default", SMB_UUID)).collect();
+    assert_eq!(ids(&lines), expected);
+    let first = lines.iter().find(|l| l["_id"] == event_alert_id(DS_INDEX, "a1", "default", SMB_UUID)).unwrap();
+    let s = &first["_source"];
+    assert_eq!(s["kibana.alert.instance.id"], "0f465a98628af739ab63a75d8f815bf57ddc78b0");
+    assert_eq!(s["kibana.alert.suppression.docs_count"], 2);
+    assert_eq!(s["kibana.alert.suppression.start"], "2026-05-20T10:02:01.000Z");
+    assert_eq!(s["kibana.alert.suppression.end"], "2026-05-20T10:04:01.000Z");
+    assert_eq!(s["kibana.alert.suppression.terms"], json!([{"field": "source.ip", "value": ["10.0.80.80"]}]));
+    assert!(
+        stderr.contains(&format!("note [{SMB_RULE_ID}]: alert_suppression applied within this run only (2 alert(s) suppressed)")),
+        "{stderr}"
+    );
+}

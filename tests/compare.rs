@@ -500,3 +500,35 @@ async fn against_eql_is_refused_clearly_without_the_endpoint() {
     assert!(stderr.contains("no `_eql/search` endpoint"), "{stderr}");
     assert!(stdout.is_empty(), "no report when nothing could be compared: {stdout}");
 }
+
+/// Kibana's alerts are read in pages (point in time + `search_after`), so a range holding more alerts
+/// than one page (here 23 with pages of 5; in production 5 000) is read whole, each alert once, and
+/// only the rule's alerts inside the range.
+#[tokio::test]
+async fn kibana_alerts_beyond_one_page_are_all_read_once() {
+    let lab = Lab::new().await;
+    let mut lines: Vec<JsonBody<Value>> = Vec::new();
+    let mut push = |id: String, rule_id: &str, at: &str| {
+        lines.push(json!({"create": {"_id": id}}).into());
+        lines.push(json!({"kibana.alert.rule.rule_id": rule_id, "kibana.alert.rule.execution.timestamp": at}).into());
+    };
+    for i in 0..23 {
+        push(format!("in-{i:02}"), SMB_RULE_ID, &format!("2026-05-20T10:{:02}:00.000Z", 10 + i));
+    }
+    push("other-rule".into(), KRB_RULE_ID, "2026-05-20T10:15:00.000Z");
+    push("before-range".into(), SMB_RULE_ID, "2026-05-20T09:00:00.000Z");
+    let resp = lab.client.es().bulk(BulkParts::Index(&lab.kibana_alias())).refresh(Refresh::True).body(lines).send().await.unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errors"], json!(false), "{body}");
+
+    let rule = esdetect::compare::kibana::RuleMatch::RuleId(SMB_RULE_ID.into());
+    let read = esdetect::compare::kibana::read_alerts_paged(
+        &lab.client, &lab.kibana_alias(), &rule, t("2026-05-20T10:00:00Z"), t("2026-05-20T11:00:00Z"), 5,
+    )
+    .await
+    .expect("paged read");
+    let ids: Vec<String> = read.iter().map(|(id, _)| id.clone()).collect();
+    let distinct: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), 23, "{ids:?}");
+    assert_eq!(distinct, (0..23).map(|i| format!("in-{i:02}")).collect::<BTreeSet<_>>());
+}

@@ -51,6 +51,12 @@ pub fn alerts_properties() -> Map<String, Value> {
               "source.port", "destination.port", "process.pid", "process.parent.pid", "event.severity"] {
         add(&mut p, f, long());
     }
+    // Alert suppression (src/alert/suppression.rs): searched and collapsed on when merging.
+    add(&mut p, "kibana.alert.instance.id", kw());
+    add(&mut p, "kibana.alert.suppression.terms", json!({"properties": {"field": kw(), "value": kw()}}));
+    add(&mut p, "kibana.alert.suppression.start", date());
+    add(&mut p, "kibana.alert.suppression.end", date());
+    add(&mut p, "kibana.alert.suppression.docs_count", long());
     add(&mut p, "kibana.alert.risk_score", json!({"type": "float"}));
     // `text`, not Kibana's `match_only_text`: the latter lives in the mapper-extras module, which not every
     // node has; searching the reason works the same.

@@ -8,8 +8,10 @@ pub mod document;
 pub mod ids;
 pub mod intersect;
 pub mod mapping;
+pub mod object_hash;
 pub mod reason;
 pub mod source;
+pub mod suppression;
 
 pub use document::{event_alert, event_alerts, is_own_alert, sequence_alerts, AlertContext, AlertDoc, ExecutionType};
 pub use ids::{building_block_ids, event_alert_id, shell_id};

@@ -164,9 +164,19 @@ pub async fn run_daemon(config: &Config, a: &RunArgs) -> Result<i32> {
         .build()
         .map_err(|e| anyhow!("cannot start the worker threads for rule runs: {e}"))?;
     let run_client = EsClient::new(&config.elasticsearch)?;
+    // Shadow-mode rules (`mode = "shadow"`): compared with Kibana's alerts instead of writing.
+    let shadow_ids: std::collections::HashSet<String> = rules
+        .iter()
+        .filter(|r| config.rule_settings(&r.rule.rule_id).mode == Some(crate::config::RuleMode::Shadow))
+        .map(|r| r.rule.rule_id.clone())
+        .collect();
+    let shadow = (!shadow_ids.is_empty()).then(|| {
+        tracing::info!(rules = ?shadow_ids, delay = ?config.shadow.delay, "shadow mode: these rules write no alerts");
+        (crate::scheduler::shadow::Shadow::new(run_client.clone(), config.shadow.clone(), config.scheduler.ledger_index.clone()), shadow_ids)
+    });
     // The rules a reload can swap (SIGHUP, or the rules-path watch): see `scheduler::reload`.
     let live = Arc::new(crate::scheduler::reload::LiveRules::new(rules.clone(), run_options(config)?));
-    let exec = executor::live_executor(run_client, live.clone(), Some(metrics.clone()));
+    let exec = executor::live_executor(run_client, live.clone(), Some(metrics.clone()), shadow);
     let scheduler = Scheduler::with_run_runtime(
         Arc::new(SystemClock),
         store.clone(),
@@ -278,8 +288,13 @@ fn gap_text(e: &LedgerEntry) -> String {
 /// `esdetect status`: the newest ledger entries per rule, and each rule's state.
 pub async fn status(config: &Config, a: &StatusArgs, style: Style) -> Result<i32> {
     let client = EsClient::new(&config.elasticsearch)?;
-    let store = state_store(config, client);
+    let store = state_store(config, client.clone());
     let limit = a.limit.max(1);
+    // Shadow-mode agreement per rule (src/scheduler/shadow.rs).
+    let mut shadow = crate::scheduler::shadow::agreement(&client, &config.scheduler.ledger_index).await.map_err(|e| anyhow!(e))?;
+    if let Some(rule) = &a.rule {
+        shadow.retain(|id, _| id == rule);
+    }
     let mut states = store.all_states().await.map_err(|e| anyhow!("{e}"))?;
     // Rules with ledger entries but no state (only ever backfilled by hand) are listed too.
     let mut rule_ids: Vec<String> = states.iter().map(|s| s.rule_id.clone()).collect();
@@ -309,6 +324,12 @@ pub async fn status(config: &Config, a: &StatusArgs, style: Style) -> Result<i32
         }
         for e in &entries {
             println!("{}", serde_json::json!({"run": e}));
+        }
+        let mut ids: Vec<&String> = shadow.keys().collect();
+        ids.sort();
+        for id in ids {
+            let s = &shadow[id];
+            println!("{}", serde_json::json!({"shadow": {"rule_id": id, "agreement_percent": s.percent(), "totals": s}}));
         }
         return Ok(EXIT_OK);
     }
@@ -375,6 +396,24 @@ pub async fn status(config: &Config, a: &StatusArgs, style: Style) -> Result<i32
         ]);
     }
     println!("{t}");
+    if !shadow.is_empty() {
+        let mut t = style.table(&["shadow rule", "windows", "agreement", "both", "kibana only", "esdetect only", "differing"]);
+        let mut ids: Vec<&String> = shadow.keys().collect();
+        ids.sort();
+        for id in ids {
+            let s = &shadow[id];
+            t.add_row(vec![
+                id.clone(),
+                s.windows.to_string(),
+                format!("{:.1}%", s.percent()),
+                s.both.to_string(),
+                s.kibana_only.to_string(),
+                s.esdetect_only.to_string(),
+                s.differing.to_string(),
+            ]);
+        }
+        println!("\n{t}");
+    }
     Ok(EXIT_OK)
 }
 

@@ -276,8 +276,18 @@ fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> 
         writeln!(out, "{table}")?;
     }
     drop(out);
+    // Alert suppression offline: say that only its in-run part applies (src/alert/suppression.rs).
+    let suppressing: Vec<String> = run
+        .rules
+        .iter()
+        .filter(|o| o.prepared.rule.alert_suppression.is_some())
+        .map(|o| format!("note [{}]: alert_suppression applied within this run only ({} alert(s) suppressed); merging with alerts of earlier runs needs `run`", o.prepared.rule.rule_id, o.summary.suppressed))
+        .collect();
     let summaries: Vec<RunSummary> = run.rules.into_iter().map(|o| o.summary).collect();
     eprintln!("{}", output::summaries_table(style, &summaries));
+    for note in suppressing {
+        eprintln!("{note}");
+    }
     Ok(exit_code(&summaries, !prepared.errors.is_empty()))
 }
 

@@ -83,6 +83,9 @@ pub fn summaries_table(style: Style, summaries: &[RunSummary]) -> String {
         for (reason, n) in &s.skipped {
             out.push_str(&format!("\nnote [{}]: {n} skipped: {reason}", s.rule_id));
         }
+        if s.suppressed > 0 {
+            out.push_str(&format!("\nnote [{}]: {} alert(s) suppressed (alert_suppression)", s.rule_id, s.suppressed));
+        }
     }
     out
 }

@@ -16,8 +16,8 @@ use elasticsearch::http::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-/// The most Kibana alerts one comparison reads (a single search; narrow the range for more).
-pub const MAX_KIBANA_ALERTS: usize = 10_000;
+/// Kibana alerts read per page (point in time + `search_after`, so any number of alerts is read).
+pub const KIBANA_ALERTS_PAGE: usize = 5_000;
 
 /// How the rule is recognised among Kibana's alerts.
 #[derive(Debug, Clone)]
@@ -34,8 +34,9 @@ pub struct Execution {
     pub results: Vec<AlertResult>,
 }
 
-/// Reads the rule's alerts whose execution timestamp is in `[from, to]`. Errors are connection or
-/// request problems (the index missing included), worded for the user.
+/// Reads the rule's alerts whose execution timestamp is in `[from, to]`, all of them, in pages of
+/// [`KIBANA_ALERTS_PAGE`]. Errors are connection or request problems (the index missing included),
+/// worded for the user.
 pub async fn read_alerts(
     client: &EsClient,
     index: &str,
@@ -43,40 +44,75 @@ pub async fn read_alerts(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<(String, Value)>, String> {
+    read_alerts_paged(client, index, rule, from, to, KIBANA_ALERTS_PAGE).await
+}
+
+/// [`read_alerts`] with a chosen page size: one point in time over `index` (so pages are consistent
+/// while Kibana keeps writing), sorted by `_shard_doc`, each page continuing with `search_after`.
+pub async fn read_alerts_paged(
+    client: &EsClient,
+    index: &str,
+    rule: &RuleMatch,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    page: usize,
+) -> Result<Vec<(String, Value)>, String> {
     let by_rule = match rule {
         RuleMatch::RuleId(id) => json!({"term": {"kibana.alert.rule.rule_id": id}}),
         RuleMatch::Uuid(uuid) => json!({"term": {"kibana.alert.rule.uuid": uuid}}),
     };
-    let body = json!({
-        "size": MAX_KIBANA_ALERTS,
-        "track_total_hits": true,
-        "query": {"bool": {"filter": [by_rule, {"range": {"kibana.alert.rule.execution.timestamp": {
-            "gte": from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "lte": to.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "format": "strict_date_optional_time"}}}]}},
-        "sort": ["_doc"]
-    });
+    let query = json!({"bool": {"filter": [by_rule, {"range": {"kibana.alert.rule.execution.timestamp": {
+        "gte": from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "lte": to.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "format": "strict_date_optional_time"}}}]}});
     let (status, resp) = client
-        .raw(Method::Post, &format!("/{index}/_search"), &[], Some(&body))
+        .raw(Method::Post, &format!("/{index}/_pit"), &[("keep_alive", "2m".to_string())], None)
         .await
         .map_err(|e| format!("could not read Kibana's alerts from `{index}`: {e}"))?;
     if status == 404 {
         return Err(format!("Kibana's alerts index `{index}` does not exist; name it with --kibana-alerts"));
     }
-    if status != 200 {
-        return Err(format!("reading Kibana's alerts from `{index}` failed with HTTP {status}: {resp}"));
-    }
-    let total = resp.pointer("/hits/total/value").and_then(Value::as_u64).unwrap_or(0) as usize;
-    if total > MAX_KIBANA_ALERTS {
-        return Err(format!(
-            "{total} Kibana alerts in the range, more than the {MAX_KIBANA_ALERTS} one comparison reads; narrow --from/--to"
-        ));
-    }
-    let hits = resp.pointer("/hits/hits").and_then(Value::as_array).cloned().unwrap_or_default();
-    Ok(hits
-        .into_iter()
-        .filter_map(|h| Some((h.get("_id")?.as_str()?.to_string(), h.get("_source")?.clone())))
-        .collect())
+    let mut pit = match (status, resp.get("id").and_then(Value::as_str)) {
+        (200, Some(id)) => id.to_string(),
+        _ => return Err(format!("opening a point in time on `{index}` failed with HTTP {status}: {resp}")),
+    };
+    let mut out = Vec::new();
+    let mut after: Option<Value> = None;
+    let result = loop {
+        let mut body = json!({
+            "size": page.max(1),
+            "track_total_hits": false,
+            "query": query,
+            "pit": {"id": pit, "keep_alive": "2m"},
+            "sort": [{"_shard_doc": "asc"}]
+        });
+        if let Some(a) = &after {
+            body["search_after"] = a.clone();
+        }
+        let (status, resp) = match client.raw(Method::Post, "/_search", &[], Some(&body)).await {
+            Ok(r) => r,
+            Err(e) => break Err(format!("could not read Kibana's alerts from `{index}`: {e}")),
+        };
+        if status != 200 {
+            break Err(format!("reading Kibana's alerts from `{index}` failed with HTTP {status}: {resp}"));
+        }
+        if resp.pointer("/_shards/failed").and_then(Value::as_u64).unwrap_or(0) > 0 {
+            break Err(format!("reading Kibana's alerts from `{index}` had shard failures: {}", resp["_shards"]));
+        }
+        if let Some(id) = resp.get("pit_id").and_then(Value::as_str) {
+            pit = id.to_string();
+        }
+        let hits = resp.pointer("/hits/hits").and_then(Value::as_array).cloned().unwrap_or_default();
+        let n = hits.len();
+        after = hits.last().and_then(|h| h.get("sort").cloned());
+        out.extend(hits.into_iter().filter_map(|h| Some((h.get("_id")?.as_str()?.to_string(), h.get("_source")?.clone()))));
+        if n < page.max(1) || after.is_none() {
+            break Ok(out);
+        }
+    };
+    // Closing is best effort: the point in time expires on its own.
+    let _ = client.raw(Method::Delete, "/_pit", &[], Some(&json!({"id": pit}))).await;
+    result
 }
 
 /// Which of `ids` exist in `index` (any execution, any time): results Kibana wrote outside the range.

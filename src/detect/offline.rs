@@ -246,7 +246,20 @@ fn outcomes<'a>(
         .zip(evaluated)
         .map(|(&prepared, (mut summary, results))| {
             let groups = match results {
-                Some(results) => alert_groups(prepared, &alert_context(prepared, opts, run_now), &results),
+                Some(results) => {
+                    let ctx = alert_context(prepared, opts, run_now);
+                    let groups = alert_groups(prepared, &ctx, &results);
+                    // Alert suppression offline: only its in-run part (no alerts index to merge with).
+                    match crate::alert::suppression::Suppression::from_rule(&prepared.rule).ok().flatten() {
+                        Some(s) => {
+                            let (groups, suppressed) =
+                                crate::alert::suppression::apply_offline(&s, &prepared.rule, &ctx.rule_uuid, &ctx.space_id, groups);
+                            summary.suppressed = suppressed as u64;
+                            groups
+                        }
+                        None => groups,
+                    }
+                }
                 None => Vec::new(),
             };
             summary.alerts_built = groups.iter().map(|g| g.len() as u64).sum();

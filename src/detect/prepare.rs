@@ -16,7 +16,6 @@ use std::fmt;
 use std::path::Path;
 
 /// Kibana's warning-equivalent for a setting esdetect does not apply yet.
-pub const SUPPRESSION_WARNING: &str = "alert_suppression is not supported yet; alerts are not suppressed";
 
 /// A rule with its parsed query and the settings that decide alert ids and destination.
 #[derive(Debug, Clone)]
@@ -79,6 +78,8 @@ pub fn query_options(rule: &Rule) -> QueryOptions {
         tiebreaker_field: rule.tiebreaker_field.clone().filter(|t| !t.is_empty()),
         size: rule.max_signals as usize,
         position: Position::Tail,
+        // Kibana's EQL request never sets it: Elasticsearch's default applies to every detection rule.
+        max_samples_per_key: 1,
     }
 }
 
@@ -188,7 +189,11 @@ pub fn prepare_rules(dir: &Path, config: &Config) -> Prepared {
                     p.enabled = false;
                     out.skipped.push(skip(&p.rule, reason));
                 } else if p.rule.alert_suppression.is_some() {
-                    out.warnings.push(RuleError::new(&p.rule.path, (p.rule.query_origin.0, 1), Some("alert_suppression"), SUPPRESSION_WARNING));
+                    let pos = (p.rule.query_origin.0, 1);
+                    if let Err(e) = crate::alert::suppression::Suppression::from_rule(&p.rule) {
+                        out.errors.push(RuleError::new(&p.rule.path, pos, Some("alert_suppression"), e));
+                        continue;
+                    }
                 }
                 out.rules.push(p);
             }
@@ -475,7 +480,7 @@ entries = [{ field = "source.ip", type = "match", operator = "included", value =
         assert_eq!(p.rules.len(), 1);
         assert_eq!(p.rules[0].exceptions.items.len(), 1);
         assert_eq!(p.rules[0].exceptions.items[0].item_id, "scanner");
-        assert_eq!(p.warnings.len(), 1);
-        assert!(p.warnings[0].message.contains("alert_suppression is not supported yet"), "{:?}", p.warnings);
+        // An event query: suppression applies, no warning.
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     }
 }

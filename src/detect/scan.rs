@@ -246,7 +246,20 @@ async fn finish_rule(
     let actions = opts.actions.as_deref().filter(|a| a.applies_to(prepared));
     let for_actions: Vec<(String, serde_json::Value)> =
         if actions.is_some() { docs.iter().flatten().cloned().collect() } else { Vec::new() };
-    let written = write_alerts(client, &prepared.alias, docs, &WriteOptions::default()).await;
+    // Alert suppression: merged with the alerts already in the index (src/sink/suppressed.rs).
+    let suppression = crate::alert::suppression::Suppression::from_rule(&prepared.rule).ok().flatten();
+    let written = match &suppression {
+        Some(s) => crate::sink::suppressed::write_rule_alerts(
+            client, &prepared.alias, s, &prepared.rule, &ctx, r.window.from, docs, &WriteOptions::default(),
+        )
+        .await
+        .map(|mut rep| {
+            summary.suppressed = rep.suppressed as u64;
+            rep.write.duplicates += rep.already_counted; // a window run again: counted before
+            rep.write
+        }),
+        None => write_alerts(client, &prepared.alias, docs, &WriteOptions::default()).await,
+    };
     summary.durations.index_ms = index_started.elapsed().as_millis() as u64;
     match written {
         Ok(report) => {

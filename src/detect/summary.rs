@@ -101,6 +101,9 @@ pub struct RunSummary {
     pub alerts_built: u64,
     pub alerts_written: u64,
     pub duplicates: u64,
+    /// Alerts folded into another alert by `alert_suppression` (in this run, or into an existing alert).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub suppressed: u64,
     /// More than `max_signals` results: the oldest were cut (Kibana keeps the most recent).
     pub truncated: bool,
     /// Events or values skipped, by reason.
@@ -128,6 +131,7 @@ impl RunSummary {
             alerts_built: 0,
             alerts_written: 0,
             duplicates: 0,
+            suppressed: 0,
             truncated: false,
             skipped: BTreeMap::new(),
             warnings: Vec::new(),
@@ -220,4 +224,8 @@ impl RunSummary {
         }
         self
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -87,20 +87,43 @@ pub fn detect_executor(
     opts: RunOptions,
     metrics: Option<Arc<Metrics>>,
 ) -> Executor {
-    live_executor(client, Arc::new(super::reload::LiveRules::new(rules, opts)), metrics)
+    live_executor(client, Arc::new(super::reload::LiveRules::new(rules, opts)), metrics, None)
 }
 
-/// [`detect_executor`] over rules a reload can swap: each window run reads the rule and options as they
-/// are when it starts.
-pub fn live_executor(client: EsClient, live: Arc<super::reload::LiveRules>, metrics: Option<Arc<Metrics>>) -> Executor {
+/// Rules in shadow mode ([`super::shadow`]): no alerts written, each window compared with Kibana's alerts
+/// later. The set is the one at start (a reload does not change which rules are shadowed).
+pub type ShadowRules = (Arc<super::shadow::Shadow>, HashSet<String>);
+
+/// [`detect_executor`] over rules a reload can swap (each window run reads the rule and options as they
+/// are when it starts), with the rules named in `shadow` run in shadow mode.
+pub fn live_executor(
+    client: EsClient,
+    live: Arc<super::reload::LiveRules>,
+    metrics: Option<Arc<Metrics>>,
+    shadow: Option<ShadowRules>,
+) -> Executor {
+    let shadow = shadow.map(Arc::new);
     let aliases = Arc::new(AliasGuard::default());
     Arc::new(move |req: RunRequest| {
-        let (client, aliases, metrics) = (client.clone(), aliases.clone(), metrics.clone());
+        let (client, aliases, metrics, shadow) = (client.clone(), aliases.clone(), metrics.clone(), shadow.clone());
         let (rules, opts) = live.snapshot();
         Box::pin(async move {
             let Some(rule) = rules.get(&req.rule_id) else {
                 return RunOutcome::failed(format!("rule `{}` is not loaded in this replica", req.rule_id));
             };
+            if let Some((shadow, _)) = shadow.as_deref().filter(|(_, ids)| ids.contains(&req.rule_id)) {
+                let started = std::time::Instant::now();
+                let mut prepared = rule.clone();
+                prepared.sequence_mode = req.sequence_mode;
+                let mut opts = (*opts).clone();
+                opts.previous_window_end = req.previous_window_end;
+                let window = detect::Window { from: req.window.from, to: req.window.to };
+                let summary = shadow.run_window(&prepared, window, &opts).await;
+                if let Some(m) = &metrics {
+                    m.observe_run(&summary, started.elapsed());
+                }
+                return outcome_of(&summary);
+            }
             if let Err(e) = aliases.ensure(&client, rule).await {
                 return RunOutcome::failed(e);
             }

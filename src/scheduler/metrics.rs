@@ -140,6 +140,8 @@ impl Metrics {
             Box::new(m.ready.clone()),
             // Counted by the actions module as notifications go out.
             Box::new(crate::actions::ACTIONS_TOTAL.clone()),
+            // Counted by shadow-mode comparisons (src/scheduler/shadow.rs).
+            Box::new(super::shadow::SHADOW_RESULTS.clone()),
         ];
         // Kept by the reload module: rules loaded, reloads by outcome, the last reload's time and result.
         let collectors = collectors.into_iter().chain(super::reload::collectors());

@@ -12,6 +12,7 @@
 //! * [`store_es`]: the [`StateStore`] in Elasticsearch; [`executor`]: the executor on top of `detect`;
 //!   [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` endpoints.
 //! * [`reload`]: hot reload of rules and configuration (SIGHUP, a watch of the rules path).
+//! * [`shadow`]: shadow-mode rules, compared with Kibana's alerts instead of writing their own.
 pub mod clock;
 pub mod schedule;
 pub mod windows;
@@ -24,6 +25,7 @@ pub mod executor;
 pub mod http;
 pub mod metrics;
 pub mod outage;
+pub mod shadow;
 pub mod store_es;
 pub mod reload;
 

@@ -110,6 +110,8 @@ impl EsStateStore {
             Some(id) => json!({"term": {"rule_id": id}}),
             None => json!({"match_all": {}}),
         };
+        // Shadow-mode results share the ledger (src/scheduler/shadow.rs) but are not executions.
+        let query = json!({"bool": {"filter": [query], "must_not": [{"term": {"record": "shadow"}}]}});
         let body = json!({
             "size": limit.min(10_000),
             "query": query,
@@ -399,7 +401,11 @@ pub fn ledger_mappings() -> Value {
             "duration_ms": {"type": "long"},
             "delay_ms": {"type": "long"},
             "skipped_tick": {"type": "boolean"},
-            "skipped_ticks": {"type": "integer"}
+            "skipped_ticks": {"type": "integer"},
+            "record": {"type": "keyword"},
+            "compared_at": {"type": "date"},
+            "both": {"type": "long"}, "kibana_only": {"type": "long"}, "esdetect_only": {"type": "long"},
+            "differing": {"type": "long"}
         }
     })
 }

@@ -1,3 +1,4 @@
 //! Alert sinks.
 pub mod es;
 pub mod stdout;
+pub mod suppressed;

@@ -43,6 +43,8 @@ struct CompiledStage {
 pub struct CompiledQuery {
     sequence: bool,
     sample: bool,
+    /// The request's `max_samples_per_key` (samples only).
+    max_samples_per_key: usize,
     stages: Vec<CompiledStage>,
     /// Missing-event stages (`![...]`, expanded by `runs`) and where each sits among the positive stages.
     missing: Vec<CompiledStage>,
@@ -882,6 +884,7 @@ impl CompiledQuery {
         Ok(CompiledQuery {
             sequence,
             sample,
+            max_samples_per_key: opts.max_samples_per_key.max(1),
             stages,
             missing,
             missing_positions,
@@ -1111,6 +1114,9 @@ impl Plan for CompiledQuery {
     }
     fn is_sample(&self) -> bool {
         self.sample
+    }
+    fn max_samples_per_key(&self) -> usize {
+        self.max_samples_per_key
     }
 }
 

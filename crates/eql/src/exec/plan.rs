@@ -22,6 +22,8 @@ pub struct QueryOptions {
     pub size: usize,
     /// `result_position` when no pipe says otherwise (default tail).
     pub position: Position,
+    /// `max_samples_per_key` of a `sample` query (Elasticsearch's default 1; Kibana never sends it).
+    pub max_samples_per_key: usize,
 }
 
 impl Default for QueryOptions {
@@ -32,6 +34,7 @@ impl Default for QueryOptions {
             tiebreaker_field: None,
             size: 10,
             position: Position::Tail,
+            max_samples_per_key: 1,
         }
     }
 }
