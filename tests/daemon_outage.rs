@@ -559,15 +559,15 @@ fn daemon_recovers_from_a_node_outage_and_backfills_the_missed_windows() {
         .inspect(|e| assert_eq!(e.windows_completed as usize, e.windows.len(), "{e:?}"))
         .flat_map(|e| e.windows.iter().copied())
         .collect();
-    windows.sort_by_key(|w| (w.from, w.to));
-    let last_before = windows.iter().filter(|w| w.to <= outage_start).map(|w| w.to).max().expect("a window ran before the outage");
-    let first_after = windows.iter().filter(|w| w.to >= outage_end).map(|w| w.to).min().expect("a window ran after the outage");
-    let mut covered_to = windows[0].to;
+    windows.sort_by_key(|w| (w.range.from, w.range.to));
+    let last_before = windows.iter().filter(|w| w.range.to <= outage_start).map(|w| w.range.to).max().expect("a window ran before the outage");
+    let first_after = windows.iter().filter(|w| w.range.to >= outage_end).map(|w| w.range.to).min().expect("a window ran after the outage");
+    let mut covered_to = windows[0].range.to;
     for w in &windows {
-        assert!(w.from <= covered_to, "hole in the queried time from {covered_to} to {}:\n{table}", w.from);
-        covered_to = covered_to.max(w.to);
+        assert!(w.range.from <= covered_to, "hole in the queried time from {covered_to} to {}:\n{table}", w.range.from);
+        covered_to = covered_to.max(w.range.to);
     }
-    assert!(windows[0].to <= last_before && covered_to >= first_after, "coverage {} → {covered_to}:\n{table}", windows[0].from);
+    assert!(windows[0].range.to <= last_before && covered_to >= first_after, "coverage {} → {covered_to}:\n{table}", windows[0].range.from);
     // The missed windows were run after the recovery, as a backfill (several windows in one execution),
     // and those windows hold every event of the outage.
     let recovery: Vec<_> = runs
@@ -581,7 +581,7 @@ fn daemon_recovers_from_a_node_outage_and_backfills_the_missed_windows() {
     for s in [3, 11, 19] {
         let t = outage_start + Duration::seconds(s);
         assert!(
-            recovery.iter().flat_map(|e| &e.windows).any(|w| w.from <= t && t <= w.to),
+            recovery.iter().flat_map(|e| &e.windows).any(|w| w.range.from <= t && t <= w.range.to),
             "no window run after the outage holds the event at {t}:\n{table}"
         );
     }

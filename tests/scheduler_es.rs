@@ -195,7 +195,7 @@ fn executed_windows(entries: &[LedgerEntry]) -> HashMap<(DateTime<Utc>, DateTime
         assert_eq!(e.status, RunStatus::Succeeded, "execution failed: {e:?}");
         assert_eq!(e.windows_completed as usize, e.windows.len(), "{e:?}");
         for w in &e.windows {
-            *seen.entry((w.from, w.to)).or_insert(0) += 1;
+            *seen.entry((w.range.from, w.range.to)).or_insert(0) += 1;
         }
     }
     seen
@@ -259,7 +259,7 @@ async fn es_store_semantics_and_claim_race() {
         finished_at: now + Duration::minutes(minute),
         window_from: Some(now),
         window_to: Some(now),
-        windows: vec![Window { from: now, to: now, kind: WindowKind::Scheduled }],
+        windows: vec![Window::new(now, now, WindowKind::Scheduled)],
         windows_completed: 1,
         windows_remaining: 0,
         window_end: Some(now),
@@ -453,19 +453,15 @@ async fn complete_mode_finds_a_sequence_straddling_windows_kibana_mode_does_not(
     let path = write_rule(dir.path(), "seq", &n.events, query, "5m", "now-9m");
     let rule = prepared(&path, &n.alias);
     esdetect::scheduler::executor::AliasGuard::default().ensure(&c, &rule).await.unwrap();
-    let window = |k: i64| Window {
-        from: t0 + Duration::minutes(5 * k - 9),
-        to: t0 + Duration::minutes(5 * k),
-        kind: WindowKind::Scheduled,
-    };
+    let window = |k: i64| Window::new(t0 + Duration::minutes(5 * k - 9), t0 + Duration::minutes(5 * k), WindowKind::Scheduled);
     let run = |mode: SequenceMode, k: i64| {
         let req = RunRequest {
             rule_id: "seq".into(),
             execution_id: "x".into(),
             window: window(k),
-            previous_window_end: Some(window(k - 1).to),
+            previous_window_end: Some(window(k - 1).range.to),
             sequence_mode: mode,
-            scheduled_at: window(k).to,
+            scheduled_at: window(k).range.to,
         };
         let (c, rule) = (c.clone(), rule.clone());
         async move { run_request(&c, &rule, &req, &run_options()).await }

@@ -6,10 +6,11 @@
 
 use crate::rules::Rule;
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// `[from, to]`, both inclusive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// `[from, to]`, both inclusive: the one time range type (the scheduler's planned windows wrap it with
+/// their kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Window {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,

@@ -621,11 +621,11 @@ impl Scheduler {
                 WindowResult::Done(out) => log.add(out),
                 WindowResult::Panicked(why) => {
                     inner.stats.run_panics.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(rule = %rule.rule_id, from = %w.from, to = %w.to, error = %why, "the run panicked");
+                    tracing::error!(rule = %rule.rule_id, from = %w.range.from, to = %w.range.to, error = %why, "the run panicked");
                     log.error(format!(
                         "the run of window {} to {} panicked ({why}); this is a bug in esdetect, please report it; \
                          the window will be retried",
-                        w.from, w.to
+                        w.range.from, w.range.to
                     ));
                     false
                 }
@@ -634,7 +634,7 @@ impl Scheduler {
                     log.error(format!(
                         "the run of window {} to {} did not finish within the run timeout ({}s) and was stopped; \
                          it will be retried",
-                        w.from, w.to, rule.run_timeout.num_seconds()
+                        w.range.from, w.range.to, rule.run_timeout.num_seconds()
                     ));
                     false
                 }
@@ -644,14 +644,14 @@ impl Scheduler {
                     log.error(format!(
                         "lost the lease on the rule while running window {} to {} (it could not be renewed in \
                          time and another replica took over); this run's progress is not recorded",
-                        w.from, w.to
+                        w.range.from, w.range.to
                     ));
                     false
                 }
                 WindowResult::Abandoned => {
                     log.error(format!(
                         "window {} to {} was abandoned at shutdown after the {}s grace period; it will be run again",
-                        w.from, w.to, inner.config.shutdown_grace.num_seconds()
+                        w.range.from, w.range.to, inner.config.shutdown_grace.num_seconds()
                     ));
                     false
                 }
@@ -662,24 +662,24 @@ impl Scheduler {
                     break; // not the window's fault: run it again next time
                 }
                 let st = &lease.state.value;
-                let prior = if st.failed_window_end == Some(w.to) { st.failed_window_attempts } else { 0 };
+                let prior = if st.failed_window_end == Some(w.range.to) { st.failed_window_attempts } else { 0 };
                 let attempts = prior.saturating_add(1);
                 if attempts < inner.config.max_window_attempts.max(1) {
-                    failed_window = Some((w.to, attempts));
+                    failed_window = Some((w.range.to, attempts));
                     break;
                 }
                 log.error(format!(
                     "window {} to {} failed {attempts} times in a row and was given up so the rule can move on; events in it may have been missed",
-                    w.from, w.to
+                    w.range.from, w.range.to
                 ));
-                tracing::error!(rule = %rule.rule_id, from = %w.from, to = %w.to, attempts, "giving up on a window");
+                tracing::error!(rule = %rule.rule_id, from = %w.range.from, to = %w.range.to, attempts, "giving up on a window");
             } else {
                 inner.stats.windows_completed.fetch_add(1, Ordering::Relaxed);
                 completed += 1;
             }
             settled += 1;
-            done_end = Some(w.to);
-            previous_end = Some(w.to);
+            done_end = Some(w.range.to);
+            previous_end = Some(w.range.to);
             inner.stats.set_pending(&rule.rule_id, (plan.windows.len() as u64).saturating_sub(settled as u64));
             if shutdown.is_cancelled() {
                 break; // stop between windows; what completed is recorded below

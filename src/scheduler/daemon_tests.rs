@@ -40,7 +40,7 @@ impl Fake {
         self.done.lock().unwrap().iter().map(|(_, r)| r.window).collect()
     }
     fn done_ends(&self) -> Vec<DateTime<Utc>> {
-        self.done_windows().iter().map(|w| w.to).collect()
+        self.done_windows().iter().map(|w| w.range.to).collect()
     }
 }
 
@@ -108,15 +108,15 @@ fn executions(store: &InMemoryStateStore) -> Vec<LedgerEntry> {
 /// Windows sorted by end: no window twice, ends exactly `step` apart, each `lookback` long.
 fn assert_exactly_once_no_holes(ws: &[Window], first_end: DateTime<Utc>, last_end: DateTime<Utc>) {
     let mut sorted = ws.to_vec();
-    sorted.sort_by_key(|w| w.to);
-    let distinct: HashSet<(DateTime<Utc>, DateTime<Utc>)> = ws.iter().map(|w| (w.from, w.to)).collect();
+    sorted.sort_by_key(|w| w.range.to);
+    let distinct: HashSet<(DateTime<Utc>, DateTime<Utc>)> = ws.iter().map(|w| (w.range.from, w.range.to)).collect();
     assert_eq!(distinct.len(), ws.len(), "a window ran twice: {sorted:?}");
-    assert_eq!(sorted.first().map(|w| w.to), Some(first_end));
-    assert_eq!(sorted.last().map(|w| w.to), Some(last_end));
+    assert_eq!(sorted.first().map(|w| w.range.to), Some(first_end));
+    assert_eq!(sorted.last().map(|w| w.range.to), Some(last_end));
     for pair in sorted.windows(2) {
-        assert_eq!(pair[1].to - pair[0].to, m(5), "hole or misaligned window between {pair:?}");
+        assert_eq!(pair[1].range.to - pair[0].range.to, m(5), "hole or misaligned window between {pair:?}");
     }
-    assert!(sorted.iter().all(|w| w.to - w.from == m(9)));
+    assert!(sorted.iter().all(|w| w.range.to - w.range.from == m(9)));
 }
 
 #[tokio::test]
@@ -135,7 +135,7 @@ async fn interval_ticks_do_not_drift_even_when_runs_take_time() {
     assert_eq!(scheduled, expected, "ticks must stay on the grid, not drift by the 37s run time");
     assert!(ex.iter().all(|e| e.started_at == e.scheduled_at && e.status == RunStatus::Succeeded));
     assert_eq!(fake.done_ends(), expected);
-    assert_eq!(fake.done_windows()[1], Window { from: t0() - m(4), to: t0() + m(5), kind: WindowKind::Scheduled });
+    assert_eq!(fake.done_windows()[1], Window::new(t0() - m(4), t0() + m(5), WindowKind::Scheduled));
 
     token.cancel();
     settle().await;
@@ -149,9 +149,9 @@ async fn slow_runs_delay_or_skip_the_next_tick_and_it_is_recorded() {
     let store = Arc::new(InMemoryStateStore::new());
     let fake = Arc::new(Fake::default());
     let exec = executor(&clock, "A", &fake, |r| {
-        if r.window.to == t0() {
+        if r.window.range.to == t0() {
             Act::Take(m(12)) // runs past two ticks: t0+5 is skipped, t0+10 runs late
-        } else if r.window.to == t0() + m(20) {
+        } else if r.window.range.to == t0() + m(20) {
             Act::Take(m(7)) // runs past one tick: t0+25 runs late, nothing skipped
         } else {
             Act::Instant
@@ -246,7 +246,7 @@ async fn backfill_mode_fills_the_whole_gap_oldest_first_in_saved_steps() {
     // ceil(111/5) = 23 backfill windows + the scheduled one, 12 per execution.
     let ends = fake.done_ends();
     assert_eq!(ends, (0..24).rev().map(|k| t0() - m(5 * k)).collect::<Vec<_>>());
-    assert!(fake.done_windows()[0].from <= t0() - m(120), "the oldest window must reach back to the last end");
+    assert!(fake.done_windows()[0].range.from <= t0() - m(120), "the oldest window must reach back to the last end");
     assert_exactly_once_no_holes(&fake.done_windows(), t0() - m(115), t0());
     let ex = &report.executions;
     assert_eq!(ex.len(), 2);
@@ -269,7 +269,7 @@ async fn backfill_beyond_max_backfill_reports_the_oldest_part_once() {
 
     let ws = fake.done_windows();
     assert_eq!(ws.len(), 24 * 12 + 1);
-    assert_eq!(ws[0].from, t0() - Duration::hours(30) + m(351));
+    assert_eq!(ws[0].range.from, t0() - Duration::hours(30) + m(351));
     assert_exactly_once_no_holes(&ws, t0() - Duration::hours(24), t0());
     let ex = &report.executions;
     assert_eq!(ex.len(), 25);
@@ -289,7 +289,7 @@ async fn replicas_run_each_window_exactly_once(n: usize) {
         let owner = format!("replica-{i}");
         // Run times vary by window and replica, up to longer than the interval.
         let exec = executor(&clock, &owner, &fake, move |r| {
-            let k = r.window.to.timestamp() / 300;
+            let k = r.window.range.to.timestamp() / 300;
             Act::Take(Duration::seconds((k * 37 + i as i64 * 71) % 420))
         });
         let s = scheduler(&clock, &store, exec, &owner);
@@ -306,16 +306,16 @@ async fn replicas_run_each_window_exactly_once(n: usize) {
     assert!(handles.iter().all(|h| h.is_finished()));
 
     let ws = fake.done_windows();
-    let last = ws.iter().map(|w| w.to).max().unwrap();
+    let last = ws.iter().map(|w| w.range.to).max().unwrap();
     assert!(last >= t0() + m(170), "runs stopped early: last window ends {last}");
     assert_exactly_once_no_holes(&ws, t0(), last);
     // Runs never overlapped: no window was even started twice. At most one run was still going at
     // shutdown (and abandoned after the grace period), and it is newer than every finished one.
     let started: Vec<Window> = fake.started.lock().unwrap().iter().map(|(_, r)| r.window).collect();
-    let distinct: HashSet<DateTime<Utc>> = started.iter().map(|w| w.to).collect();
+    let distinct: HashSet<DateTime<Utc>> = started.iter().map(|w| w.range.to).collect();
     assert_eq!(distinct.len(), started.len(), "a window was started twice");
     assert!(started.len() - ws.len() <= 1);
-    assert!(started.iter().all(|w| w.to <= last || w.to == last + m(5)));
+    assert!(started.iter().all(|w| w.range.to <= last || w.range.to == last + m(5)));
     let owners: HashSet<String> = fake.done.lock().unwrap().iter().map(|(o, _)| o.clone()).collect();
     assert!(owners.len() >= 2, "the work should really have been shared: {owners:?}");
     assert!(store.conflicts() > 0, "the replicas should really have raced for the lease");
@@ -477,7 +477,7 @@ async fn a_failed_run_keeps_the_window_end_and_the_next_tick_retries_it() {
     let failed_once = Arc::new(AtomicBool::new(false));
     let f = failed_once.clone();
     let exec = executor(&clock, "A", &fake, move |r| {
-        if r.window.to == t0() && !f.swap(true, Ordering::SeqCst) {
+        if r.window.range.to == t0() && !f.swap(true, Ordering::SeqCst) {
             Act::Fail
         } else {
             Act::Instant
@@ -531,7 +531,7 @@ async fn a_window_that_keeps_failing_is_given_up_after_three_attempts() {
     let store = Arc::new(InMemoryStateStore::new());
     seed(&store, t0() - m(5)).await;
     let fake = Arc::new(Fake::default());
-    let exec = executor(&clock, "A", &fake, |r| if r.window.to == t0() { Act::Fail } else { Act::Instant });
+    let exec = executor(&clock, "A", &fake, |r| if r.window.range.to == t0() { Act::Fail } else { Act::Instant });
     let s = scheduler(&clock, &store, exec, "A");
     let token = CancellationToken::new();
     let _h = spawn_run(&s, vec![rule()], &token);
@@ -560,7 +560,7 @@ async fn run_once_runs_the_newest_due_tick() {
     let out = s.run_once(&[rule()], &CancellationToken::new()).await;
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].1.as_ref().unwrap().executions.len(), 1);
-    assert_eq!(fake.done_windows(), vec![Window { from: t0() - m(9), to: t0(), kind: WindowKind::Scheduled }]);
+    assert_eq!(fake.done_windows(), vec![Window::new(t0() - m(9), t0(), WindowKind::Scheduled)]);
     // A second call within the same tick finds it done.
     let again = s.run_once(&[rule()], &CancellationToken::new()).await;
     assert!(again[0].1.as_ref().unwrap().already_done);

@@ -122,8 +122,8 @@ impl ExecutionLog {
         let mut entry = self.entry;
         entry.finished_at = finished_at;
         entry.duration_ms = (finished_at - entry.started_at).num_milliseconds().max(0) as u64;
-        entry.window_from = windows.first().map(|w| w.from);
-        entry.window_to = windows.last().map(|w| w.to);
+        entry.window_from = windows.first().map(|w| w.range.from);
+        entry.window_to = windows.last().map(|w| w.range.to);
         entry.windows = windows;
         entry.windows_completed = completed;
         entry.status = status;
@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn outcomes_add_up_and_the_status_follows_kibanas_precedence() {
         let mut log = ExecutionLog::start("r", "me", ExecutionType::Scheduled, t0(), t0() + Duration::seconds(2));
-        let w = Window { from: t0() - Duration::minutes(9), to: t0(), kind: WindowKind::Scheduled };
+        let w = Window::new(t0() - Duration::minutes(9), t0(), WindowKind::Scheduled);
         let ok = log.add(RunOutcome {
             counts: Counts { fetched: 10, matches: 2, alerts_written: 1, duplicates: 1, ..Counts::default() },
             warnings: vec!["w".into()],
@@ -159,7 +159,7 @@ mod tests {
         assert_eq!((e.status, e.message.as_str()), (RunStatus::Failed, "boom"));
         assert_eq!((e.counts.fetched, e.counts.alerts_written, e.search_duration_ms, e.indexing_duration_ms), (10, 1, 5, 7));
         assert_eq!((e.delay_ms, e.duration_ms, e.windows_completed), (2000, 1000, 1));
-        assert_eq!((e.window_from, e.window_to), (Some(w.from), Some(w.to)));
+        assert_eq!((e.window_from, e.window_to), (Some(w.range.from), Some(w.range.to)));
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub async fn run_request(client: &EsClient, rule: &PreparedRule, req: &RunReques
     prepared.sequence_mode = req.sequence_mode;
     let mut opts = opts.clone();
     opts.previous_window_end = req.previous_window_end;
-    let window = detect::Window { from: req.window.from, to: req.window.to };
+    let window = req.window.range;
     let mut summary = detect::run_on_cluster(client, &prepared, window, &opts, &Utc::now).await;
     warn_if_no_index_matches(client, &prepared, &mut summary).await;
     summary
@@ -117,7 +117,7 @@ pub fn live_executor(
                 prepared.sequence_mode = req.sequence_mode;
                 let mut opts = (*opts).clone();
                 opts.previous_window_end = req.previous_window_end;
-                let window = detect::Window { from: req.window.from, to: req.window.to };
+                let window = req.window.range;
                 let summary = shadow.run_window(&prepared, window, &opts).await;
                 if let Some(m) = &metrics {
                     m.observe_run(&summary, started.elapsed());

@@ -27,7 +27,7 @@ pub async fn record_run(store: &dyn StateStore, owner: &str, summary: &RunSummar
 
 /// The ledger entry of one manual run.
 fn run_entry(owner: &str, summary: &RunSummary, started_at: DateTime<Utc>, finished_at: DateTime<Utc>) -> LedgerEntry {
-    let window = Window { from: summary.window.from, to: summary.window.to, kind: WindowKind::Manual };
+    let window = Window { range: summary.window, kind: WindowKind::Manual };
     let mut log = ExecutionLog::start(&summary.rule_id, owner, ExecutionType::Manual, started_at, started_at);
     let completed = u32::from(log.add(executor::outcome_of(summary)));
     log.finish(finished_at, vec![window], completed)
@@ -89,8 +89,8 @@ pub async fn backfill(
                     if summary.status != RunStatus::Failed {
                         completed += 1;
                     }
-                    previous_end = Some(w.to);
-                    tracing::info!(rule = %rule.rule.rule_id, from = %w.from, to = %w.to, status = summary.status.as_str(),
+                    previous_end = Some(w.range.to);
+                    tracing::info!(rule = %rule.rule.rule_id, from = %w.range.from, to = %w.range.to, status = summary.status.as_str(),
                         alerts = summary.alerts_written, "backfill window done");
                     progress.window_done(rule, w, &summary);
                 }
@@ -131,6 +131,6 @@ mod tests {
         let e = run_entry("me", &summary, t0, t0 + chrono::Duration::seconds(1));
         assert_eq!((e.execution_type, e.status, e.windows_completed), (ExecutionType::Manual, Status::PartialFailure, 1));
         assert_eq!((e.rule_id.as_str(), e.counts.fetched, e.counts.alerts_written, e.duration_ms), (prepared.rule.rule_id.as_str(), 7, 2, 1000));
-        assert_eq!(e.windows, vec![Window { from: t0 - chrono::Duration::minutes(9), to: t0, kind: WindowKind::Manual }]);
+        assert_eq!(e.windows, vec![Window::new(t0 - chrono::Duration::minutes(9), t0, WindowKind::Manual)]);
     }
 }

@@ -38,9 +38,15 @@ pub enum WindowKind {
 /// Kibana's request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Window {
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
+    #[serde(flatten)]
+    pub range: crate::detect::Window,
     pub kind: WindowKind,
+}
+
+impl Window {
+    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>, kind: WindowKind) -> Window {
+        Window { range: crate::detect::Window { from, to }, kind }
+    }
 }
 
 /// What to do about time that was never queried.
@@ -149,7 +155,7 @@ pub fn plan(
         .rev()
         .map(|k| {
             let to = crate::limits::earlier(now, Duration::milliseconds(k.saturating_mul(step)));
-            Window { from: crate::limits::earlier(to, lookback), to, kind: if k == 0 { WindowKind::Scheduled } else { kind } }
+            Window::new(crate::limits::earlier(to, lookback), to, if k == 0 { WindowKind::Scheduled } else { kind })
         })
         .collect();
     let remaining = gap_ms.saturating_sub(extra.saturating_mul(step));
@@ -176,7 +182,7 @@ pub fn backfill(from: DateTime<Utc>, to: DateTime<Utc>, lookback: Duration, inte
         .rev()
         .map(|k| {
             let end = crate::limits::earlier(to, Duration::milliseconds(k.saturating_mul(step)));
-            Window { from: crate::limits::earlier(end, lookback).max(from), to: end, kind: WindowKind::Manual }
+            Window::new(crate::limits::earlier(end, lookback).max(from), end, WindowKind::Manual)
         })
         .collect()
 }
@@ -261,17 +267,17 @@ mod tests {
         Duration::minutes(n)
     }
     fn ends(p: &[Window]) -> Vec<DateTime<Utc>> {
-        p.iter().map(|w| w.to).collect()
+        p.iter().map(|w| w.range.to).collect()
     }
 
     /// Every instant in `[start, end]` lies in some window (windows sorted oldest first).
     fn covers(ws: &[Window], start: DateTime<Utc>, end: DateTime<Utc>) -> bool {
         let mut reached = start;
         for w in ws {
-            if w.from > reached {
+            if w.range.from > reached {
                 return false;
             }
-            reached = reached.max(w.to);
+            reached = reached.max(w.range.to);
         }
         reached >= end
     }
@@ -281,7 +287,7 @@ mod tests {
         let far = DateTime::<Utc>::MIN_UTC;
         for policy in [GapPolicy::Kibana, GapPolicy::Backfill { max_backfill: Duration::MAX }] {
             let p = plan(tick(), Duration::MAX, Duration::MAX, Some(far), policy);
-            assert_eq!(p.windows.last().unwrap().to, tick());
+            assert_eq!(p.windows.last().unwrap().range.to, tick());
         }
         for policy in [GapPolicy::Kibana, GapPolicy::Backfill { max_backfill: Duration::hours(24) }] {
             let p = plan(tick(), m(9), m(5), Some(far), policy);
@@ -293,14 +299,14 @@ mod tests {
         let ten_years = Duration::days(3650);
         let p = plan(tick(), Duration::seconds(1), Duration::seconds(1), Some(tick() - ten_years), GapPolicy::Backfill { max_backfill: ten_years });
         assert_eq!(p.windows.len() as i64, MAX_PLANNED_WINDOWS);
-        assert!(p.windows[0].from <= tick() - ten_years + Duration::seconds(1), "oldest first");
+        assert!(p.windows[0].range.from <= tick() - ten_years + Duration::seconds(1), "oldest first");
         assert_eq!(ceil_div(i64::MAX, 2), i64::MAX / 2 + 1);
     }
 
     #[test]
     fn no_gap_means_one_window_of_lookback_length() {
         let p = plan(tick(), m(9), m(5), Some(tick() - m(5)), GapPolicy::Kibana);
-        assert_eq!(p.windows, vec![Window { from: tick() - m(9), to: tick(), kind: WindowKind::Scheduled }]);
+        assert_eq!(p.windows, vec![Window::new(tick() - m(9), tick(), WindowKind::Scheduled)]);
         assert_eq!((p.gap, p.unfilled), (Duration::zero(), None));
         // Exactly 9 minutes since the last end: still no gap.
         let p = plan(tick(), m(9), m(5), Some(tick() - m(9)), GapPolicy::Kibana);
@@ -317,7 +323,7 @@ mod tests {
         let p = plan(tick(), m(9), m(5), Some(tick() - m(20)), GapPolicy::Kibana);
         assert_eq!(p.gap, m(11));
         assert_eq!(ends(&p.windows), vec![tick() - m(15), tick() - m(10), tick() - m(5), tick()]);
-        assert!(p.windows.iter().all(|w| w.to - w.from == m(9)));
+        assert!(p.windows.iter().all(|w| w.range.to - w.range.from == m(9)));
         assert_eq!(p.windows.iter().filter(|w| w.kind == WindowKind::CatchUp).count(), 3);
         assert_eq!(p.unfilled, None);
         assert!(covers(&p.windows, tick() - m(20), tick()));
@@ -329,13 +335,13 @@ mod tests {
         let p = plan(tick(), m(9), m(5), Some(last), GapPolicy::Kibana);
         // gap = 111m, 4 catch-ups cover 20m, 91m remain: [last, last + 91m].
         assert_eq!(p.windows.len(), 5);
-        assert_eq!(p.windows[0], Window { from: tick() - m(29), to: tick() - m(20), kind: WindowKind::CatchUp });
+        assert_eq!(p.windows[0], Window::new(tick() - m(29), tick() - m(20), WindowKind::CatchUp));
         let gap = p.unfilled.unwrap();
         assert_eq!((gap.from, gap.to), (last, last + m(91)));
         assert_eq!(gap.millis(), 91 * 60_000);
         assert_eq!(gap.seconds_rounded(), 5460);
         // The unfilled gap ends exactly where the oldest window starts.
-        assert_eq!(gap.to, p.windows[0].from);
+        assert_eq!(gap.to, p.windows[0].range.from);
         assert_eq!(
             gap.message(),
             "2 hours (5460000ms) were not queried between this rule execution and the last execution, so signals \
@@ -349,9 +355,9 @@ mod tests {
         let p = plan(tick(), m(9), m(5), Some(last), GapPolicy::Backfill { max_backfill: Duration::hours(24) });
         // ceil(111/5) = 23 extra windows, ends every 5 minutes, like the ticks that were missed.
         assert_eq!(p.windows.len(), 24);
-        assert_eq!(p.windows[0].to, tick() - m(115));
-        assert!(p.windows.windows(2).all(|w| w[1].to - w[0].to == m(5)));
-        assert!(p.windows.iter().all(|w| w.to - w.from == m(9)));
+        assert_eq!(p.windows[0].range.to, tick() - m(115));
+        assert!(p.windows.windows(2).all(|w| w[1].range.to - w[0].range.to == m(5)));
+        assert!(p.windows.iter().all(|w| w.range.to - w.range.from == m(9)));
         assert!(covers(&p.windows, last, tick()));
         assert_eq!(p.unfilled, None);
         assert_eq!(p.windows.last().unwrap().kind, WindowKind::Scheduled);
@@ -366,7 +372,7 @@ mod tests {
         let gap = p.unfilled.unwrap();
         // 30h − 9m − 24h = 5h51m left, the oldest part.
         assert_eq!((gap.from, gap.to), (last, last + m(351)));
-        assert_eq!(gap.to, p.windows[0].from);
+        assert_eq!(gap.to, p.windows[0].range.from);
         assert!(gap.message().starts_with("6 hours (21060000ms) were not queried"));
         assert!(covers(&p.windows, gap.to, tick()));
     }
@@ -377,7 +383,7 @@ mod tests {
         let last = tick() - m(30);
         let p = plan(tick(), m(1), m(5), Some(last), GapPolicy::Backfill { max_backfill: Duration::hours(1) });
         assert!(covers(&p.windows, last, tick()));
-        assert!(p.windows.windows(2).all(|w| w[1].from <= w[0].to));
+        assert!(p.windows.windows(2).all(|w| w[1].range.from <= w[0].range.to));
     }
 
     #[test]
@@ -385,9 +391,9 @@ mod tests {
         let from = tick() - Duration::hours(1);
         let ws = backfill(from, tick(), m(9), m(5));
         assert!(covers(&ws, from, tick()));
-        assert_eq!(ws.first().unwrap().from, from);
-        assert_eq!(ws.last().unwrap().to, tick());
-        assert!(ws.iter().all(|w| w.from >= from && w.to - w.from <= m(9) && w.kind == WindowKind::Manual));
+        assert_eq!(ws.first().unwrap().range.from, from);
+        assert_eq!(ws.last().unwrap().range.to, tick());
+        assert!(ws.iter().all(|w| w.range.from >= from && w.range.to - w.range.from <= m(9) && w.kind == WindowKind::Manual));
         // 60m: the last window covers 9m, the remaining 51m need ceil(51/5) = 11 more.
         assert_eq!(ws.len(), 12);
         assert_eq!(backfill(tick(), tick() - m(1), m(9), m(5)), vec![]);
