@@ -14,6 +14,7 @@ pub mod eql;
 pub mod es;
 pub mod event;
 pub mod exceptions;
+pub mod kql;
 pub mod limits;
 pub mod rules;
 pub mod scheduler;
