@@ -284,6 +284,11 @@ fn validate(config: &Config, _style: Style) -> Result<i32> {
     let mut errors = prepared.errors.len();
     let mut valid = 0;
     for rule in &prepared.rules {
+        if !rule.kind.is_eql() {
+            // Custom query rules: the KQL was parsed when the rule was loaded; Elasticsearch parses Lucene.
+            valid += rule.enabled as usize;
+            continue;
+        }
         match detect::compile(rule, &mapping) {
             Err(e) => {
                 let err = rule.rule.query_error(e.span.line, e.span.col, e.message);
@@ -299,6 +304,7 @@ fn validate(config: &Config, _style: Style) -> Result<i32> {
     }
     let skipped = if prepared.skipped.is_empty() { String::new() } else { format!(" ({})", skip_counts(&prepared)) };
     println!("{valid} rule(s) valid, {errors} error(s), {} skipped{skipped}", prepared.skipped.len());
+    println!("by type: {}", detect::prepare::type_counts(&prepared));
     if valid == 0 && errors == 0 {
         eprintln!("no rule in {} can run", config.rules_dir.display());
         return Ok(EXIT_FAILED);
@@ -318,6 +324,10 @@ fn explain(config: &Config, a: &args::ExplainArgs) -> Result<i32> {
     // The built-in ECS table (and the configured mapping file) decide how the pushdown names fields; a run
     // also merges the cluster's `_mapping`, which can only turn a `text` field into its keyword sub-field.
     let mapping = offline_mapping(config)?;
+    if let detect::query_rule::RuleKind::Query(q) = &rule.kind {
+        print!("{}", detect::query_rule::explain(rule, q, &window, config.run.page_size, &mapping));
+        return Ok(EXIT_OK);
+    }
     let query = detect::window_query(rule, &window, config.run.page_size, Some(&mapping));
     let indices = crate::es::path::indices(&rule.rule.index);
     println!("rule:      {} ({})", rule.rule.name, rule.rule.rule_id);

@@ -8,6 +8,7 @@ pub mod indices;
 pub mod offline;
 pub mod pass;
 pub mod prepare;
+pub mod query_rule;
 pub mod scan;
 pub mod summary;
 pub mod window;

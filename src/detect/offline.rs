@@ -55,8 +55,13 @@ struct Setup<'r, 'a> {
 
 impl<'r, 'a> Setup<'r, 'a> {
     fn new(rules: &'r [&'a PreparedRule], mapping: &'r Mapping, now: Option<DateTime<Utc>>) -> Self {
-        let compiled =
-            rules.iter().map(|p| compile(p, mapping).map_err(|e| format!("query rejected: {}", e.render(&p.rule.query)))).collect();
+        let compiled = rules
+            .iter()
+            .map(|p| match &p.kind {
+                super::query_rule::RuleKind::Query(q) => Err(super::query_rule::offline_refusal(q)),
+                _ => compile(p, mapping).map_err(|e| format!("query rejected: {}", e.render(&p.rule.query))),
+            })
+            .collect();
         let windows = rules.iter().map(|p| now.map(|t| Window::ending_at(&p.rule, t))).collect();
         Setup { rules, mapping, compiled, windows }
     }

@@ -75,6 +75,11 @@ pub async fn evaluate_rules_on_cluster(
     let mut mappings: Vec<(Vec<String>, Mapping)> = Vec::new();
     let mut ready: Vec<Ready<'_>> = Vec::new();
     for (at, (prepared, window)) in rules.iter().enumerate() {
+        // Custom query rules are matched by Elasticsearch: a search of their own, never a shared scan.
+        if let super::query_rule::RuleKind::Query(q) = &prepared.kind {
+            summaries[at] = Some(super::query_rule::run_on_cluster(client, prepared, q, *window, opts, now, output).await);
+            continue;
+        }
         let summary = RunSummary::new(prepared, *window);
         let indices = &prepared.rule.index;
         let mapping = match mappings.iter().find(|(i, _)| i == indices) {
