@@ -1,0 +1,310 @@
+//! Custom query rules (KQL and Lucene) end to end against the live node: planted events and look-alikes
+//! in an ECS-mapped index → `detect::run_on_cluster` (and the real `esdetect run --once`) → alerts in a
+//! write alias, checked by `_id`.
+//!
+//! Expected alert ids are computed here from Kibana's formula (spec alert-documents §9.1, the same for
+//! query rules as for EQL event alerts): sha256(_index + _id + "undefined" + space + ":" + rule uuid),
+//! with the `_index`/`_id` the node assigned to each planted event — never by calling esdetect's code.
+//! Needs ESDETECT_TEST_ES_URL: without a node every test fails (tests/common).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use elasticsearch::http::Method;
+use esdetect::alert::mapping::alerts_index_template;
+use esdetect::config::{Config, RuleSettings};
+use esdetect::detect::{self, PreparedRule, RunOptions, RunStatus, RunSummary, Window};
+use esdetect::es::{ConnectionConfig, EsClient};
+use esdetect::sink::es::{ensure_alerts_index, first_index_name, template_name};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const SHADOW_RULE: &str = "defense_evasion_shadow_copy_deletion.toml";
+const SHADOW_RULE_ID: &str = "6b3f1c2e-0d9a-4b1e-9c55-2a7f0e4d8b11";
+const LSASS_RULE: &str = "credential_access_lsass_dump_lucene.toml";
+const LSASS_RULE_ID: &str = "0f3e2a6c-8b1d-4f7a-a2c9-5d6e7f8a9b10";
+const SHADOW_UUID: &str = "9d1f7c3a-5e2b-4a6c-8d0e-1f2a3b4c5d6e";
+const LSASS_UUID: &str = "2b4d6f8a-0c1e-4a3b-9d5f-7e8a9b0c1d2e";
+const SPACE: &str = "soc";
+const KIBANA_MAX_SIGNALS_WARNING: &str =
+    "This rule reached the maximum alert limit for the rule execution. Some alerts were not created.";
+/// Both rules look back 9 minutes: window [09:56:00, 10:05:00].
+const NOW: &str = "2026-05-20T10:05:00Z";
+
+fn sha(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+#[derive(Debug, Clone)]
+struct Hit {
+    index: String,
+    id: String,
+}
+
+/// Kibana's event alert id, written from the formula.
+fn alert_id(hit: &Hit, rule_uuid: &str) -> String {
+    sha(&format!("{}{}undefined{SPACE}:{rule_uuid}", hit.index, hit.id))
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rule_types")
+}
+
+/// A Windows process start as Elastic Defend / Sysmon integrations write it (ECS).
+fn process(at: &str, ingested: &str, name: &str, args: &[&str], user: &str) -> Value {
+    json!({
+        "@timestamp": at,
+        "event": {"category": ["process"], "type": ["start"], "kind": "event", "ingested": ingested, "dataset": "endpoint.events.process"},
+        "host": {"name": "ws-042", "os": {"type": "windows"}},
+        "process": {"name": name, "args": args, "command_line": args.join(" "), "pid": 4242, "parent": {"name": "cmd.exe"}},
+        "user": {"name": user}
+    })
+}
+
+struct Lab {
+    client: EsClient,
+    index: String,
+    alias: String,
+    config: Config,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let (url, index, alias) = (common::es_url(), self.index.clone(), self.alias.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let client = EsClient::new(&ConnectionConfig::for_url(url)).ok()?;
+                let path = format!("/{index},{}?ignore_unavailable=true", first_index_name(&alias));
+                client.raw(Method::Delete, &path, &[], None).await.ok()?;
+                client.raw(Method::Delete, &format!("/_index_template/{}", template_name(&alias)), &[], None).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+impl Lab {
+    async fn new() -> Lab {
+        let client = EsClient::new(&ConnectionConfig::for_url(common::es_url())).expect("client for the test node");
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let index = format!("esdetect-test-rt-events-{tag}");
+        let alias = format!("esdetect-test-rt-{tag}");
+        let mut config = Config::default();
+        config.alerts.space = SPACE.into();
+        config.alerts.index = alias.clone();
+        for (rule_id, uuid) in [(SHADOW_RULE_ID, SHADOW_UUID), (LSASS_RULE_ID, LSASS_UUID)] {
+            config.rules.insert(rule_id.into(), RuleSettings { uuid: Some(uuid.into()), ..Default::default() });
+        }
+        let lab = Lab { client, index, alias, config };
+        let keyword = json!({"type": "keyword"});
+        let mapping = json!({"mappings": {"properties": {
+            "@timestamp": {"type": "date"},
+            "event": {"properties": {"category": keyword, "type": keyword, "kind": keyword, "dataset": keyword, "ingested": {"type": "date"}}},
+            "host": {"properties": {"name": keyword, "os": {"properties": {"type": keyword}}}},
+            "process": {"properties": {"name": keyword, "args": keyword, "command_line": keyword, "pid": {"type": "long"},
+                "parent": {"properties": {"name": keyword}}}},
+            "user": {"properties": {"name": keyword}}
+        }}});
+        let (status, body) = lab.client.raw(Method::Put, &format!("/{}", lab.index), &[], Some(&mapping)).await.expect("create index");
+        assert_eq!(status, 200, "{body}");
+        ensure_alerts_index(&lab.client, &lab.alias, alerts_index_template(&[format!("{}-*", lab.alias)])).await.expect("alerts alias");
+        lab
+    }
+
+    fn prepare(&self, file: &str) -> PreparedRule {
+        let rule = esdetect::rules::load_file(fixtures().join(file)).unwrap_or_else(|e| panic!("{e}"));
+        let mut prepared = detect::prepare::prepare_rule(rule, &self.config).unwrap_or_else(|e| panic!("{e}"));
+        prepared.rule.index = vec![self.index.clone()];
+        prepared
+    }
+
+    async fn run(&self, prepared: &PreparedRule) -> RunSummary {
+        let window = Window::ending_at(&prepared.rule, t(NOW));
+        detect::run_on_cluster(&self.client, prepared, window, &RunOptions::default(), &Utc::now).await
+    }
+
+    /// Indexes the documents one by one (refresh at the end) and returns their `_index`/`_id`.
+    async fn index(&self, docs: &[Value]) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        for doc in docs {
+            let (status, body) = self.client.raw(Method::Post, &format!("/{}/_doc", self.index), &[], Some(doc)).await.expect("index");
+            assert_eq!(status, 201, "{body}");
+            hits.push(Hit { index: body["_index"].as_str().unwrap().into(), id: body["_id"].as_str().unwrap().into() });
+        }
+        let (status, _) = self.client.raw(Method::Post, &format!("/{}/_refresh", self.index), &[], None).await.expect("refresh");
+        assert_eq!(status, 200);
+        hits
+    }
+
+    async fn alerts(&self) -> BTreeMap<String, Value> {
+        let body = json!({"size": 1000, "query": {"match_all": {}}});
+        let (status, resp) = self.client.raw(Method::Post, &format!("/{}/_search", self.alias), &[], Some(&body)).await.expect("search");
+        assert_eq!(status, 200, "{resp}");
+        resp["hits"]["hits"].as_array().unwrap().iter().map(|h| (h["_id"].as_str().unwrap().to_string(), h["_source"].clone())).collect()
+    }
+}
+
+fn ids(hits: &[&Hit], uuid: &str) -> BTreeSet<String> {
+    hits.iter().map(|h| alert_id(h, uuid)).collect()
+}
+
+#[tokio::test]
+async fn kql_rule_alerts_planted_events_only_and_never_twice() {
+    let lab = Lab::new().await;
+    let rule = lab.prepare(SHADOW_RULE);
+    let docs = [
+        // Planted: vssadmin and wmic deleting shadow copies.
+        process("2026-05-20T09:58:00.000Z", "2026-05-20T09:58:01.000Z", "vssadmin.exe", &["vssadmin.exe", "delete", "shadows", "/all", "/quiet"], "alice"),
+        process("2026-05-20T10:01:00.000Z", "2026-05-20T10:01:02.000Z", "wmic.exe", &["wmic.exe", "shadowcopy", "delete", "shadows"], "bob"),
+        // Look-alikes: listing (not deleting), another case (keyword: exact), the backup account, Linux, an
+        // end event, and a planted event ingested before the window (the rule windows on event.ingested).
+        process("2026-05-20T09:59:00.000Z", "2026-05-20T09:59:01.000Z", "vssadmin.exe", &["vssadmin.exe", "list", "shadows"], "alice"),
+        process("2026-05-20T09:59:10.000Z", "2026-05-20T09:59:11.000Z", "VSSADMIN.EXE", &["vssadmin.exe", "delete", "shadows"], "alice"),
+        process("2026-05-20T09:59:20.000Z", "2026-05-20T09:59:21.000Z", "vssadmin.exe", &["vssadmin.exe", "delete", "shadows"], "svc-backup"),
+        {
+            let mut d = process("2026-05-20T09:59:30.000Z", "2026-05-20T09:59:31.000Z", "vssadmin.exe", &["vssadmin.exe", "delete", "shadows"], "alice");
+            d["host"]["os"]["type"] = json!("linux");
+            d
+        },
+        {
+            let mut d = process("2026-05-20T09:59:40.000Z", "2026-05-20T09:59:41.000Z", "vssadmin.exe", &["vssadmin.exe", "delete", "shadows"], "alice");
+            d["event"]["type"] = json!(["end"]);
+            d
+        },
+        process("2026-05-20T09:57:00.000Z", "2026-05-20T09:50:00.000Z", "vssadmin.exe", &["vssadmin.exe", "delete", "shadows"], "carol"),
+    ];
+    let hits = lab.index(&docs).await;
+    let expected = ids(&[&hits[0], &hits[1]], SHADOW_UUID);
+
+    let first = lab.run(&rule).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{first:#?}");
+    assert_eq!((first.fetched, first.alerts_written, first.duplicates), (2, 2, 0), "{first:#?}");
+    let alerts = lab.alerts().await;
+    assert_eq!(alerts.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    let a = &alerts[&alert_id(&hits[0], SHADOW_UUID)];
+    assert_eq!(a["kibana.alert.rule.type"], "query");
+    assert_eq!(a["kibana.alert.rule.rule_type_id"], "siem.queryRule");
+    assert_eq!(a["kibana.alert.rule.uuid"], SHADOW_UUID);
+    assert_eq!(a["kibana.alert.rule.parameters"]["language"], "kuery");
+    assert_eq!(a["kibana.alert.original_time"], "2026-05-20T09:58:00.000Z");
+    assert_eq!(a["kibana.space_ids"], json!([SPACE]));
+    assert_eq!(a["kibana.alert.ancestors"][0]["id"], hits[0].id.as_str());
+
+    // The next (overlapping) run finds the same two events: nothing new.
+    let again = lab.run(&rule).await;
+    assert_eq!((again.fetched, again.alerts_written, again.duplicates), (2, 0, 2), "{again:#?}");
+    assert_eq!(lab.alerts().await.len(), 2);
+}
+
+#[tokio::test]
+async fn max_signals_counts_created_alerts_oldest_first_like_kibana() {
+    let lab = Lab::new().await;
+    let mut rule = lab.prepare(SHADOW_RULE);
+    rule.rule.max_signals = 2;
+    let docs: Vec<Value> = ["09:57", "09:58", "09:59"]
+        .iter()
+        .map(|m| {
+            let at = format!("2026-05-20T{m}:00.000Z");
+            process(&at, &at, "vssadmin.exe", &["vssadmin.exe", "delete", "shadows"], "alice")
+        })
+        .collect();
+    let hits = lab.index(&docs).await;
+
+    let first = lab.run(&rule).await;
+    assert_eq!(first.status, RunStatus::PartialFailure, "{first:#?}");
+    assert_eq!(first.warnings, vec![KIBANA_MAX_SIGNALS_WARNING.to_string()]);
+    assert_eq!((first.alerts_written, first.truncated), (2, true));
+    // The oldest two (Kibana sorts ascending and stops at max_signals created alerts).
+    assert_eq!(lab.alerts().await.keys().cloned().collect::<BTreeSet<_>>(), ids(&[&hits[0], &hits[1]], SHADOW_UUID));
+
+    // Alerts already written do not count against the cap: the next run creates the third.
+    let second = lab.run(&rule).await;
+    assert_eq!((second.alerts_written, second.duplicates), (1, 2), "{second:#?}");
+    assert_eq!(second.status, RunStatus::Succeeded, "{second:#?}");
+    assert_eq!(lab.alerts().await.keys().cloned().collect::<BTreeSet<_>>(), ids(&[&hits[0], &hits[1], &hits[2]], SHADOW_UUID));
+    let third = lab.run(&rule).await;
+    assert_eq!((third.alerts_written, third.duplicates), (0, 3), "{third:#?}");
+}
+
+#[tokio::test]
+async fn lucene_rule_is_a_query_string_matched_by_elasticsearch() {
+    let lab = Lab::new().await;
+    let rule = lab.prepare(LSASS_RULE);
+    let dump = ["rundll32.exe", r"C:\Windows\System32\comsvcs.dll,", "MiniDump", "624", r"C:\Temp\l.dmp", "full"];
+    let docs = [
+        process("2026-05-20T10:00:00.000Z", "2026-05-20T10:00:01.000Z", "rundll32.exe", &dump, "alice"),
+        // comsvcs without MiniDump, and MiniDump through another binary: no alert.
+        process("2026-05-20T10:00:10.000Z", "2026-05-20T10:00:11.000Z", "rundll32.exe", &["rundll32.exe", "comsvcs.dll,DllRegisterServer"], "alice"),
+        process("2026-05-20T10:00:20.000Z", "2026-05-20T10:00:21.000Z", "procdump.exe", &["procdump.exe", "comsvcs.dll", "MiniDump"], "alice"),
+        // Before the window.
+        process("2026-05-20T09:40:00.000Z", "2026-05-20T09:40:01.000Z", "rundll32.exe", &dump, "alice"),
+    ];
+    let hits = lab.index(&docs).await;
+    let s = lab.run(&rule).await;
+    assert_eq!(s.status, RunStatus::Succeeded, "{s:#?}");
+    assert_eq!(s.alerts_written, 1, "{s:#?}");
+    let alerts = lab.alerts().await;
+    assert_eq!(alerts.keys().cloned().collect::<BTreeSet<_>>(), ids(&[&hits[0]], LSASS_UUID));
+    assert_eq!(alerts.values().next().unwrap()["kibana.alert.rule.parameters"]["language"], "lucene");
+}
+
+#[tokio::test]
+async fn binary_runs_query_rules_once_and_explains_them() {
+    let lab = Lab::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    let text = std::fs::read_to_string(fixtures().join(SHADOW_RULE)).unwrap();
+    let original = "index = [\"logs-endpoint.events.process-*\", \"logs-windows.sysmon_operational-*\", \"winlogbeat-*\"]";
+    assert!(text.contains(original));
+    std::fs::write(rules.join("shadow.toml"), text.replacen(original, &format!("index = [\"{}\"]", lab.index), 1)).unwrap();
+    let config = dir.path().join("esdetect.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules_dir = \"rules\"\n[elasticsearch]\nurls = [\"{}\"]\n[alerts]\nspace = \"{SPACE}\"\nindex = \"{}\"\n\
+             [rules.\"{SHADOW_RULE_ID}\"]\nuuid = \"{SHADOW_UUID}\"\n",
+            common::es_url(),
+            lab.alias
+        ),
+    )
+    .unwrap();
+    let hits = lab
+        .index(&[process("2026-05-20T10:02:00.000Z", "2026-05-20T10:02:00.000Z", "vssadmin.exe", &["vssadmin.exe", "delete", "shadows"], "eve")])
+        .await;
+    let c = config.to_str().unwrap();
+    let out = common::esdetect(dir.path(), &["--no-color", "--config", c, "run", "--once", "--now", NOW, "--format", "json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(summary["alerts_written"], 1, "{summary}");
+    assert_eq!(lab.alerts().await.keys().cloned().collect::<BTreeSet<_>>(), ids(&[&hits[0]], SHADOW_UUID));
+
+    let out = common::esdetect(dir.path(), &["--no-color", "--config", c, "explain", SHADOW_RULE_ID, "--now", NOW]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("query (KQL, matched by Elasticsearch)"), "{text}");
+    assert!(text.contains("\"process.name\": {\n") || text.contains("\"process.name\""), "{text}");
+    assert!(text.contains("window:    [2026-05-20T09:56:00+00:00, 2026-05-20T10:05:00+00:00] on event.ingested"), "{text}");
+}
+
+/// No node needed: the fixtures of every type load, and `validate` counts them per type.
+#[test]
+fn validate_counts_rules_per_type_with_skip_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::esdetect(dir.path(), &["--no-color", "--rules", fixtures().to_str().unwrap(), "validate"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("4 rule(s) valid, 0 error(s), 3 skipped (1 type esql, 1 type new_terms, 1 type threshold)"), "{stdout}");
+    assert!(stdout.contains("by type: esql 1 skipped, new_terms 1 skipped, query 4 loaded, threshold 1 skipped"), "{stdout}");
+    assert!(stderr.contains("other_types_export.ndjson:4:1: rule `ES|QL rule (export)` of type `esql`"), "{stderr}");
+}
