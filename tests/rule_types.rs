@@ -26,6 +26,11 @@ const SHADOW_RULE: &str = "defense_evasion_shadow_copy_deletion.toml";
 const SHADOW_RULE_ID: &str = "6b3f1c2e-0d9a-4b1e-9c55-2a7f0e4d8b11";
 const LSASS_RULE: &str = "credential_access_lsass_dump_lucene.toml";
 const LSASS_RULE_ID: &str = "0f3e2a6c-8b1d-4f7a-a2c9-5d6e7f8a9b10";
+const SPRAY_RULE: &str = "credential_access_password_spraying_threshold.toml";
+const SPRAY_RULE_ID: &str = "48b6edfc-079d-4907-b43c-baffa243270d";
+const SPRAY_UUID: &str = "4f6e8d0c-2a1b-4c3d-8e5f-6a7b8c9d0e1f";
+/// Kibana's namespace of threshold "event" ids (`calculateThresholdSignalUuid`).
+const THRESHOLD_NS: &str = "0684ec03-7201-4ee0-8ee0-3a3f6b2479b2";
 const SHADOW_UUID: &str = "9d1f7c3a-5e2b-4a6c-8d0e-1f2a3b4c5d6e";
 const LSASS_UUID: &str = "2b4d6f8a-0c1e-4a3b-9d5f-7e8a9b0c1d2e";
 const SPACE: &str = "soc";
@@ -100,18 +105,19 @@ impl Lab {
         let mut config = Config::default();
         config.alerts.space = SPACE.into();
         config.alerts.index = alias.clone();
-        for (rule_id, uuid) in [(SHADOW_RULE_ID, SHADOW_UUID), (LSASS_RULE_ID, LSASS_UUID)] {
+        for (rule_id, uuid) in [(SHADOW_RULE_ID, SHADOW_UUID), (LSASS_RULE_ID, LSASS_UUID), (SPRAY_RULE_ID, SPRAY_UUID)] {
             config.rules.insert(rule_id.into(), RuleSettings { uuid: Some(uuid.into()), ..Default::default() });
         }
         let lab = Lab { client, index, alias, config };
         let keyword = json!({"type": "keyword"});
         let mapping = json!({"mappings": {"properties": {
             "@timestamp": {"type": "date"},
-            "event": {"properties": {"category": keyword, "type": keyword, "kind": keyword, "dataset": keyword, "ingested": {"type": "date"}}},
+            "event": {"properties": {"category": keyword, "type": keyword, "action": keyword, "outcome": keyword, "kind": keyword, "dataset": keyword, "ingested": {"type": "date"}}},
             "host": {"properties": {"name": keyword, "os": {"properties": {"type": keyword}}}},
             "process": {"properties": {"name": keyword, "args": keyword, "command_line": keyword, "pid": {"type": "long"},
                 "parent": {"properties": {"name": keyword}}}},
-            "user": {"properties": {"name": keyword}}
+            "user": {"properties": {"name": keyword}},
+            "source": {"properties": {"ip": {"type": "ip"}}}
         }}});
         let (status, body) = lab.client.raw(Method::Put, &format!("/{}", lab.index), &[], Some(&mapping)).await.expect("create index");
         assert_eq!(status, 200, "{body}");
@@ -296,6 +302,90 @@ async fn binary_runs_query_rules_once_and_explains_them() {
     assert!(text.contains("window:    [2026-05-20T09:56:00+00:00, 2026-05-20T10:05:00+00:00] on event.ingested"), "{text}");
 }
 
+/// A Windows 4625 (failed logon) as the System integration writes it.
+fn failed_logon(at: &str, source_ip: &str, user: &str, outcome: &str) -> Value {
+    json!({
+        "@timestamp": at,
+        "event": {"category": ["authentication"], "action": "logon-failed", "outcome": outcome, "kind": "event", "ingested": at},
+        "host": {"name": "dc-01", "os": {"type": "windows"}},
+        "source": {"ip": source_ip},
+        "user": {"name": user}
+    })
+}
+
+/// Threshold alert id from Kibana's formulas: the bucket's "event" id is UUIDv5(rule_id + run start +
+/// fields + sorted values), the alert id the event-alert hash over it and the rule's index patterns.
+fn threshold_alert_id(index: &str, started: &str, fields: &str, values: &str) -> String {
+    let ns = uuid::Uuid::parse_str(THRESHOLD_NS).unwrap();
+    let event_id = uuid::Uuid::new_v5(&ns, format!("{SPRAY_RULE_ID}{started}{fields}{values}").as_bytes()).to_string();
+    alert_id(&Hit { index: index.into(), id: event_id }, SPRAY_UUID)
+}
+
+#[tokio::test]
+async fn threshold_rule_alerts_each_group_once_with_kibanas_result_and_ids() {
+    let lab = Lab::new().await;
+    let rule = lab.prepare(SPRAY_RULE);
+    let users = ["alice", "bob", "carol", "dave"];
+    let mut docs = Vec::new();
+    // Sprayer: 12 failures over 4 accounts (09:57:00 … 09:59:45) → one alert.
+    for i in 0..12 {
+        let at = format!("2026-05-20T09:{:02}:{:02}.000Z", 57 + i / 4, (i % 4) * 15);
+        docs.push(failed_logon(&at, "10.0.0.5", users[i % 4], "failure"));
+    }
+    // Brute force of one account (cardinality 1 < 3), too few failures (5 < 10), successes, loopback.
+    for i in 0..12 {
+        docs.push(failed_logon(&format!("2026-05-20T09:58:{:02}.000Z", i * 2), "10.0.0.6", "alice", "failure"));
+    }
+    for (i, u) in ["u1", "u2", "u3", "u4", "u5"].iter().enumerate() {
+        docs.push(failed_logon(&format!("2026-05-20T09:59:{:02}.000Z", i), "10.0.0.7", u, "failure"));
+    }
+    for i in 0..12 {
+        docs.push(failed_logon(&format!("2026-05-20T09:58:{:02}.500Z", i * 3), "10.0.0.8", users[i % 4], "success"));
+        docs.push(failed_logon(&format!("2026-05-20T09:58:{:02}.250Z", i * 3), "127.0.0.1", users[i % 4], "failure"));
+    }
+    lab.index(&docs).await;
+
+    let run = |started: &'static str| {
+        let rule = &rule;
+        let lab = &lab;
+        async move {
+            let window = Window::ending_at(&rule.rule, t(NOW));
+            detect::run_on_cluster(&lab.client, rule, window, &RunOptions::default(), &move || t(started)).await
+        }
+    };
+    let first = run("2026-05-20T10:05:00.250Z").await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{first:#?}");
+    assert_eq!(first.alerts_written, 1, "{first:#?}");
+    let alerts = lab.alerts().await;
+    let id = threshold_alert_id(&lab.index, "2026-05-20T10:05:00.250Z", "source.ip", "10.0.0.5");
+    assert_eq!(alerts.keys().cloned().collect::<Vec<_>>(), vec![id.clone()]);
+    let a = &alerts[&id];
+    assert_eq!(
+        a["kibana.alert.threshold_result"],
+        json!({"cardinality": [{"field": "user.name", "value": 4}], "count": 12, "from": "2026-05-20T09:57:00.000Z",
+               "terms": [{"field": "source.ip", "value": "10.0.0.5"}]})
+    );
+    assert_eq!(a["kibana.alert.original_time"], "2026-05-20T09:59:45.000Z");
+    assert_eq!(a["kibana.alert.rule.type"], "threshold");
+    assert_eq!(a["kibana.alert.rule.rule_type_id"], "siem.thresholdRule");
+    assert_eq!(a["source.ip"], "10.0.0.5");
+
+    // The next run overlaps the window: the group's events are already counted (signal history).
+    let second = run("2026-05-20T10:10:00.000Z").await;
+    assert_eq!((second.status, second.alerts_written), (RunStatus::Succeeded, 0), "{second:#?}");
+
+    // Ten new failures over three accounts after the alert: a new alert counting only them.
+    let more: Vec<Value> = (0..10).map(|i| failed_logon(&format!("2026-05-20T10:03:{:02}.000Z", i * 5), "10.0.0.5", users[i % 3], "failure")).collect();
+    lab.index(&more).await;
+    let third = run("2026-05-20T10:15:00.000Z").await;
+    assert_eq!(third.alerts_written, 1, "{third:#?}");
+    let id3 = threshold_alert_id(&lab.index, "2026-05-20T10:15:00.000Z", "source.ip", "10.0.0.5");
+    let alerts = lab.alerts().await;
+    assert_eq!(alerts.len(), 2);
+    assert_eq!(alerts[&id3]["kibana.alert.threshold_result"]["count"], 10);
+    assert_eq!(alerts[&id3]["kibana.alert.threshold_result"]["from"], "2026-05-20T10:03:00.000Z");
+}
+
 /// No node needed: the fixtures of every type load, and `validate` counts them per type.
 #[test]
 fn validate_counts_rules_per_type_with_skip_reasons() {
@@ -304,7 +394,7 @@ fn validate_counts_rules_per_type_with_skip_reasons() {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.contains("4 rule(s) valid, 0 error(s), 3 skipped (1 type esql, 1 type new_terms, 1 type threshold)"), "{stdout}");
-    assert!(stdout.contains("by type: esql 1 skipped, new_terms 1 skipped, query 4 loaded, threshold 1 skipped"), "{stdout}");
+    assert!(stdout.contains("6 rule(s) valid, 0 error(s), 2 skipped (1 type esql, 1 type new_terms)"), "{stdout}");
+    assert!(stdout.contains("by type: esql 1 skipped, new_terms 1 skipped, query 4 loaded, threshold 2 loaded"), "{stdout}");
     assert!(stderr.contains("other_types_export.ndjson:4:1: rule `ES|QL rule (export)` of type `esql`"), "{stderr}");
 }

@@ -324,9 +324,16 @@ fn explain(config: &Config, a: &args::ExplainArgs) -> Result<i32> {
     // The built-in ECS table (and the configured mapping file) decide how the pushdown names fields; a run
     // also merges the cluster's `_mapping`, which can only turn a `text` field into its keyword sub-field.
     let mapping = offline_mapping(config)?;
-    if let detect::query_rule::RuleKind::Query(q) = &rule.kind {
-        print!("{}", detect::query_rule::explain(rule, q, &window, config.run.page_size, &mapping));
-        return Ok(EXIT_OK);
+    match &rule.kind {
+        detect::query_rule::RuleKind::Query(q) => {
+            print!("{}", detect::query_rule::explain(rule, q, &window, config.run.page_size, &mapping));
+            return Ok(EXIT_OK);
+        }
+        detect::query_rule::RuleKind::Threshold(q, t) => {
+            print!("{}", detect::threshold::explain(rule, q, t, &window, &mapping));
+            return Ok(EXIT_OK);
+        }
+        detect::query_rule::RuleKind::Eql => {}
     }
     let query = detect::window_query(rule, &window, config.run.page_size, Some(&mapping));
     let indices = crate::es::path::indices(&rule.rule.index);

@@ -11,6 +11,7 @@ pub mod prepare;
 pub mod query_rule;
 pub mod scan;
 pub mod summary;
+pub mod threshold;
 pub mod window;
 
 pub use prepare::{prepare_rules, query_options, PreparedRule};

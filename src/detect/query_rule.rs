@@ -30,6 +30,8 @@ pub enum RuleKind {
     Eql,
     /// A custom query rule; `PreparedRule::query` is unused (`any where true`).
     Query(QueryRule),
+    /// A threshold rule: its query and its `threshold`; `PreparedRule::query` is unused.
+    Threshold(QueryRule, super::threshold::ThresholdSpec),
 }
 
 impl RuleKind {
@@ -58,7 +60,11 @@ pub fn rule_kind(rule: &Rule) -> Result<RuleKind, RuleError> {
         Language::Kuery => Some(kql::parse(&rule.query).map_err(|e| rule.query_error(e.line, e.col, e.message))?),
         Language::Lucene => None,
     };
-    Ok(RuleKind::Query(QueryRule { language, kql }))
+    let q = QueryRule { language, kql };
+    if rule.rule_type == "threshold" {
+        return Ok(RuleKind::Threshold(q, super::threshold::spec(rule)?));
+    }
+    Ok(RuleKind::Query(q))
 }
 
 /// The query Kibana's `buildEsQuery` builds for the rule (query + rule filters), typed with `mapping`.
@@ -241,13 +247,18 @@ mod tests {
             loaded,
             [
                 ("0f3e2a6c-8b1d-4f7a-a2c9-5d6e7f8a9b10", "lucene"),
+                ("48b6edfc-079d-4907-b43c-baffa243270d", "kuery"),
                 ("6b3f1c2e-0d9a-4b1e-9c55-2a7f0e4d8b11", "kuery"),
                 ("a1c2e3f4-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "kuery"),
                 ("c5a1d2e3-kql-export", "kuery"),
+                ("c5a1d2e3-thr-export", "kuery"),
             ]
         );
-        assert!(p.rules.iter().all(|r| matches!(r.kind, RuleKind::Query(_))));
-        assert_eq!(crate::detect::prepare::type_counts(&p), "esql 1 skipped, new_terms 1 skipped, query 4 loaded, threshold 1 skipped");
+        assert!(p.rules.iter().filter(|r| r.rule.rule_type == "query").all(|r| matches!(r.kind, RuleKind::Query(_))));
+        let thr = p.rules.iter().find(|r| r.rule.rule_id == "c5a1d2e3-thr-export").unwrap();
+        let RuleKind::Threshold(_, t) = &thr.kind else { panic!("{:?}", thr.kind) };
+        assert_eq!((t.fields.clone(), t.value, t.cardinality.clone()), (vec!["source.ip".to_string()], 20, None));
+        assert_eq!(crate::detect::prepare::type_counts(&p), "esql 1 skipped, new_terms 1 skipped, query 4 loaded, threshold 2 loaded");
     }
 
     #[test]

@@ -76,9 +76,16 @@ pub async fn evaluate_rules_on_cluster(
     let mut ready: Vec<Ready<'_>> = Vec::new();
     for (at, (prepared, window)) in rules.iter().enumerate() {
         // Custom query rules are matched by Elasticsearch: a search of their own, never a shared scan.
-        if let super::query_rule::RuleKind::Query(q) = &prepared.kind {
-            summaries[at] = Some(super::query_rule::run_on_cluster(client, prepared, q, *window, opts, now, output).await);
-            continue;
+        match &prepared.kind {
+            super::query_rule::RuleKind::Query(q) => {
+                summaries[at] = Some(super::query_rule::run_on_cluster(client, prepared, q, *window, opts, now, output).await);
+                continue;
+            }
+            super::query_rule::RuleKind::Threshold(q, t) => {
+                summaries[at] = Some(super::threshold::run_on_cluster(client, prepared, q, t, *window, opts, now, output).await);
+                continue;
+            }
+            super::query_rule::RuleKind::Eql => {}
         }
         let summary = RunSummary::new(prepared, *window);
         let indices = &prepared.rule.index;
