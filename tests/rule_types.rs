@@ -369,6 +369,10 @@ async fn threshold_rule_alerts_each_group_once_with_kibanas_result_and_ids() {
     assert_eq!(a["kibana.alert.rule.type"], "threshold");
     assert_eq!(a["kibana.alert.rule.rule_type_id"], "siem.thresholdRule");
     assert_eq!(a["source.ip"], "10.0.0.5");
+    assert_eq!(
+        a["kibana.alert.rule.parameters"]["threshold"],
+        json!({"field": ["source.ip"], "value": 10, "cardinality": [{"field": "user.name", "value": 3}]})
+    );
 
     // The next run overlaps the window: the group's events are already counted (signal history).
     let second = run("2026-05-20T10:10:00.000Z").await;

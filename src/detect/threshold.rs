@@ -283,6 +283,12 @@ fn bucket_alert(prepared: &PreparedRule, t: &ThresholdSpec, b: &Bucket, ctx: &al
     result.insert("terms".into(), Value::Array(b.key.iter().map(|(f, v)| json!({"field": f, "value": v})).collect()));
     if let Some(obj) = doc.source.as_object_mut() {
         obj.insert("kibana.alert.threshold_result".into(), Value::Object(result));
+        // The rule's normalised `threshold` parameter (Kibana reads `threshold.field` back for its history).
+        if let Some(params) = obj.get_mut("kibana.alert.rule.parameters").and_then(|p| p.as_object_mut()) {
+            let cardinality: Vec<Value> =
+                t.cardinality.iter().map(|(f, n)| json!({"field": f, "value": n})).collect();
+            params.insert("threshold".into(), json!({"field": t.fields, "value": t.value, "cardinality": cardinality}));
+        }
     }
     doc
 }
