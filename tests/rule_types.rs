@@ -31,6 +31,9 @@ const SPRAY_RULE_ID: &str = "48b6edfc-079d-4907-b43c-baffa243270d";
 const SPRAY_UUID: &str = "4f6e8d0c-2a1b-4c3d-8e5f-6a7b8c9d0e1f";
 /// Kibana's namespace of threshold "event" ids (`calculateThresholdSignalUuid`).
 const THRESHOLD_NS: &str = "0684ec03-7201-4ee0-8ee0-3a3f6b2479b2";
+const SERVICE_RULE: &str = "persistence_first_time_seen_service.toml";
+const SERVICE_RULE_ID: &str = "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f";
+const SERVICE_UUID: &str = "6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c9d";
 const SHADOW_UUID: &str = "9d1f7c3a-5e2b-4a6c-8d0e-1f2a3b4c5d6e";
 const LSASS_UUID: &str = "2b4d6f8a-0c1e-4a3b-9d5f-7e8a9b0c1d2e";
 const SPACE: &str = "soc";
@@ -105,14 +108,15 @@ impl Lab {
         let mut config = Config::default();
         config.alerts.space = SPACE.into();
         config.alerts.index = alias.clone();
-        for (rule_id, uuid) in [(SHADOW_RULE_ID, SHADOW_UUID), (LSASS_RULE_ID, LSASS_UUID), (SPRAY_RULE_ID, SPRAY_UUID)] {
+        for (rule_id, uuid) in [(SHADOW_RULE_ID, SHADOW_UUID), (LSASS_RULE_ID, LSASS_UUID), (SPRAY_RULE_ID, SPRAY_UUID), (SERVICE_RULE_ID, SERVICE_UUID)] {
             config.rules.insert(rule_id.into(), RuleSettings { uuid: Some(uuid.into()), ..Default::default() });
         }
         let lab = Lab { client, index, alias, config };
         let keyword = json!({"type": "keyword"});
         let mapping = json!({"mappings": {"properties": {
             "@timestamp": {"type": "date"},
-            "event": {"properties": {"category": keyword, "type": keyword, "action": keyword, "outcome": keyword, "kind": keyword, "dataset": keyword, "ingested": {"type": "date"}}},
+            "winlog": {"properties": {"event_data": {"properties": {"ServiceName": keyword}}}},
+            "event": {"properties": {"code": keyword, "category": keyword, "type": keyword, "action": keyword, "outcome": keyword, "kind": keyword, "dataset": keyword, "ingested": {"type": "date"}}},
             "host": {"properties": {"name": keyword, "os": {"properties": {"type": keyword}}}},
             "process": {"properties": {"name": keyword, "args": keyword, "command_line": keyword, "pid": {"type": "long"},
                 "parent": {"properties": {"name": keyword}}}},
@@ -390,6 +394,71 @@ async fn threshold_rule_alerts_each_group_once_with_kibanas_result_and_ids() {
     assert_eq!(alerts[&id3]["kibana.alert.threshold_result"]["from"], "2026-05-20T10:03:00.000Z");
 }
 
+/// A 7045 (service installed) as the System integration writes it.
+fn service_installed(at: &str, host: &str, service: &str) -> Value {
+    json!({
+        "@timestamp": at,
+        "event": {"code": "7045", "kind": "event", "ingested": at},
+        "host": {"name": host, "os": {"type": "windows"}},
+        "winlog": {"event_data": {"ServiceName": service}}
+    })
+}
+
+/// New terms alert id from Kibana's formula: `objectHash([_index, _id, String(_version), space:uuid,
+/// newTerms])` = SHA-1 (hex) of object-hash's serialisation ("array:<n>:", "string:<length>:<text>").
+fn new_terms_alert_id(hit: &Hit, terms: &[&str]) -> String {
+    let s = |t: &str| format!("string:{}:{t}", t.encode_utf16().count());
+    let mut text = format!("array:5:{}{}{}{}", s(&hit.index), s(&hit.id), s("undefined"), s(&format!("{SPACE}:{SERVICE_UUID}")));
+    text.push_str(&format!("array:{}:", terms.len()));
+    for t in terms {
+        text.push_str(&s(t));
+    }
+    use sha1::Digest as _;
+    hex::encode(sha1::Sha1::digest(text.as_bytes()))
+}
+
+#[tokio::test]
+async fn new_terms_rule_alerts_first_seen_combinations_on_their_oldest_event() {
+    let lab = Lab::new().await;
+    let rule = lab.prepare(SERVICE_RULE);
+    let docs = [
+        // History (within 14 days before the window end): Spooler on dc-01, EvilSvc2 on dc-01 at 09:50.
+        service_installed("2026-05-19T08:00:00.000Z", "dc-01", "Spooler"),
+        service_installed("2026-05-20T09:50:00.000Z", "dc-01", "EvilSvc2"),
+        // Older than the history window: does not make OldSvc known.
+        service_installed("2026-04-30T08:00:00.000Z", "dc-01", "OldSvc"),
+        // The window [09:56, 10:05].
+        service_installed("2026-05-20T09:57:00.000Z", "dc-01", "Spooler"),   // known
+        service_installed("2026-05-20T09:58:00.000Z", "dc-01", "EvilSvc"),   // new: this event
+        service_installed("2026-05-20T10:01:00.000Z", "dc-01", "EvilSvc"),   // same value, later
+        service_installed("2026-05-20T10:00:00.000Z", "ws-042", "EvilSvc"),  // new combination
+        service_installed("2026-05-20T09:59:00.000Z", "dc-01", "EvilSvc2"),  // seen at 09:50
+        service_installed("2026-05-20T09:59:30.000Z", "dc-01", "MpKsl1a2b"), // excluded by the query
+        service_installed("2026-05-20T10:02:00.000Z", "dc-01", "OldSvc"),    // new within the history
+    ];
+    let hits = lab.index(&docs).await;
+    let expected: BTreeSet<String> = [
+        new_terms_alert_id(&hits[4], &["dc-01", "EvilSvc"]),
+        new_terms_alert_id(&hits[6], &["ws-042", "EvilSvc"]),
+        new_terms_alert_id(&hits[9], &["dc-01", "OldSvc"]),
+    ]
+    .into_iter()
+    .collect();
+    let first = lab.run(&rule).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{first:#?}");
+    assert_eq!(first.alerts_written, 3, "{first:#?}");
+    let alerts = lab.alerts().await;
+    assert_eq!(alerts.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    let a = &alerts[&new_terms_alert_id(&hits[4], &["dc-01", "EvilSvc"])];
+    assert_eq!(a["kibana.alert.new_terms"], json!(["dc-01", "EvilSvc"]));
+    assert_eq!(a["kibana.alert.rule.rule_type_id"], "siem.newTermsRule");
+    assert_eq!(a["kibana.alert.original_time"], "2026-05-20T09:58:00.000Z");
+    assert_eq!(a["kibana.alert.uuid"], new_terms_alert_id(&hits[4], &["dc-01", "EvilSvc"]));
+
+    let again = lab.run(&rule).await;
+    assert_eq!((again.alerts_written, again.duplicates), (0, 3), "{again:#?}");
+}
+
 /// No node needed: the fixtures of every type load, and `validate` counts them per type.
 #[test]
 fn validate_counts_rules_per_type_with_skip_reasons() {
@@ -398,7 +467,7 @@ fn validate_counts_rules_per_type_with_skip_reasons() {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.contains("6 rule(s) valid, 0 error(s), 2 skipped (1 type esql, 1 type new_terms)"), "{stdout}");
-    assert!(stdout.contains("by type: esql 1 skipped, new_terms 1 skipped, query 4 loaded, threshold 2 loaded"), "{stdout}");
+    assert!(stdout.contains("8 rule(s) valid, 0 error(s), 1 skipped (1 type esql)"), "{stdout}");
+    assert!(stdout.contains("by type: esql 1 skipped, new_terms 2 loaded, query 4 loaded, threshold 2 loaded"), "{stdout}");
     assert!(stderr.contains("other_types_export.ndjson:4:1: rule `ES|QL rule (export)` of type `esql`"), "{stderr}");
 }

@@ -333,6 +333,10 @@ fn explain(config: &Config, a: &args::ExplainArgs) -> Result<i32> {
             print!("{}", detect::threshold::explain(rule, q, t, &window, &mapping));
             return Ok(EXIT_OK);
         }
+        detect::query_rule::RuleKind::NewTerms(q, t) => {
+            print!("{}", detect::new_terms::explain(rule, q, t, &window, &mapping));
+            return Ok(EXIT_OK);
+        }
         detect::query_rule::RuleKind::Eql => {}
     }
     let query = detect::window_query(rule, &window, config.run.page_size, Some(&mapping));

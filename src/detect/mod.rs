@@ -5,6 +5,7 @@
 //! schedules: the scheduler (or the CLI's `--once`) decides when a window runs.
 
 pub mod indices;
+pub mod new_terms;
 pub mod offline;
 pub mod pass;
 pub mod prepare;

@@ -58,7 +58,9 @@ impl<'r, 'a> Setup<'r, 'a> {
         let compiled = rules
             .iter()
             .map(|p| match &p.kind {
-                super::query_rule::RuleKind::Query(q) | super::query_rule::RuleKind::Threshold(q, _) => {
+                super::query_rule::RuleKind::Query(q)
+                | super::query_rule::RuleKind::Threshold(q, _)
+                | super::query_rule::RuleKind::NewTerms(q, _) => {
                     Err(super::query_rule::offline_refusal(q))
                 }
                 _ => compile(p, mapping).map_err(|e| format!("query rejected: {}", e.render(&p.rule.query))),

@@ -411,7 +411,7 @@ mod tests {
         std::fs::write(dir.path().join("kql.toml"), kql).unwrap();
         let export = r#"{"id":"a","rule_id":"off","name":"Off","type":"eql","language":"eql","index":["x"],"query":"any where true","enabled":false}
 {"id":"b","rule_id":"kql","name":"ML","type":"machine_learning","enabled":true}
-{"id":"c","rule_id":"thr","name":"New terms","type":"new_terms","language":"kuery","query":"a: b","enabled":true}
+{"id":"c","rule_id":"thr","name":"Indicator match","type":"threat_match","language":"kuery","query":"a: b","enabled":true}
 {"exported_count":3,"exported_rules_count":3,"missing_rules":[],"missing_rules_count":0}
 "#;
         std::fs::write(dir.path().join("export.ndjson"), export).unwrap();
@@ -425,7 +425,7 @@ mod tests {
                 ("disabled".to_string(), 1),
                 ("type esql".to_string(), 1),
                 ("type machine_learning".to_string(), 1),
-                ("type new_terms".to_string(), 1)
+                ("type threat_match".to_string(), 1)
             ]
         );
         let runnable: Vec<&str> = p.runnable().map(|r| r.rule.rule_id.as_str()).collect();

@@ -32,6 +32,8 @@ pub enum RuleKind {
     Query(QueryRule),
     /// A threshold rule: its query and its `threshold`; `PreparedRule::query` is unused.
     Threshold(QueryRule, super::threshold::ThresholdSpec),
+    /// A new terms rule: its query and its new terms settings; `PreparedRule::query` is unused.
+    NewTerms(QueryRule, super::new_terms::NewTermsSpec),
 }
 
 impl RuleKind {
@@ -63,6 +65,9 @@ pub fn rule_kind(rule: &Rule) -> Result<RuleKind, RuleError> {
     let q = QueryRule { language, kql };
     if rule.rule_type == "threshold" {
         return Ok(RuleKind::Threshold(q, super::threshold::spec(rule)?));
+    }
+    if rule.rule_type == "new_terms" {
+        return Ok(RuleKind::NewTerms(q, super::new_terms::spec(rule)?));
     }
     Ok(RuleKind::Query(q))
 }
@@ -250,7 +255,9 @@ mod tests {
                 ("48b6edfc-079d-4907-b43c-baffa243270d", "kuery"),
                 ("6b3f1c2e-0d9a-4b1e-9c55-2a7f0e4d8b11", "kuery"),
                 ("a1c2e3f4-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "kuery"),
+                ("c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f", "kuery"),
                 ("c5a1d2e3-kql-export", "kuery"),
+                ("c5a1d2e3-nt-export", "kuery"),
                 ("c5a1d2e3-thr-export", "kuery"),
             ]
         );
@@ -258,7 +265,7 @@ mod tests {
         let thr = p.rules.iter().find(|r| r.rule.rule_id == "c5a1d2e3-thr-export").unwrap();
         let RuleKind::Threshold(_, t) = &thr.kind else { panic!("{:?}", thr.kind) };
         assert_eq!((t.fields.clone(), t.value, t.cardinality.clone()), (vec!["source.ip".to_string()], 20, None));
-        assert_eq!(crate::detect::prepare::type_counts(&p), "esql 1 skipped, new_terms 1 skipped, query 4 loaded, threshold 2 loaded");
+        assert_eq!(crate::detect::prepare::type_counts(&p), "esql 1 skipped, new_terms 2 loaded, query 4 loaded, threshold 2 loaded");
     }
 
     #[test]

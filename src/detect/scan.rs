@@ -85,6 +85,10 @@ pub async fn evaluate_rules_on_cluster(
                 summaries[at] = Some(super::threshold::run_on_cluster(client, prepared, q, t, *window, opts, now, output).await);
                 continue;
             }
+            super::query_rule::RuleKind::NewTerms(q, t) => {
+                summaries[at] = Some(super::new_terms::run_on_cluster(client, prepared, q, t, *window, opts, now, output).await);
+                continue;
+            }
             super::query_rule::RuleKind::Eql => {}
         }
         let summary = RunSummary::new(prepared, *window);

@@ -162,10 +162,10 @@ impl Rule {
     }
 }
 
-/// Whether esdetect runs rules of this `type` and `language`: EQL rules, and custom query and threshold
-/// rules in KQL (`kuery`) or Lucene.
+/// Whether esdetect runs rules of this `type` and `language`: EQL rules, and custom query, threshold and
+/// new terms rules in KQL (`kuery`) or Lucene.
 pub fn runs_type(rule_type: &str, language: &str) -> bool {
-    matches!((rule_type, language), ("eql", "eql") | ("query" | "threshold", "kuery" | "lucene"))
+    matches!((rule_type, language), ("eql", "eql") | ("query" | "threshold" | "new_terms", "kuery" | "lucene"))
 }
 
 /// Why a rule of a type esdetect does not run is skipped (for `validate` and the run's skip list).
@@ -174,8 +174,7 @@ pub fn unsupported_reason(rule_type: &str) -> &'static str {
         "esql" => "is not run: ES|QL rules need Elasticsearch's ES|QL engine and Kibana's ES|QL rule executor",
         "machine_learning" => "is not run: machine learning rules read the results of Kibana's ML anomaly jobs",
         "threat_match" => "is not run: indicator match rules are not supported yet",
-        "new_terms" => "is not run: new terms rules are not supported yet",
-        _ => "is not run: esdetect runs EQL, custom query and threshold rules (KQL, Lucene)",
+        _ => "is not run: esdetect runs EQL, custom query, threshold and new terms rules (KQL, Lucene)",
     }
 }
 
