@@ -459,6 +459,49 @@ async fn new_terms_rule_alerts_first_seen_combinations_on_their_oldest_event() {
     assert_eq!((again.alerts_written, again.duplicates), (0, 3), "{again:#?}");
 }
 
+/// No node needed: `esdetect test` evaluates the keyword part of KQL in memory, with the same ids, and
+/// refuses (in the rule's summary) what only Elasticsearch can decide.
+#[test]
+fn offline_test_evaluates_keyword_kql_and_refuses_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::copy(fixtures().join(SHADOW_RULE), rules.join("shadow.toml")).unwrap();
+    let text_rule = std::fs::read_to_string(fixtures().join(SHADOW_RULE))
+        .unwrap()
+        .replacen(SHADOW_RULE_ID, "text-rule", 1)
+        .replacen("event.category:process and", "message:\"vssadmin delete\" and", 1);
+    std::fs::write(rules.join("text.toml"), text_rule).unwrap();
+    let config = dir.path().join("esdetect.toml");
+    std::fs::write(&config, format!("rules_dir = \"rules\"\n[alerts]\nspace = \"{SPACE}\"\n[rules.\"{SHADOW_RULE_ID}\"]\nuuid = \"{SHADOW_UUID}\"\n")).unwrap();
+    let hit = |id: &str, index: &str, at: &str, args: &[&str], user: &str| {
+        json!({"_index": index, "_id": id, "_source": process(at, at, "vssadmin.exe", args, user)}).to_string()
+    };
+    let events = [
+        hit("e1", "winlogbeat-8.19.0", "2026-05-20T09:59:00.000Z", &["vssadmin.exe", "delete", "shadows"], "alice"),
+        hit("e2", "winlogbeat-8.19.0", "2026-05-20T09:58:00.000Z", &["wmic.exe", "delete", "shadows"], "bob"),
+        hit("e3", "winlogbeat-8.19.0", "2026-05-20T09:58:30.000Z", &["vssadmin.exe", "list", "shadows"], "alice"),
+        hit("e4", "winlogbeat-8.19.0", "2026-05-20T09:58:40.000Z", &["vssadmin.exe", "delete", "shadows"], "svc-backup"),
+        hit("e5", "other-index", "2026-05-20T09:58:50.000Z", &["vssadmin.exe", "delete", "shadows"], "carol"),
+        hit("e6", "winlogbeat-8.19.0", "2026-05-20T09:40:00.000Z", &["vssadmin.exe", "delete", "shadows"], "dave"),
+    ];
+    std::fs::write(dir.path().join("events.ndjson"), events.join("\n") + "\n").unwrap();
+    let c = config.to_str().unwrap();
+    let out = common::esdetect(dir.path(), &["--no-color", "--config", c, "test", "--events", "events.ndjson", "--now", NOW, "--format", "ndjson"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    // The text-field rule is refused: a failed rule, exit 1, with the reason.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not evaluated on files: the query uses `message`, which is not mapped as keyword"), "{stderr}");
+    let alerts: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let got: Vec<String> = alerts.iter().map(|a| a["_id"].as_str().unwrap().to_string()).collect();
+    // Both planted events (oldest first), with the ids a cluster run gives them.
+    let want: Vec<String> = ["e2", "e1"]
+        .iter()
+        .map(|id| alert_id(&Hit { index: "winlogbeat-8.19.0".into(), id: id.to_string() }, SHADOW_UUID))
+        .collect();
+    assert_eq!(got, want, "{stderr}");
+}
+
 /// No node needed: the fixtures of every type load, and `validate` counts them per type.
 #[test]
 fn validate_counts_rules_per_type_with_skip_reasons() {

@@ -208,13 +208,25 @@ fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> 
     let now = a.now.as_deref().map(|t| parse_time(Some(t), "--now")).transpose()?;
     let opts = offline_run_options(config)?;
     let rules: Vec<&PreparedRule> = prepared.rules.iter().filter(|r| r.enabled).collect();
-    let run = match detect::offline::run_on_file(&rules, &mapping, &a.events, now, &opts) {
+    // Custom query rules are evaluated apart (KQL in memory); the other rules in the one EQL pass.
+    let (query_rules, rules): (Vec<&PreparedRule>, Vec<&PreparedRule>) =
+        rules.into_iter().partition(|r| detect::offline_query::is_query_rule(r));
+    let mut run = match detect::offline::run_on_file(&rules, &mapping, &a.events, now, &opts) {
         Ok(run) => run,
         Err(e) => {
             eprintln!("error: reading events from {}: {e}", a.events.display());
             return Ok(EXIT_USAGE);
         }
     };
+    if !query_rules.is_empty() {
+        match detect::offline_query::run_on_file(&query_rules, &mapping, &a.events, now, &opts) {
+            Ok(outcomes) => run.rules.extend(outcomes),
+            Err(e) => {
+                eprintln!("error: reading events from {}: {e}", a.events.display());
+                return Ok(EXIT_USAGE);
+            }
+        }
+    }
     for (line, reason) in &run.read.skipped {
         eprintln!("{}:{line}: skipped: {reason}", a.events.display());
     }

@@ -7,6 +7,7 @@
 pub mod indices;
 pub mod new_terms;
 pub mod offline;
+pub mod offline_query;
 pub mod pass;
 pub mod prepare;
 pub mod query_rule;

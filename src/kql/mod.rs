@@ -9,6 +9,7 @@
 
 pub mod ast;
 pub mod dsl;
+pub mod eval;
 pub mod parser;
 #[cfg(test)]
 mod tests;
