@@ -502,6 +502,72 @@ fn offline_test_evaluates_keyword_kql_and_refuses_the_rest() {
     assert_eq!(got, want, "{stderr}");
 }
 
+/// No node needed: threshold and new terms rules on a file (keyword fields), with Kibana's documents and ids;
+/// grouping on a non-keyword field is refused.
+#[test]
+fn offline_test_groups_threshold_and_new_terms_rules_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    let spray = std::fs::read_to_string(fixtures().join(SPRAY_RULE)).unwrap();
+    // The same rule grouping by host (keyword) with a keyword-only query; the original groups by source.ip.
+    let by_host = spray
+        .replacen(SPRAY_RULE_ID, "thr-host", 1)
+        .replacen("field = [\"source.ip\"]", "field = [\"host.name\"]", 1)
+        .replacen("source.ip:* and not source.ip:(\"127.0.0.1\" or \"::1\")", "user.name:*", 1);
+    std::fs::write(rules.join("spray.toml"), &spray).unwrap();
+    std::fs::write(rules.join("by_host.toml"), &by_host).unwrap();
+    std::fs::copy(fixtures().join(SERVICE_RULE), rules.join("service.toml")).unwrap();
+    let config = dir.path().join("esdetect.toml");
+    std::fs::write(
+        &config,
+        format!("rules_dir = \"rules\"\n[alerts]\nspace = \"{SPACE}\"\n[rules.\"thr-host\"]\nuuid = \"{SPRAY_UUID}\"\n[rules.\"{SERVICE_RULE_ID}\"]\nuuid = \"{SERVICE_UUID}\"\n"),
+    )
+    .unwrap();
+    let users = ["alice", "bob", "carol", "dave"];
+    let mut lines: Vec<String> = Vec::new();
+    let mut hit = |id: String, doc: Value| lines.push(json!({"_index": "logs-system.security-default", "_id": id, "_source": doc}).to_string());
+    for i in 0..12 {
+        hit(format!("f{i}"), failed_logon(&format!("2026-05-20T09:{:02}:{:02}.000Z", 57 + i / 4, (i % 4) * 15), "10.0.0.5", users[i % 4], "failure"));
+    }
+    for i in 0..3 {
+        let mut d = failed_logon(&format!("2026-05-20T09:58:{:02}.000Z", i), "10.0.0.6", "alice", "failure");
+        d["host"]["name"] = json!("ws-1");
+        hit(format!("g{i}"), d);
+    }
+    let mut svc = |id: &str, at: &str, host: &str, name: &str| {
+        lines.push(json!({"_index": "logs-system.system-default", "_id": id, "_source": service_installed(at, host, name)}).to_string())
+    };
+    svc("s1", "2026-05-19T08:00:00.000Z", "dc-01", "Spooler");
+    svc("s2", "2026-05-20T09:57:00.000Z", "dc-01", "Spooler");
+    svc("s3", "2026-05-20T09:58:00.000Z", "dc-01", "EvilSvc");
+    svc("s4", "2026-05-20T10:01:00.000Z", "dc-01", "EvilSvc");
+    std::fs::write(dir.path().join("events.ndjson"), lines.join("\n") + "\n").unwrap();
+    let c = config.to_str().unwrap();
+    let out = common::esdetect(dir.path(), &["--no-color", "--config", c, "test", "--events", "events.ndjson", "--now", NOW, "--format", "ndjson"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "the source.ip rule is refused: {stderr}");
+    assert!(stderr.contains("the query uses `source.ip`, which is not mapped as keyword"), "{stderr}");
+    let alerts: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    let thr = alerts.iter().find(|a| a["_source"]["kibana.alert.rule.rule_id"] == "thr-host").unwrap();
+    assert_eq!(
+        thr["_source"]["kibana.alert.threshold_result"],
+        json!({"cardinality": [{"field": "user.name", "value": 4}], "count": 12, "from": "2026-05-20T09:57:00.000Z",
+               "terms": [{"field": "host.name", "value": "dc-01"}]})
+    );
+    // The id from Kibana's formulas, with the run's start as the alert records it.
+    let started = thr["_source"]["kibana.alert.rule.execution.timestamp"].as_str().unwrap();
+    let ns = uuid::Uuid::parse_str(THRESHOLD_NS).unwrap();
+    let event_id = uuid::Uuid::new_v5(&ns, format!("thr-host{started}host.namedc-01").as_bytes()).to_string();
+    let index = "logs-system.security*,logs-windows.forwarded*,winlogbeat-*";
+    assert_eq!(thr["_id"].as_str().unwrap(), alert_id(&Hit { index: index.into(), id: event_id }, SPRAY_UUID));
+    let nt = alerts.iter().find(|a| a["_source"]["kibana.alert.rule.rule_id"] == SERVICE_RULE_ID).unwrap();
+    let s3 = Hit { index: "logs-system.system-default".into(), id: "s3".into() };
+    assert_eq!(nt["_id"].as_str().unwrap(), new_terms_alert_id(&s3, &["dc-01", "EvilSvc"]));
+    assert_eq!(nt["_source"]["kibana.alert.new_terms"], json!(["dc-01", "EvilSvc"]));
+}
+
 /// No node needed: the fixtures of every type load, and `validate` counts them per type.
 #[test]
 fn validate_counts_rules_per_type_with_skip_reasons() {

@@ -98,7 +98,7 @@ fn js_string(v: &Value) -> String {
 }
 
 /// The field Kibana aggregates times on: the override when there is one, else `@timestamp`.
-fn time_field(rule: &Rule) -> String {
+pub(crate) fn time_field(rule: &Rule) -> String {
     rule.timestamp_override.clone().unwrap_or_else(|| "@timestamp".into())
 }
 
@@ -153,12 +153,13 @@ pub fn aggregation_body(query: &Value, wq: &WindowQuery, t: &ThresholdSpec, time
 
 /// A group over the threshold.
 #[derive(Debug, Clone)]
-struct Bucket {
-    key: Vec<(String, Value)>,
-    count: u64,
-    max: Option<String>,
-    min: Option<String>,
-    cardinality: Option<u64>,
+pub(crate) struct Bucket {
+    pub key: Vec<(String, Value)>,
+    pub count: u64,
+    /// Latest and earliest event time (ISO, as Elasticsearch's `value_as_string`).
+    pub max: Option<String>,
+    pub min: Option<String>,
+    pub cardinality: Option<u64>,
 }
 
 fn bucket_of(b: &Value, fields: &[String], count: u64) -> Bucket {
@@ -171,7 +172,7 @@ fn bucket_of(b: &Value, fields: &[String], count: u64) -> Bucket {
     }
 }
 
-fn passes(b: &Bucket, t: &ThresholdSpec) -> bool {
+pub(crate) fn passes(b: &Bucket, t: &ThresholdSpec) -> bool {
     b.count >= t.value && t.cardinality.as_ref().map(|(_, n)| b.cardinality.unwrap_or(0) >= *n).unwrap_or(true)
 }
 
@@ -257,7 +258,7 @@ pub fn explain(prepared: &PreparedRule, q: &QueryRule, t: &ThresholdSpec, window
 }
 
 /// The alert of one group (Kibana: `transformBucketIntoHit` then `wrapHits`).
-fn bucket_alert(prepared: &PreparedRule, t: &ThresholdSpec, b: &Bucket, ctx: &alert::AlertContext, started_at: DateTime<Utc>, window: &Window) -> AlertDoc {
+pub(crate) fn bucket_alert(prepared: &PreparedRule, t: &ThresholdSpec, b: &Bucket, ctx: &alert::AlertContext, started_at: DateTime<Utc>, window: &Window) -> AlertDoc {
     let index = prepared.rule.index.join(",");
     let mut values: Vec<String> = b.key.iter().map(|(_, v)| js_string(v)).collect();
     values.sort();

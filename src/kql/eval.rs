@@ -22,7 +22,7 @@ pub fn check(node: &Node, mapping: &Mapping) -> Result<(), String> {
         Node::Is { field, value } => {
             let name = field.name();
             if mapping.kind(&name) != Some(FieldKind::Keyword) {
-                return Err(format!("`{name}`, which is not mapped as keyword (its match depends on Elasticsearch's analysis)"));
+                return Err(format!("`{name}`, which is not mapped as keyword (on files esdetect evaluates keyword fields only: others depend on Elasticsearch's analysis and types)"));
             }
             if *value == Term::Null {
                 return Err(format!("`{name}: null`"));
@@ -34,7 +34,7 @@ pub fn check(node: &Node, mapping: &Mapping) -> Result<(), String> {
 
 /// The indexed keyword values of `field` in a document: strings (and other scalars as their JSON text) not
 /// longer than `ignore_above`.
-fn keyword_values(source: &Value, field: &str, mapping: &Mapping) -> Vec<String> {
+pub fn keyword_values(source: &Value, field: &str, mapping: &Mapping) -> Vec<String> {
     let resolved = mapping.resolve(field);
     let path = resolved.as_ref().map(|r| r.source_path.clone()).unwrap_or_else(|| field.to_string());
     let limit = resolved.and_then(|r| r.ignore_above);
