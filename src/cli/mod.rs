@@ -208,9 +208,9 @@ fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> 
     let now = a.now.as_deref().map(|t| parse_time(Some(t), "--now")).transpose()?;
     let opts = offline_run_options(config)?;
     let rules: Vec<&PreparedRule> = prepared.rules.iter().filter(|r| r.enabled).collect();
-    // Custom query rules are evaluated apart (KQL in memory); the other rules in the one EQL pass.
+    // Query, threshold and new terms rules are evaluated apart (KQL in memory); EQL rules in the one pass.
     let (query_rules, rules): (Vec<&PreparedRule>, Vec<&PreparedRule>) =
-        rules.into_iter().partition(|r| detect::offline_query::is_query_rule(r));
+        rules.into_iter().partition(|r| detect::offline_query::evaluated_apart(r));
     let mut run = match detect::offline::run_on_file(&rules, &mapping, &a.events, now, &opts) {
         Ok(run) => run,
         Err(e) => {
@@ -297,7 +297,8 @@ fn validate(config: &Config, _style: Style) -> Result<i32> {
     let mut valid = 0;
     for rule in &prepared.rules {
         if !rule.kind.is_eql() {
-            // Custom query rules: the KQL was parsed when the rule was loaded; Elasticsearch parses Lucene.
+            // Query, threshold, new terms: the KQL (and settings) were checked when the rule was loaded;
+            // Elasticsearch parses Lucene.
             valid += rule.enabled as usize;
             continue;
         }

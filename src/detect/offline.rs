@@ -58,11 +58,8 @@ impl<'r, 'a> Setup<'r, 'a> {
         let compiled = rules
             .iter()
             .map(|p| match &p.kind {
-                super::query_rule::RuleKind::Query(q)
-                | super::query_rule::RuleKind::Threshold(q, _)
-                | super::query_rule::RuleKind::NewTerms(q, _) => {
-                    Err(super::query_rule::offline_refusal(q))
-                }
+                // Query, threshold and new terms rules have their own offline path (`offline_query`).
+                k if !k.is_eql() => Err(format!("a `{}` rule is not evaluated by the EQL pass", p.rule.rule_type)),
                 _ => compile(p, mapping).map_err(|e| format!("query rejected: {}", e.render(&p.rule.query))),
             })
             .collect();

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::time::Instant;
 
 /// Whether `esdetect test` hands this rule to [`run_on_file`] (query, threshold, new terms) rather than to the EQL pass.
-pub fn is_query_rule(rule: &PreparedRule) -> bool {
+pub fn evaluated_apart(rule: &PreparedRule) -> bool {
     !rule.kind.is_eql()
 }
 

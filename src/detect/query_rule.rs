@@ -223,13 +223,13 @@ pub async fn run_on_cluster(
     done(summary.finish(started))
 }
 
-/// Why `esdetect test` does not evaluate a query rule on a file: its hits are Elasticsearch's to decide.
+/// Why `esdetect test` does not evaluate a Lucene rule on a file: its hits are Elasticsearch's to decide.
 pub fn offline_refusal(q: &QueryRule) -> String {
     let lang = match q.language {
         Language::Kuery => "KQL",
         Language::Lucene => "Lucene",
     };
-    format!("custom query rules ({lang}) are matched by Elasticsearch and are not evaluated on files: run the rule with `run --once` against a cluster holding the events")
+    format!("{lang} queries are matched by Elasticsearch and are not evaluated on files: run the rule with `run --once` against a cluster holding the events")
 }
 
 #[cfg(test)]
