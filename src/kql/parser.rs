@@ -364,8 +364,7 @@ impl Parser {
     fn unquoted(&mut self, at: usize) -> R<Term> {
         let mut pos = at;
         let mut pieces = Vec::new();
-        loop {
-            let Some(c) = self.ch(pos) else { break };
+        while let Some(c) = self.ch(pos) {
             if c == '\\' {
                 if let Some((c, p)) = self.escaped_whitespace(pos) {
                     pieces.push(Piece::Char(c));
