@@ -579,4 +579,21 @@ fn validate_counts_rules_per_type_with_skip_reasons() {
     assert!(stdout.contains("8 rule(s) valid, 0 error(s), 1 skipped (1 type esql)"), "{stdout}");
     assert!(stdout.contains("by type: esql 1 skipped, new_terms 2 loaded, query 4 loaded, threshold 2 loaded"), "{stdout}");
     assert!(stderr.contains("other_types_export.ndjson:4:1: rule `ES|QL rule (export)` of type `esql`"), "{stderr}");
+
+    // Every loaded fixture explains, with the request of its type.
+    for (rule_id, expect) in [
+        (SHADOW_RULE_ID, "query (KQL, matched by Elasticsearch)"),
+        (LSASS_RULE_ID, "\"query_string\""),
+        ("a1c2e3f4-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "query (KQL, matched by Elasticsearch)"),
+        ("c5a1d2e3-kql-export", "\"must_not\""),
+        (SPRAY_RULE_ID, "\"thresholdTerms\""),
+        ("c5a1d2e3-thr-export", "groups of [source.ip] with at least 20 event(s)"),
+        (SERVICE_RULE_ID, "\"first_seen\""),
+        ("c5a1d2e3-nt-export", "new terms: [host.name, winlog.event_data.ServiceName]"),
+    ] {
+        let out = common::esdetect(dir.path(), &["--no-color", "--rules", fixtures().to_str().unwrap(), "explain", rule_id, "--now", NOW]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(out.status.code(), Some(0), "{rule_id}: {text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains(expect), "{rule_id}: {text}");
+    }
 }
