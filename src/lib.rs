@@ -19,6 +19,7 @@ pub mod es;
 /// Events and field projection live with the engine that reads them.
 pub use esdetect_eql::event;
 pub mod exceptions;
+pub mod kql;
 pub mod limits;
 pub mod rules;
 pub mod scheduler;

@@ -27,7 +27,6 @@ use esdetect::es::{ConnectionConfig, EsClient};
 use esdetect::simulate::templates::event_index_templates;
 use esdetect::sink::es::{ensure_alerts_index, first_index_name, put_index_template_if_absent, template_name};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const SMB_RULE: &str = "credential_access_machine_account_smb_relay.toml";
 const SMB_RULE_ID: &str = "d84a11c0-eb12-4e7d-8a0a-718e38351e29";
@@ -56,19 +55,13 @@ fn ms(s: &str) -> String {
 
 /// §9.1: sha256(index + id + String(undefined) + space + ":" + rule uuid).
 fn alert_id(hit: &Hit) -> String {
-    hex::encode(Sha256::digest(format!("{}{}undefined{SPACE}:{SMB_UUID}", hit.index, hit.id).as_bytes()))
-}
-
-fn sha(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
+    common::ids::event_alert_id(&hit.index, &hit.id, SPACE, SMB_UUID)
 }
 
 /// §9.2 / §9.3: (shell id, building-block ids) of a sequence of events.
 fn sequence_ids(events: &[&Hit]) -> (String, Vec<String>) {
-    let base: String = events.iter().map(|e| format!("{}{}{KRB_UUID}", e.id, e.index)).collect();
-    let bbs: Vec<String> = (0..events.len()).map(|i| sha(&format!("{base}{i}"))).collect();
-    let shell: String = events.iter().zip(&bbs).map(|(e, bb)| format!("{}{}{bb}", e.id, e.index)).collect::<String>() + KRB_UUID;
-    (sha(&shell), bbs)
+    let pairs: Vec<(&str, &str)> = events.iter().map(|e| (e.index.as_str(), e.id.as_str())).collect();
+    common::ids::sequence_ids(&pairs, KRB_UUID)
 }
 
 /// A loopback Kerberos network logon (4624) on ws01 creating `logon_id`.

@@ -161,17 +161,18 @@ fn validate_counts_skipped_rules_per_reason_and_refuses_an_empty_set() {
     let export = std::fs::read_to_string(fixture()).unwrap();
     let lines: Vec<&str> = export.lines().collect();
     let disabled = lines[1].replacen("\"enabled\":true", "\"enabled\":false", 1);
-    let query_rule = r#"{"id":"q1","rule_id":"kql-1","name":"A KQL rule","type":"query","language":"kuery","query":"user.name: *","index":["logs-*"],"enabled":true}"#;
+    let query_rule = r#"{"id":"q1","rule_id":"esql-1","name":"An ES|QL rule","type":"esql","language":"esql","query":"FROM logs-* | LIMIT 1","enabled":true}"#;
     let details = lines[5].replace("\"exported_count\":5", "\"exported_count\":6").replace("\"exported_rules_count\":2", "\"exported_rules_count\":3");
     let body = [lines[0], &disabled, query_rule, lines[2], lines[3], lines[4], &details].join("\n") + "\n";
     std::fs::write(dir.path().join("export.ndjson"), body).unwrap();
     let out = esdetect(dir.path(), &["--no-color", "--rules", "export.ndjson", "validate"]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
-    assert!(stdout.contains("1 rule(s) valid, 0 error(s), 2 skipped (1 disabled, 1 type query)"), "{stdout}");
+    assert!(stdout.contains("1 rule(s) valid, 0 error(s), 2 skipped (1 disabled, 1 type esql)"), "{stdout}");
+    assert!(stdout.contains("by type: eql 1 loaded, eql 1 loaded, not enabled, esql 1 skipped"), "{stdout}");
     let stderr = text(&out.stderr);
     assert!(stderr.contains("export.ndjson:2:1: rule `Service Creation via Local Kerberos Authentication` is disabled"), "{stderr}");
-    assert!(stderr.contains("export.ndjson:3:1: rule `A KQL rule` is of type `query`"), "{stderr}");
+    assert!(stderr.contains("export.ndjson:3:1: rule `An ES|QL rule` of type `esql` (language `esql`) is not run: ES|QL rules need"), "{stderr}");
 
     // Only rules that cannot run: not a success.
     let only_query = format!("{query_rule}\n{}\n", r#"{"exported_count":1,"exported_rules_count":1,"missing_rules":[],"missing_rules_count":0}"#);

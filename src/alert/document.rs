@@ -279,8 +279,9 @@ fn add_alert_fields(doc: &mut Map<String, Value>, rule: &Rule, ctx: &AlertContex
     put(doc, "kibana.alert.rule.rule_id", json!(rule.rule_id));
     put(doc, "kibana.alert.rule.name", json!(rule.name));
     put(doc, "kibana.alert.rule.type", json!(rule.rule_type));
-    put(doc, "kibana.alert.rule.rule_type_id", json!("siem.eqlRule"));
-    put(doc, "kibana.alert.rule.category", json!("Event Correlation Rule"));
+    let (type_id, category) = rule_type_names(&rule.rule_type);
+    put(doc, "kibana.alert.rule.rule_type_id", json!(type_id));
+    put(doc, "kibana.alert.rule.category", json!(category));
     put(doc, "kibana.alert.rule.consumer", json!("siem"));
     put(doc, "kibana.alert.rule.producer", json!("siem"));
     put(doc, "kibana.alert.rule.revision", json!(ctx.rule_revision));
@@ -319,6 +320,16 @@ fn add_alert_fields(doc: &mut Map<String, Value>, rule: &Rule, ctx: &AlertContex
     put_opt(doc, "kibana.alert.rule.timeline_id", &rule.timeline_id);
     put_opt(doc, "kibana.alert.rule.timeline_title", &rule.timeline_title);
     put_opt(doc, "kibana.alert.rule.building_block_type", &rule.building_block_type);
+}
+
+/// Kibana's rule type id and category name of a security rule type.
+fn rule_type_names(rule_type: &str) -> (&'static str, &'static str) {
+    match rule_type {
+        "query" => ("siem.queryRule", "Custom Query Rule"),
+        "threshold" => ("siem.thresholdRule", "Threshold Rule"),
+        "new_terms" => ("siem.newTermsRule", "New Terms Rule"),
+        _ => ("siem.eqlRule", "Event Correlation Rule"),
+    }
 }
 
 /// Source copy of `event` with its flat original_event / original_data_stream keys.

@@ -216,13 +216,25 @@ fn test_rules(config: &Config, a: &args::TestArgs, style: Style) -> Result<i32> 
     let now = a.now.as_deref().map(|t| parse_time(Some(t), "--now")).transpose()?;
     let opts = offline_run_options(config)?;
     let rules: Vec<&PreparedRule> = prepared.rules.iter().filter(|r| r.enabled).collect();
-    let run = match detect::offline::run_on_file(&rules, &mapping, &a.events, now, &opts) {
+    // Query, threshold and new terms rules are evaluated apart (KQL in memory); EQL rules in the one pass.
+    let (query_rules, rules): (Vec<&PreparedRule>, Vec<&PreparedRule>) =
+        rules.into_iter().partition(|r| detect::offline_query::evaluated_apart(r));
+    let mut run = match detect::offline::run_on_file(&rules, &mapping, &a.events, now, &opts) {
         Ok(run) => run,
         Err(e) => {
             eprintln!("error: reading events from {}: {e}", a.events.display());
             return Ok(EXIT_USAGE);
         }
     };
+    if !query_rules.is_empty() {
+        match detect::offline_query::run_on_file(&query_rules, &mapping, &a.events, now, &opts) {
+            Ok(outcomes) => run.rules.extend(outcomes),
+            Err(e) => {
+                eprintln!("error: reading events from {}: {e}", a.events.display());
+                return Ok(EXIT_USAGE);
+            }
+        }
+    }
     for (line, reason) in &run.read.skipped {
         eprintln!("{}:{line}: skipped: {reason}", a.events.display());
     }
@@ -302,6 +314,12 @@ fn validate(config: &Config, _style: Style) -> Result<i32> {
     let mut errors = prepared.errors.len();
     let mut valid = 0;
     for rule in &prepared.rules {
+        if !rule.kind.is_eql() {
+            // Query, threshold, new terms: the KQL (and settings) were checked when the rule was loaded;
+            // Elasticsearch parses Lucene.
+            valid += rule.enabled as usize;
+            continue;
+        }
         match detect::compile(rule, &mapping) {
             Err(e) => {
                 let err = rule.rule.query_error(e.span.line, e.span.col, e.message);
@@ -326,6 +344,7 @@ fn validate(config: &Config, _style: Style) -> Result<i32> {
     errors += actions.errors.len();
     let skipped = if prepared.skipped.is_empty() { String::new() } else { format!(" ({})", skip_counts(&prepared)) };
     println!("{valid} rule(s) valid, {errors} error(s), {} skipped{skipped}", prepared.skipped.len());
+    println!("by type: {}", detect::prepare::type_counts(&prepared));
     if valid == 0 && errors == 0 {
         eprintln!("no rule in {} can run", config.rules_dir.display());
         return Ok(EXIT_FAILED);
@@ -345,6 +364,21 @@ fn explain(config: &Config, a: &args::ExplainArgs) -> Result<i32> {
     // The built-in ECS table (and the configured mapping file) decide how the pushdown names fields; a run
     // also merges the cluster's `_mapping`, which can only turn a `text` field into its keyword sub-field.
     let mapping = offline_mapping(config)?;
+    match &rule.kind {
+        detect::query_rule::RuleKind::Query(q) => {
+            print!("{}", detect::query_rule::explain(rule, q, &window, config.run.page_size, &mapping));
+            return Ok(EXIT_OK);
+        }
+        detect::query_rule::RuleKind::Threshold(q, t) => {
+            print!("{}", detect::threshold::explain(rule, q, t, &window, &mapping));
+            return Ok(EXIT_OK);
+        }
+        detect::query_rule::RuleKind::NewTerms(q, t) => {
+            print!("{}", detect::new_terms::explain(rule, q, t, &window, &mapping));
+            return Ok(EXIT_OK);
+        }
+        detect::query_rule::RuleKind::Eql => {}
+    }
     let query = detect::window_query(rule, &window, config.run.page_size, Some(&mapping));
     let indices = crate::es::path::indices(&rule.rule.index);
     println!("rule:      {} ({})", rule.rule.name, rule.rule.rule_id);

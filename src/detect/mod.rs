@@ -5,11 +5,15 @@
 //! schedules: the scheduler (or the CLI's `--once`) decides when a window runs.
 
 pub mod indices;
+pub mod new_terms;
 pub mod offline;
+pub mod offline_query;
 pub mod pass;
 pub mod prepare;
+pub mod query_rule;
 pub mod scan;
 pub mod summary;
+pub mod threshold;
 pub mod window;
 
 pub use prepare::{prepare_rules, query_options, PreparedRule};

@@ -55,8 +55,14 @@ struct Setup<'r, 'a> {
 
 impl<'r, 'a> Setup<'r, 'a> {
     fn new(rules: &'r [&'a PreparedRule], mapping: &'r Mapping, now: Option<DateTime<Utc>>) -> Self {
-        let compiled =
-            rules.iter().map(|p| compile(p, mapping).map_err(|e| format!("query rejected: {}", e.render(&p.rule.query)))).collect();
+        let compiled = rules
+            .iter()
+            .map(|p| match &p.kind {
+                // Query, threshold and new terms rules have their own offline path (`offline_query`).
+                k if !k.is_eql() => Err(format!("a `{}` rule is not evaluated by the EQL pass", p.rule.rule_type)),
+                _ => compile(p, mapping).map_err(|e| format!("query rejected: {}", e.render(&p.rule.query))),
+            })
+            .collect();
         let windows = rules.iter().map(|p| now.map(|t| Window::ending_at(&p.rule, t))).collect();
         Setup { rules, mapping, compiled, windows }
     }

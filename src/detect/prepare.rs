@@ -33,6 +33,8 @@ pub struct PreparedRule {
     /// Exception items of the rule's `exceptions_list`; a run applies those unexpired at its window end
     /// (`RuleExceptions::active_at`).
     pub exceptions: RuleExceptions,
+    /// EQL or custom query rule (for a query rule, `query` above is a placeholder).
+    pub kind: super::query_rule::RuleKind,
 }
 
 impl PreparedRule {
@@ -145,6 +147,25 @@ impl Prepared {
     }
 }
 
+/// Rules per type: how many were loaded and how many skipped, e.g. `eql 2 loaded, query 3 loaded,
+/// esql 1 skipped` (`validate` prints it; a skipped rule's reason is on its own line).
+pub fn type_counts(prepared: &Prepared) -> String {
+    let mut counts: BTreeMap<(String, &str), usize> = BTreeMap::new();
+    for r in &prepared.rules {
+        let state = if r.enabled { "loaded" } else { "loaded, not enabled" };
+        *counts.entry((r.rule.rule_type.clone(), state)).or_insert(0) += 1;
+    }
+    for s in &prepared.skipped {
+        if let SkipReason::RuleType(t) = &s.reason {
+            *counts.entry((t.clone(), "skipped")).or_insert(0) += 1;
+        }
+    }
+    if counts.is_empty() {
+        return "none".into();
+    }
+    counts.iter().map(|((t, state), n)| format!("{t} {n} {state}")).collect::<Vec<_>>().join(", ")
+}
+
 /// Loads every rule under `dir` (detection-rules TOML, exception files, Kibana exports), parses its query
 /// (errors point into the rule file), attaches its exceptions and resolves the per-rule settings from
 /// `config`. Disabled and deprecated rules are returned with `enabled: false` and listed in `skipped`.
@@ -162,7 +183,7 @@ pub fn prepare_rules(dir: &Path, config: &Config) -> Prepared {
     let set = load_path(dir);
     out.errors.extend(set.errors.iter().cloned());
     for o in &set.other_types {
-        let message = format!("rule `{}` is of type `{}` (language `{}`); esdetect runs only EQL rules", o.name, o.rule_type, o.language);
+        let message = format!("rule `{}` of type `{}` (language `{}`) {}", o.name, o.rule_type, o.language, crate::rules::unsupported_reason(&o.rule_type));
         out.skipped.push(Skipped {
             reason: SkipReason::RuleType(o.rule_type.clone()),
             rule_id: o.rule_id.clone(),
@@ -171,7 +192,7 @@ pub fn prepare_rules(dir: &Path, config: &Config) -> Prepared {
         });
     }
     for rule in &set.rules {
-        if rule.rule_type != "eql" || rule.language != "eql" {
+        if !crate::rules::runs_type(&rule.rule_type, &rule.language) {
             out.skipped.push(skip(rule, SkipReason::RuleType(rule.rule_type.clone())));
             continue;
         }
@@ -220,7 +241,7 @@ fn skip(rule: &Rule, reason: SkipReason) -> Skipped {
         SkipReason::Disabled => format!("rule `{}` is disabled", rule.name),
         SkipReason::Deprecated => format!("rule `{}` is deprecated (set `include_deprecated = true` to run it)", rule.name),
         SkipReason::RuleType(t) => {
-            format!("rule `{}` is of type `{t}` (language `{}`); esdetect runs only EQL rules", rule.name, rule.language)
+            format!("rule `{}` of type `{t}` (language `{}`) {}", rule.name, rule.language, crate::rules::unsupported_reason(t))
         }
     };
     Skipped { reason, rule_id: rule.rule_id.clone(), name: rule.name.clone(), error: RuleError::new(&rule.path, pos, None, message) }
@@ -289,7 +310,12 @@ fn list_error(rule: &Rule, message: String) -> RuleError {
 
 /// Parses one rule's query and resolves its settings.
 pub fn prepare_rule(rule: Rule, config: &Config) -> Result<PreparedRule, RuleError> {
-    let query = crate::eql::parse(&rule.query).map_err(|e| rule.query_error(e.span.line, e.span.col, e.message))?;
+    let kind = super::query_rule::rule_kind(&rule)?;
+    let query = match kind {
+        super::query_rule::RuleKind::Eql => crate::eql::parse(&rule.query),
+        _ => crate::eql::parse("any where true"),
+    }
+    .map_err(|e| rule.query_error(e.span.line, e.span.col, e.message))?;
     let settings = config.rule_settings(&rule.rule_id);
     let rule_uuid = settings
         .uuid
@@ -308,6 +334,7 @@ pub fn prepare_rule(rule: Rule, config: &Config) -> Result<PreparedRule, RuleErr
         enabled: settings.enabled.or(rule.enabled).unwrap_or(true),
         sequence_mode,
         exceptions: RuleExceptions::default(),
+        kind,
         rule,
     })
 }
@@ -383,13 +410,13 @@ mod tests {
         std::fs::write(dir.path().join("deprecated.toml"), seed(SMB).replacen("maturity = \"production\"", "maturity = \"deprecated\"", 1)).unwrap();
         std::fs::write(dir.path().join("krb.toml"), seed(KRB)).unwrap();
         let kql = seed(SMB)
-            .replacen("language = \"eql\"", "language = \"kuery\"", 1)
-            .replacen("type = \"eql\"", "type = \"query\"", 1)
+            .replacen("language = \"eql\"", "language = \"esql\"", 1)
+            .replacen("type = \"eql\"", "type = \"esql\"", 1)
             .replacen("d84a11c0-eb12-4e7d-8a0a-718e38351e29", "toml-kql", 1);
         std::fs::write(dir.path().join("kql.toml"), kql).unwrap();
         let export = r#"{"id":"a","rule_id":"off","name":"Off","type":"eql","language":"eql","index":["x"],"query":"any where true","enabled":false}
-{"id":"b","rule_id":"kql","name":"KQL","type":"query","language":"kuery","query":"a: b","enabled":true}
-{"id":"c","rule_id":"thr","name":"Threshold","type":"threshold","language":"kuery","query":"a: b","enabled":true}
+{"id":"b","rule_id":"kql","name":"ML","type":"machine_learning","enabled":true}
+{"id":"c","rule_id":"thr","name":"Indicator match","type":"threat_match","language":"kuery","query":"a: b","enabled":true}
 {"exported_count":3,"exported_rules_count":3,"missing_rules":[],"missing_rules_count":0}
 "#;
         std::fs::write(dir.path().join("export.ndjson"), export).unwrap();
@@ -398,7 +425,13 @@ mod tests {
         let counts: Vec<(String, usize)> = p.skipped_counts().into_iter().collect();
         assert_eq!(
             counts,
-            [("deprecated".to_string(), 1), ("disabled".to_string(), 1), ("type query".to_string(), 2), ("type threshold".to_string(), 1)]
+            [
+                ("deprecated".to_string(), 1),
+                ("disabled".to_string(), 1),
+                ("type esql".to_string(), 1),
+                ("type machine_learning".to_string(), 1),
+                ("type threat_match".to_string(), 1)
+            ]
         );
         let runnable: Vec<&str> = p.runnable().map(|r| r.rule.rule_id.as_str()).collect();
         assert_eq!(runnable, ["e4e31051-ee01-4307-a6ee-b21b186958f4"]);

@@ -75,6 +75,22 @@ pub async fn evaluate_rules_on_cluster(
     let mut mappings: Vec<(Vec<String>, Mapping)> = Vec::new();
     let mut ready: Vec<Ready<'_>> = Vec::new();
     for (at, (prepared, window)) in rules.iter().enumerate() {
+        // Custom query rules are matched by Elasticsearch: a search of their own, never a shared scan.
+        match &prepared.kind {
+            super::query_rule::RuleKind::Query(q) => {
+                summaries[at] = Some(super::query_rule::run_on_cluster(client, prepared, q, *window, opts, now, output).await);
+                continue;
+            }
+            super::query_rule::RuleKind::Threshold(q, t) => {
+                summaries[at] = Some(super::threshold::run_on_cluster(client, prepared, q, t, *window, opts, now, output).await);
+                continue;
+            }
+            super::query_rule::RuleKind::NewTerms(q, t) => {
+                summaries[at] = Some(super::new_terms::run_on_cluster(client, prepared, q, t, *window, opts, now, output).await);
+                continue;
+            }
+            super::query_rule::RuleKind::Eql => {}
+        }
         let summary = RunSummary::new(prepared, *window);
         let indices = &prepared.rule.index;
         let mapping = match mappings.iter().find(|(i, _)| i == indices) {

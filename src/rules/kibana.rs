@@ -361,7 +361,7 @@ fn rule_from_json(
     let enabled = f.opt_bool("enabled")?;
     let exceptions_list = f.opt_array("exceptions_list")?.unwrap_or_else(|| json!([]));
     let alert_suppression = f.take("alert_suppression");
-    let is_eql = rule_type == "eql" && language == "eql";
+    let is_eql = super::runs_type(&rule_type, &language);
     // Settings are only checked for rules that can run; other types are skipped with their type.
     let (lookback, interval_duration, max_signals) = if is_eql {
         if index.is_empty() {
@@ -380,7 +380,7 @@ fn rule_from_json(
                 return Err(f.err(if data_view_id.is_some() { "data_view_id" } else { "index" }, format!("invalid `index`: {m}")));
             }
         }
-        if query.trim().is_empty() {
+        if query.trim().is_empty() && rule_type == "eql" {
             return Err(f.err("query", "`query` is empty"));
         }
         let lookback = parse_now_minus(&from).map_err(|m| f.err("from", format!("invalid `from`: {m}")))?;
@@ -584,9 +584,9 @@ mod tests {
 
     #[test]
     fn other_rule_types_are_read_not_checked() {
-        let q = rule_line(json!({"type": "query", "language": "kuery", "query": "user.name: *", "index": null, "to": "now-1m"}));
+        let q = rule_line(json!({"type": "machine_learning", "language": null, "query": null, "index": null, "to": "now-1m"}));
         let f = parse_export(Path::new("t.ndjson"), &format!("{q}\n{}", details(1)));
         assert!(f.errors.is_empty(), "{:?}", f.errors);
-        assert_eq!(f.rules[0].rule_type, "query");
+        assert_eq!(f.rules[0].rule_type, "machine_learning");
     }
 }

@@ -162,6 +162,22 @@ impl Rule {
     }
 }
 
+/// Whether esdetect runs rules of this `type` and `language`: EQL rules, and custom query, threshold and
+/// new terms rules in KQL (`kuery`) or Lucene.
+pub fn runs_type(rule_type: &str, language: &str) -> bool {
+    matches!((rule_type, language), ("eql", "eql") | ("query" | "threshold" | "new_terms", "kuery" | "lucene"))
+}
+
+/// Why a rule of a type esdetect does not run is skipped (for `validate` and the run's skip list).
+pub fn unsupported_reason(rule_type: &str) -> &'static str {
+    match rule_type {
+        "esql" => "is not run: ES|QL rules need Elasticsearch's ES|QL engine and Kibana's ES|QL rule executor",
+        "machine_learning" => "is not run: machine learning rules read the results of Kibana's ML anomaly jobs",
+        "threat_match" => "is not run: indicator match rules are not supported yet",
+        _ => "is not run: esdetect runs EQL, custom query, threshold and new terms rules (KQL, Lucene)",
+    }
+}
+
 /// Position (1-based line, character column) of the first character of the query text in its file.
 pub fn query_position_in_file(rule: &Rule) -> (u32, u32) {
     rule.query_origin
@@ -306,15 +322,13 @@ pub fn parse_rule(path: &Path, text: &str) -> Result<Rule, RuleError> {
     let language = f.opt_str("language")?;
     let rule_type = f.req_str("type")?;
     let language = language.unwrap_or_default();
-    if rule_type != "eql" || language != "eql" {
+    if !runs_type(&rule_type, &language) {
         let pos = f.pos("type");
         return Err(RuleError::new(
             path,
             pos,
             Some("type"),
-            format!(
-                "skipped: rule type `{rule_type}` (language `{language}`) is not EQL; esdetect runs only EQL rules"
-            ),
+            format!("skipped: rule type `{rule_type}` (language `{language}`) {}", unsupported_reason(&rule_type)),
         )
         .unsupported());
     }

@@ -186,8 +186,8 @@ fn non_eql_rules_are_skipped_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let sub = dir.path().join("nested");
     std::fs::create_dir(&sub).unwrap();
-    let kql = BASE.replace("language = \"eql\"\ntype = \"eql\"", "language = \"kuery\"\ntype = \"query\"");
-    std::fs::write(sub.join("kql.toml"), minimal(&format!("{kql}query = 'a: b'\n"))).unwrap();
+    let kql = BASE.replace("language = \"eql\"\ntype = \"eql\"", "language = \"esql\"\ntype = \"esql\"");
+    std::fs::write(sub.join("kql.toml"), minimal(&format!("{kql}query = 'FROM a | LIMIT 1'\n"))).unwrap();
     std::fs::write(dir.path().join("a.toml"), minimal(&format!("{BASE}query = 'any where true'\n"))).unwrap();
     std::fs::write(dir.path().join("notes.md"), "not a rule").unwrap();
     let (rules, errors) = load_dir(dir.path());
@@ -196,7 +196,7 @@ fn non_eql_rules_are_skipped_with_a_reason() {
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].kind, RuleErrorKind::Unsupported);
     assert!(errors[0].file.ends_with("nested/kql.toml"));
-    assert!(errors[0].message.contains("not EQL"), "{}", errors[0]);
+    assert!(errors[0].message.contains("is not run: ES|QL rules"), "{}", errors[0]);
 }
 
 #[test]
