@@ -22,7 +22,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use esdetect::eql::analyze::CompiledQuery;
-use esdetect::eql::engine::{RunOutput, Runner};
+use esdetect::eql::engine::{Evaluation, Runner};
 use esdetect::eql::mapping::Mapping;
 use esdetect::eql::plan::{Plan, Position, QueryOptions};
 use esdetect::event::{Event, FieldSet};
@@ -79,7 +79,7 @@ fn stage_matches(plan: &CompiledQuery, events: &[Event]) -> usize {
 }
 
 /// One full engine run: push every event in order, then finish.
-fn run_engine(plan: &CompiledQuery, events: impl IntoIterator<Item = Event>) -> RunOutput {
+fn run_engine(plan: &CompiledQuery, events: impl IntoIterator<Item = Event>) -> Evaluation {
     let mut runner = Runner::new(plan);
     for e in events {
         runner.push(e).expect("push");

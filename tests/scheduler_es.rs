@@ -23,7 +23,7 @@ use esdetect::es::{ConnectionConfig, EsClient};
 use esdetect::scheduler::executor::{detect_executor, run_request};
 use esdetect::scheduler::lease::{try_claim, Claim};
 use esdetect::scheduler::{
-    Executor, GapPolicy, LedgerEntry, ManualClock, RuleSpec, RuleState, RunRequest, RunStatus, Scheduler,
+    Executor, GapPolicy, LedgerEntry, ManualClock, RuleSpec, RuleState, WindowRequest, RunStatus, Scheduler,
     SchedulerConfig, SequenceMode, StateStore, StoreError, StoreIndices, Window, WindowKind,
 };
 use esdetect::scheduler::EsStateStore;
@@ -382,7 +382,7 @@ async fn crashed_owner_is_taken_over_after_lease_expiry_without_gap() {
     let calls = Arc::new(AtomicUsize::new(0));
     let real = detect_executor(client(), vec![rule.clone()], run_options(), None);
     let calls2 = calls.clone();
-    let hanging: Executor = Arc::new(move |req: RunRequest| {
+    let hanging: Executor = Arc::new(move |req: WindowRequest| {
         let n = calls2.fetch_add(1, Ordering::SeqCst);
         if n == 0 {
             real(req)
@@ -455,7 +455,7 @@ async fn complete_mode_finds_a_sequence_straddling_windows_kibana_mode_does_not(
     esdetect::scheduler::executor::AliasGuard::default().ensure(&c, &rule).await.unwrap();
     let window = |k: i64| Window::new(t0 + Duration::minutes(5 * k - 9), t0 + Duration::minutes(5 * k), WindowKind::Scheduled);
     let run = |mode: SequenceMode, k: i64| {
-        let req = RunRequest {
+        let req = WindowRequest {
             rule_id: "seq".into(),
             execution_id: "x".into(),
             window: window(k),

@@ -11,7 +11,7 @@
 
 use esdetect::detect::window::{event_in_window, Window, WindowFields};
 use esdetect::eql::analyze::CompiledQuery;
-use esdetect::eql::engine::{run, Results, RunOutput};
+use esdetect::eql::engine::{run, Results, Evaluation};
 use esdetect::eql::mapping::Mapping;
 use esdetect::eql::plan::QueryOptions;
 use esdetect::event::Event;
@@ -106,7 +106,7 @@ fn krb_b(ts: i64, logon_id: &str) -> Value {
 }
 
 /// Ids of the returned events (event query).
-fn event_ids(out: &RunOutput) -> Vec<String> {
+fn event_ids(out: &Evaluation) -> Vec<String> {
     match &out.results {
         Results::Events(v) => v.iter().map(|e| e.id.clone()).collect(),
         Results::Sequences(_) => panic!("expected events"),
@@ -114,7 +114,7 @@ fn event_ids(out: &RunOutput) -> Vec<String> {
 }
 
 /// Ids of the events of each returned sequence.
-fn seq_ids(out: &RunOutput) -> Vec<Vec<String>> {
+fn seq_ids(out: &Evaluation) -> Vec<Vec<String>> {
     match &out.results {
         Results::Sequences(s) => s.iter().map(|m| m.events.iter().map(|e| e.id.clone()).collect()).collect(),
         Results::Events(_) => panic!("expected sequences"),
@@ -342,7 +342,7 @@ fn item_14_substring_counts_utf16_units() {
 }
 
 /// Rule 1 over `(id, timestamp ms, doc)`; the id lists of the returned sequences.
-fn krb_run(events: Vec<(&str, i64, Value)>) -> RunOutput {
+fn krb_run(events: Vec<(&str, i64, Value)>) -> Evaluation {
     let plan = compile(KRB);
     let events = events.into_iter().map(|(id, ts, doc)| ev(id, set(doc, "@timestamp", Some(json!(iso(ts)))))).collect::<Vec<_>>();
     run(&plan, events).expect("rule 1 runs")

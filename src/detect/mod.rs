@@ -23,7 +23,7 @@ pub use window::{Window, WindowFields};
 use crate::alert::{self, AlertContext, AlertDoc};
 use crate::config::SequenceMode;
 use crate::eql::analyze::CompiledQuery;
-use crate::eql::engine::{Results, RunOutput};
+use crate::eql::engine::{Results, Evaluation};
 use crate::eql::mapping::{FieldType, Mapping};
 use crate::eql::plan::Plan;
 use crate::eql::EqlError;
@@ -121,7 +121,7 @@ pub(crate) fn settle_pass(
     plan: &CompiledQuery,
     window: Option<&Window>,
     previous_end: Option<DateTime<Utc>>,
-    output: &mut RunOutput,
+    output: &mut Evaluation,
 ) {
     if let (Some(w), Some(_)) = (window, mode_of(prepared, plan)) {
         keep_new_sequences(plan, w, previous_end, &mut output.results);

@@ -17,7 +17,7 @@ use crate::eql::analyze::{CompiledQuery, Gate};
 use crate::eql::eval::FieldAcc;
 use crate::eql::value::Val;
 use std::sync::atomic::AtomicU64;
-use crate::eql::engine::{RunOutput, Runner};
+use crate::eql::engine::{Evaluation, Runner};
 use crate::eql::plan::Plan;
 use crate::eql::EqlError;
 use crate::event::{Event, FieldSet};
@@ -65,7 +65,7 @@ pub struct MemberResult {
     pub excepted: u64,
     /// Earliest and latest timestamp offered (epoch ms).
     pub span_ms: Option<(i64, i64)>,
-    pub output: Result<RunOutput, EqlError>,
+    pub output: Result<Evaluation, EqlError>,
 }
 
 struct State<'a> {

@@ -1,7 +1,7 @@
 //! What one rule execution did, in Kibana's terms (status precedence of spec alert-documents §12.2).
 
 use super::{PreparedRule, Window, MAX_SIGNALS_WARNING};
-use crate::eql::engine::RunOutput;
+use crate::eql::engine::Evaluation;
 use crate::sink::es::WriteReport;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -143,7 +143,7 @@ impl RunSummary {
 
     /// Records the engine's counters and Kibana's max-signals warning (which fires whenever the run returns
     /// `max_signals` results, even if all of them turn out to be duplicates).
-    pub fn record_evaluation(&mut self, output: &RunOutput, malformed_values: u64, max_signals: u32) {
+    pub fn record_evaluation(&mut self, output: &Evaluation, malformed_values: u64, max_signals: u32) {
         let stats = &output.stats;
         self.candidates = stats.stage_matches;
         self.matches = stats.total_results;

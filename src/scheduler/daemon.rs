@@ -116,7 +116,7 @@ impl RuleSpec {
 
 /// What the executor is asked to do: query one window of one rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunRequest {
+pub struct WindowRequest {
     pub rule_id: String,
     /// Shared by all windows of one execution; also the ledger entry's id.
     pub execution_id: String,
@@ -133,7 +133,7 @@ pub struct RunRequest {
 /// What one window's run produced. Any `errors` make the window count as failed (the window end does not
 /// advance past it); `warnings` make the status `partial failure` but the window counts as done.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunOutcome {
+pub struct WindowOutcome {
     pub counts: Counts,
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
@@ -141,16 +141,16 @@ pub struct RunOutcome {
     pub indexing_duration_ms: u64,
 }
 
-impl RunOutcome {
+impl WindowOutcome {
     /// An outcome with one error.
-    pub fn failed(error: impl Into<String>) -> RunOutcome {
-        RunOutcome { errors: vec![error.into()], ..RunOutcome::default() }
+    pub fn failed(error: impl Into<String>) -> WindowOutcome {
+        WindowOutcome { errors: vec![error.into()], ..WindowOutcome::default() }
     }
 }
 
 /// Runs one window of one rule (the detect layer). Dropping the future abandons the run (timeout,
 /// shutdown), so it must not leave anything that a rerun of the same window would not repair.
-pub type Executor = Arc<dyn Fn(RunRequest) -> BoxFuture<'static, RunOutcome> + Send + Sync>;
+pub type Executor = Arc<dyn Fn(WindowRequest) -> BoxFuture<'static, WindowOutcome> + Send + Sync>;
 
 /// Jittered exponential backoff settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,7 +327,7 @@ struct Inner {
 
 /// How one window's run ended.
 enum WindowResult {
-    Done(RunOutcome),
+    Done(WindowOutcome),
     /// The executor panicked (a bug); the message of the panic.
     Panicked(String),
     TimedOut,
@@ -609,7 +609,7 @@ impl Scheduler {
         let mut lease_lost = false;
         let mut failed_window = None;
         for w in &windows {
-            let req = RunRequest {
+            let req = WindowRequest {
                 rule_id: rule.rule_id.clone(),
                 execution_id: execution_id.clone(),
                 window: *w,
@@ -717,7 +717,7 @@ impl Scheduler {
     async fn run_window(
         &self,
         rule: &RuleSpec,
-        req: RunRequest,
+        req: WindowRequest,
         lease: &mut Lease,
         shutdown: &CancellationToken,
     ) -> WindowResult {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::clock::{Clock, ManualClock};
-use super::daemon::{Executor, RuleSpec, RunOutcome, RunRequest, Scheduler, SchedulerConfig};
+use super::daemon::{Executor, RuleSpec, WindowOutcome, WindowRequest, Scheduler, SchedulerConfig};
 use super::state::{Counts, InMemoryStateStore, LedgerEntry, RuleState, RunStatus, StateStore};
 use super::windows::{GapPolicy, Window, WindowKind};
 
@@ -31,8 +31,8 @@ enum Act {
 /// Records what the executors were asked to run and what they finished.
 #[derive(Default)]
 struct Fake {
-    started: Mutex<Vec<(String, RunRequest)>>,
-    done: Mutex<Vec<(String, RunRequest)>>,
+    started: Mutex<Vec<(String, WindowRequest)>>,
+    done: Mutex<Vec<(String, WindowRequest)>>,
 }
 
 impl Fake {
@@ -48,10 +48,10 @@ fn executor(
     clock: &ManualClock,
     owner: &str,
     fake: &Arc<Fake>,
-    act: impl Fn(&RunRequest) -> Act + Send + Sync + 'static,
+    act: impl Fn(&WindowRequest) -> Act + Send + Sync + 'static,
 ) -> Executor {
     let (clock, owner, fake, act) = (clock.clone(), owner.to_string(), fake.clone(), Arc::new(act));
-    Arc::new(move |req: RunRequest| {
+    Arc::new(move |req: WindowRequest| {
         let (clock, owner, fake, act) = (clock.clone(), owner.clone(), fake.clone(), act.clone());
         Box::pin(async move {
             fake.started.lock().unwrap().push((owner.clone(), req.clone()));
@@ -59,10 +59,10 @@ fn executor(
                 Act::Instant => {}
                 Act::Take(d) => clock.sleep_until(clock.now() + d).await,
                 Act::Hang => std::future::pending::<()>().await,
-                Act::Fail => return RunOutcome::failed("boom"),
+                Act::Fail => return WindowOutcome::failed("boom"),
             }
             fake.done.lock().unwrap().push((owner, req));
-            RunOutcome { counts: Counts { fetched: 1, ..Counts::default() }, ..RunOutcome::default() }
+            WindowOutcome { counts: Counts { fetched: 1, ..Counts::default() }, ..WindowOutcome::default() }
         })
     })
 }
@@ -609,7 +609,7 @@ async fn a_panicking_run_fails_its_window_is_recorded_and_retried() {
     let panicked = Arc::new(AtomicBool::new(false));
     let once = panicked.clone();
     let inner = executor(&clock, "A", &fake, |_| Act::Instant);
-    let exec: Executor = Arc::new(move |req: RunRequest| {
+    let exec: Executor = Arc::new(move |req: WindowRequest| {
         if !once.swap(true, Ordering::SeqCst) {
             return Box::pin(async { panic!("evaluator bug") });
         }
@@ -688,10 +688,10 @@ fn a_cpu_bound_run_on_its_own_runtime_cannot_hold_up_the_timeout() {
     let main = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let clock = ManualClock::new(t0());
     let store = Arc::new(InMemoryStateStore::new());
-    let exec: Executor = Arc::new(|_req: RunRequest| {
+    let exec: Executor = Arc::new(|_req: WindowRequest| {
         Box::pin(async {
             std::thread::sleep(std::time::Duration::from_secs(3));
-            RunOutcome::default()
+            WindowOutcome::default()
         })
     });
     let s = Scheduler::with_run_runtime(

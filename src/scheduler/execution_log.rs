@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::daemon::RunOutcome;
+use super::daemon::WindowOutcome;
 use super::state::{Counts, ExecutionType, LedgerEntry, RunStatus};
 use super::windows::{Window, WindowPlan};
 
@@ -66,7 +66,7 @@ impl ExecutionLog {
     }
 
     /// Adds one window's outcome; returns whether the window succeeded (no error).
-    pub fn add(&mut self, out: RunOutcome) -> bool {
+    pub fn add(&mut self, out: WindowOutcome) -> bool {
         let e = &mut self.entry;
         e.counts.add(&out.counts);
         e.search_duration_ms += out.search_duration_ms;
@@ -146,7 +146,7 @@ mod tests {
     fn outcomes_add_up_and_the_status_follows_kibanas_precedence() {
         let mut log = ExecutionLog::start("r", "me", ExecutionType::Scheduled, t0(), t0() + Duration::seconds(2));
         let w = Window::new(t0() - Duration::minutes(9), t0(), WindowKind::Scheduled);
-        let ok = log.add(RunOutcome {
+        let ok = log.add(WindowOutcome {
             counts: Counts { fetched: 10, matches: 2, alerts_written: 1, duplicates: 1, ..Counts::default() },
             warnings: vec!["w".into()],
             errors: vec![],
@@ -154,7 +154,7 @@ mod tests {
             indexing_duration_ms: 7,
         });
         assert!(ok);
-        assert!(!log.add(RunOutcome::failed("boom")));
+        assert!(!log.add(WindowOutcome::failed("boom")));
         let e = log.finish(t0() + Duration::seconds(3), vec![w], 1);
         assert_eq!((e.status, e.message.as_str()), (RunStatus::Failed, "boom"));
         assert_eq!((e.counts.fetched, e.counts.alerts_written, e.search_duration_ms, e.indexing_duration_ms), (10, 1, 5, 7));

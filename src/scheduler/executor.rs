@@ -1,5 +1,5 @@
-//! The scheduler's [`Executor`] on top of `detect`: a [`RunRequest`] (rule, window, sequence mode) becomes
-//! one `detect::run_on_cluster` call, and its [`RunSummary`] becomes the [`RunOutcome`] the scheduler
+//! The scheduler's [`Executor`] on top of `detect`: a [`WindowRequest`] (rule, window, sequence mode) becomes
+//! one `detect::run_on_cluster` call, and its [`RunSummary`] becomes the [`WindowOutcome`] the scheduler
 //! records. The alerts alias of each rule is set up before its first run (and again after a failure).
 
 use std::collections::HashSet;
@@ -8,15 +8,15 @@ use std::sync::Arc;
 use chrono::Utc;
 use tokio::sync::Mutex;
 
-use super::daemon::{Executor, RunOutcome, RunRequest};
+use super::daemon::{Executor, WindowOutcome, WindowRequest};
 use super::metrics::Metrics;
 use super::state::Counts;
 use crate::detect::{self, PreparedRule, RunOptions, RunSummary};
 use crate::es::EsClient;
 
 /// What the scheduler records of a detect run.
-pub fn outcome_of(summary: &RunSummary) -> RunOutcome {
-    RunOutcome {
+pub fn outcome_of(summary: &RunSummary) -> WindowOutcome {
+    WindowOutcome {
         counts: Counts {
             fetched: summary.fetched,
             matches: summary.kept,
@@ -33,7 +33,7 @@ pub fn outcome_of(summary: &RunSummary) -> RunOutcome {
 }
 
 /// Runs one window of a prepared rule against the cluster, as the scheduler asks.
-pub async fn run_request(client: &EsClient, rule: &PreparedRule, req: &RunRequest, opts: &RunOptions) -> RunSummary {
+pub async fn run_request(client: &EsClient, rule: &PreparedRule, req: &WindowRequest, opts: &RunOptions) -> RunSummary {
     let mut prepared = rule.clone();
     prepared.sequence_mode = req.sequence_mode;
     let mut opts = opts.clone();
@@ -104,12 +104,12 @@ pub fn live_executor(
 ) -> Executor {
     let shadow = shadow.map(Arc::new);
     let aliases = Arc::new(AliasGuard::default());
-    Arc::new(move |req: RunRequest| {
+    Arc::new(move |req: WindowRequest| {
         let (client, aliases, metrics, shadow) = (client.clone(), aliases.clone(), metrics.clone(), shadow.clone());
         let (rules, opts) = live.snapshot();
         Box::pin(async move {
             let Some(rule) = rules.get(&req.rule_id) else {
-                return RunOutcome::failed(format!("rule `{}` is not loaded in this replica", req.rule_id));
+                return WindowOutcome::failed(format!("rule `{}` is not loaded in this replica", req.rule_id));
             };
             if let Some((shadow, _)) = shadow.as_deref().filter(|(_, ids)| ids.contains(&req.rule_id)) {
                 let started = std::time::Instant::now();
@@ -125,7 +125,7 @@ pub fn live_executor(
                 return outcome_of(&summary);
             }
             if let Err(e) = aliases.ensure(&client, rule).await {
-                return RunOutcome::failed(e);
+                return WindowOutcome::failed(e);
             }
             let started = std::time::Instant::now();
             // The run future is `Send`, so the scheduler can time it out or drop it (cancelling the run;

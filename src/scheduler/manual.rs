@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::daemon::RunRequest;
+use super::daemon::WindowRequest;
 use super::execution_log::ExecutionLog;
 use super::executor::{self, AliasGuard};
 use super::state::{Counts, ExecutionType, LedgerEntry, StateStore};
@@ -76,7 +76,7 @@ pub async fn backfill(
             Ok(()) => {
                 let mut previous_end = None;
                 for w in &ws {
-                    let req = RunRequest {
+                    let req = WindowRequest {
                         rule_id: rule.rule.rule_id.clone(),
                         execution_id: log.execution_id().to_string(),
                         window: *w,

@@ -34,7 +34,7 @@ mod daemon_tests;
 
 pub use clock::{BoxFuture, Clock, ManualClock, SystemClock};
 pub use daemon::{
-    Executor, RuleSpec, RunOutcome, RunRequest, Scheduler, SchedulerConfig, SchedulerStats, SequenceMode, TickReport,
+    Executor, RuleSpec, WindowOutcome, WindowRequest, Scheduler, SchedulerConfig, SchedulerStats, SequenceMode, TickReport,
 };
 pub use schedule::{Schedule, ScheduleError};
 pub use state::{Counts, InMemoryStateStore, LedgerEntry, RuleState, RunStatus, StateStore, StoreError, Versioned};

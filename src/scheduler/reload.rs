@@ -529,18 +529,18 @@ mod tests {
 
     #[tokio::test]
     async fn apply_swaps_changed_rules_starts_added_ones_stops_removed_ones_and_restarts_rescheduled_ones() {
-        use crate::scheduler::{InMemoryStateStore, ManualClock, RunOutcome, SchedulerConfig};
+        use crate::scheduler::{InMemoryStateStore, ManualClock, WindowOutcome, SchedulerConfig};
         use chrono::TimeZone;
         let clock = ManualClock::new(chrono::Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap());
         let live = Arc::new(LiveRules::new(vec![smb("A1"), krb()], RunOptions::default()));
         // The executor records which rule (and which version of it, by name) each window run saw.
         let seen: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
         let (l, s) = (live.clone(), seen.clone());
-        let exec: super::super::Executor = Arc::new(move |req: super::super::RunRequest| {
+        let exec: super::super::Executor = Arc::new(move |req: super::super::WindowRequest| {
             let (rules, _) = l.snapshot();
             let name = rules.get(&req.rule_id).map(|r| r.rule.name.clone()).unwrap_or_else(|| "not loaded".into());
             s.lock().unwrap().push((req.rule_id.clone(), name));
-            Box::pin(async { RunOutcome::default() })
+            Box::pin(async { WindowOutcome::default() })
         });
         let store = Arc::new(InMemoryStateStore::new());
         let scheduler = Scheduler::new(Arc::new(clock.clone()), store, exec, SchedulerConfig::new("me"));

@@ -11,7 +11,7 @@
 //! sequences ending on the same event keep the order of the plan's join-key tuples — ES's stable sort of its
 //! match list; spec §12 U1). `head` keeps the first `count`, `tail` the last `count` in a ring buffer, so
 //! memory is bounded by the limit, not by the number of matches. Every match is still counted
-//! ([`RunStats::total_results`]) and every event is still evaluated, so a query error anywhere in the window
+//! ([`EvalStats::total_results`]) and every event is still evaluated, so a query error anywhere in the window
 //! fails the run, as the Elasticsearch search would.
 //!
 //! Events without a timestamp are skipped and counted: Elasticsearch's EQL never returns them.
@@ -49,7 +49,7 @@ impl Results {
 
 /// Counters of one run, for logs and for telling the user that results were cut.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunStats {
+pub struct EvalStats {
     /// Every event pushed, including skipped ones.
     pub events_seen: u64,
     /// Events without a usable timestamp (never evaluated, never returned).
@@ -64,9 +64,9 @@ pub struct RunStats {
 
 /// What a finished run returns.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunOutput {
+pub struct Evaluation {
     pub results: Results,
-    pub stats: RunStats,
+    pub stats: EvalStats,
 }
 
 /// Keeps the first or the last `count` items pushed.
@@ -123,7 +123,7 @@ pub struct Runner<'p, P: Plan + ?Sized> {
     /// Timestamp of the events in `buffer`.
     current_ts: Option<i64>,
     buffer: Vec<Buffered>,
-    stats: RunStats,
+    stats: EvalStats,
     failed: Option<EqlError>,
 }
 
@@ -141,11 +141,11 @@ impl<'p, P: Plan + ?Sized> Runner<'p, P> {
         } else {
             Collector::Events(Selector::new(limit))
         };
-        Runner { plan, collector, current_ts: None, buffer: Vec::new(), stats: RunStats::default(), failed: None }
+        Runner { plan, collector, current_ts: None, buffer: Vec::new(), stats: EvalStats::default(), failed: None }
     }
 
     /// Counters so far (events of the current millisecond are not evaluated yet).
-    pub fn stats(&self) -> &RunStats {
+    pub fn stats(&self) -> &EvalStats {
         &self.stats
     }
 
@@ -212,7 +212,7 @@ impl<'p, P: Plan + ?Sized> Runner<'p, P> {
     }
 
     /// Evaluates the remaining events and returns the selected results.
-    pub fn finish(mut self) -> Result<RunOutput, EqlError> {
+    pub fn finish(mut self) -> Result<Evaluation, EqlError> {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
@@ -244,7 +244,7 @@ impl<'p, P: Plan + ?Sized> Runner<'p, P> {
             }
         };
         self.stats.truncated = self.stats.total_results > results.len() as u64;
-        Ok(RunOutput { results, stats: self.stats })
+        Ok(Evaluation { results, stats: self.stats })
     }
 
     /// Orders the buffered millisecond by (tiebreaker, _index, _id) and evaluates it.
@@ -294,7 +294,7 @@ impl<'p, P: Plan + ?Sized> Runner<'p, P> {
 
 /// Runs `plan` over events in any order (offline files, tests): sorts them by timestamp first (stable), then
 /// streams them through a [`Runner`].
-pub fn run<P: Plan + ?Sized>(plan: &P, events: impl IntoIterator<Item = Event>) -> Result<RunOutput, EqlError> {
+pub fn run<P: Plan + ?Sized>(plan: &P, events: impl IntoIterator<Item = Event>) -> Result<Evaluation, EqlError> {
     let mut keyed: Vec<(Option<i64>, Event)> = events.into_iter().map(|e| (plan.timestamp_ms(&e), e)).collect();
     // Events without a timestamp go first; the runner skips and counts them.
     keyed.sort_by_key(|(ts, _)| *ts);
@@ -312,14 +312,14 @@ mod tests {
     use serde_json::json;
 
     /// The `n` ids of each returned sequence.
-    fn seqs(out: &RunOutput) -> Vec<Vec<i64>> {
+    fn seqs(out: &Evaluation) -> Vec<Vec<i64>> {
         match &out.results {
             Results::Sequences(s) => s.iter().map(|m| m.events.iter().map(n).collect()).collect(),
             Results::Events(_) => panic!("expected sequences"),
         }
     }
 
-    fn evs(out: &RunOutput) -> Vec<i64> {
+    fn evs(out: &Evaluation) -> Vec<i64> {
         match &out.results {
             Results::Events(v) => v.iter().map(n).collect(),
             Results::Sequences(_) => panic!("expected events"),

@@ -604,11 +604,11 @@ pub mod test_plan {
 /// Missing-event stages through the whole runner, on a hand-written plan (the QA specs cover the rest).
 #[cfg(test)]
 mod missing_tests {
-    use crate::engine::{run, Results, RunOutput};
+    use crate::engine::{run, Results, Evaluation};
     use super::test_plan::{cat, ev, n, TestPlan};
     use serde_json::json;
 
-    fn seqs(out: &RunOutput) -> Vec<(Vec<i64>, Vec<usize>)> {
+    fn seqs(out: &Evaluation) -> Vec<(Vec<i64>, Vec<usize>)> {
         match &out.results {
             Results::Sequences(s) => s.iter().map(|m| (m.events.iter().map(n).collect(), m.missing.clone())).collect(),
             Results::Events(_) => panic!("expected sequences"),
