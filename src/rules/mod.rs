@@ -120,7 +120,7 @@ pub struct Rule {
 }
 
 /// The namespace of esdetect's default rule uuids: UUIDv5(NAMESPACE_URL,
-/// "https://github.com/esdetect/esdetect/rule"). Fixed forever: changing it changes every alert id.
+/// `"https://github.com/esdetect/esdetect/rule"`). Fixed forever: changing it changes every alert id.
 pub fn rule_uuid_namespace() -> Uuid {
     Uuid::new_v5(&Uuid::NAMESPACE_URL, b"https://github.com/esdetect/esdetect/rule")
 }
