@@ -155,6 +155,60 @@ fn export_runs_offline_with_kibana_ids_and_exceptions_applied() {
     assert!(!stdout.contains("10.0.80.99") && !stdout.contains("LabAgent") && !stdout.contains("LabUpdater"), "{stdout}");
 }
 
+/// When the second relay (same host as event 0, another source address) happens.
+const SECOND_RELAY_AT: &str = "2026-05-20T10:01:20.000Z";
+
+/// The export with Kibana's `alert_suppression` on the SMB rule: per execution (no `duration`), grouped
+/// by `host.name`, as the rule editor writes it.
+fn with_suppression(export: String) -> String {
+    export
+        .lines()
+        .map(|line| {
+            let mut v: Value = serde_json::from_str(line).unwrap();
+            if v["id"] == SMB_UUID {
+                v["alert_suppression"] = json!({"group_by": ["host.name"], "missing_fields_strategy": "suppress"});
+            }
+            v.to_string() + "\n"
+        })
+        .collect()
+}
+
+/// The SMB alert carries the second relay as one suppressed document, from event 0 to the second relay.
+fn assert_suppressed_once(src: &Value) {
+    assert_eq!(src["kibana.alert.suppression.docs_count"], 1, "{src}");
+    assert_eq!(src["kibana.alert.suppression.terms"][0]["field"], "host.name", "{src}");
+    assert_eq!(src["kibana.alert.suppression.start"], "2026-05-20T10:01:00.000Z");
+    assert_eq!(src["kibana.alert.suppression.end"], SECOND_RELAY_AT);
+}
+
+/// Issue 11's acceptance offline: export + exception list + `alert_suppression` gives Kibana's ids, the
+/// exceptions applied and the suppressed relay counted.
+#[test]
+fn export_with_suppression_runs_offline_with_kibana_ids_and_the_relay_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = ".ds-logs-system.security-default-2026.05.20-000001";
+    let mut docs = scenario();
+    docs.push(smb_5145(SECOND_RELAY_AT, "10.0.80.81"));
+    let at: Vec<(String, String)> = (0..docs.len()).map(|i| (index.to_string(), format!("ev-{i}"))).collect();
+    let lines: Vec<String> =
+        docs.iter().zip(&at).map(|(doc, (index, id))| json!({"_index": index, "_id": id, "_source": doc}).to_string()).collect();
+    let events = dir.path().join("events.ndjson");
+    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    let export = dir.path().join("rules_export.ndjson");
+    std::fs::write(&export, with_suppression(std::fs::read_to_string(fixture()).unwrap())).unwrap();
+
+    let out = esdetect(
+        dir.path(),
+        &["--no-color", "--rules", export.to_str().unwrap(), "test", "--events", events.to_str().unwrap(), "--format", "ndjson"],
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let alerts: Vec<Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ids: BTreeSet<String> = alerts.iter().map(|a| a["_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, expected_ids(&at, "default"), "the second relay raises no alert of its own");
+    let smb = alerts.iter().find(|a| a["_source"]["kibana.alert.rule.uuid"] == SMB_UUID).unwrap();
+    assert_suppressed_once(&smb["_source"]);
+}
+
 #[test]
 fn validate_counts_skipped_rules_per_reason_and_refuses_an_empty_set() {
     let dir = tempfile::tempdir().unwrap();
@@ -297,6 +351,28 @@ async fn check(client: &EsClient, index: &str, mapping: &Mapping, events: &[Even
 
 #[tokio::test]
 async fn run_once_on_the_export_writes_kibanas_ids_with_exceptions_applied() {
+    let (at, alerts) = run_once_on_export(scenario(), |export| export).await;
+    let written: BTreeSet<String> = alerts.iter().map(|h| h["_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(written, expected_ids(&at, "default"));
+}
+
+/// Issue 11's acceptance on the node: the export with `alert_suppression` on the SMB rule (per execution,
+/// by `host.name`) and a second relay from the same host gives the same Kibana ids, exceptions applied, and
+/// the second relay counted on the first one's alert.
+#[tokio::test]
+async fn run_once_on_the_export_with_suppression_counts_the_suppressed_relay() {
+    let mut docs = scenario();
+    docs.push(smb_5145(SECOND_RELAY_AT, "10.0.80.81"));
+    let (at, alerts) = run_once_on_export(docs, with_suppression).await;
+    let written: BTreeSet<String> = alerts.iter().map(|h| h["_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(written, expected_ids(&at, "default"), "the second relay raises no alert of its own");
+    let smb = alerts.iter().find(|h| h["_source"]["kibana.alert.rule.uuid"] == SMB_UUID).unwrap();
+    assert_suppressed_once(&smb["_source"]);
+}
+
+/// Bulk-loads `docs` into a fresh data index, runs `run --once` on the export (re-pointed at that index and
+/// passed through `edit`), and returns where each doc was stored plus every alert hit written.
+async fn run_once_on_export(docs: Vec<Value>, edit: impl Fn(String) -> String) -> (Vec<(String, String)>, Vec<Value>) {
     use esdetect::simulate::templates::event_index_templates;
     use esdetect::sink::es::put_index_template_if_absent;
     let client = EsClient::new(&ConnectionConfig::for_url(common::es_url())).unwrap();
@@ -311,7 +387,7 @@ async fn run_once_on_the_export_writes_kibanas_ids_with_exceptions_applied() {
     let _cleanup = Cleanup { url: common::es_url(), indices: vec![data_index.clone(), format!("{alias}-000001")], templates: vec![template_name, esdetect::sink::es::template_name(&alias)] };
 
     let mut lines = Vec::new();
-    for doc in scenario() {
+    for doc in docs {
         lines.push(json!({"create": {"_index": data_index}}));
         lines.push(doc);
     }
@@ -328,7 +404,7 @@ async fn run_once_on_the_export_writes_kibanas_ids_with_exceptions_applied() {
     let dir = tempfile::tempdir().unwrap();
     let export = std::fs::read_to_string(fixture()).unwrap();
     assert_eq!(export.matches(UPSTREAM_INDEX).count(), 2, "fixture index changed; update this test");
-    let export = export.replace(UPSTREAM_INDEX, &format!(r#""index":["{data_index}*"]"#));
+    let export = edit(export.replace(UPSTREAM_INDEX, &format!(r#""index":["{data_index}*"]"#)));
     std::fs::write(dir.path().join("rules_export.ndjson"), export).unwrap();
     let config = dir.path().join("esdetect.toml");
     std::fs::write(
@@ -345,9 +421,7 @@ async fn run_once_on_the_export_writes_kibanas_ids_with_exceptions_applied() {
     let body = json!({"size": 100, "query": {"match_all": {}}});
     let (status, resp) = client.raw(Method::Post, &format!("/{alias}/_search"), &[], Some(&body)).await.unwrap();
     assert_eq!(status, 200, "{resp}");
-    let written: BTreeSet<String> =
-        resp["hits"]["hits"].as_array().unwrap().iter().map(|h| h["_id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(written, expected_ids(&at, "default"));
+    (at, resp["hits"]["hits"].as_array().unwrap().clone())
 }
 
 /// `_bulk` with `refresh=true`; the node's answer.
