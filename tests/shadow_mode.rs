@@ -266,3 +266,27 @@ async fn shadow_windows_count_deleted_foreign_and_changed_kibana_alerts() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("shadow rule") && table.contains("77.8%"), "{table}");
 }
+
+/// A shadow-mode rule writes no alerts in a manual run either: `run --once` and `backfill` skip it and
+/// say so (here it is the only rule, so nothing is left to run and the cluster is never contacted).
+#[test]
+fn manual_runs_skip_shadow_rules_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/credential_access_machine_account_smb_relay.toml");
+    let rule_id = esdetect::rules::load_file(&rules).unwrap().rule_id;
+    let cfg = dir.path().join("esdetect.toml");
+    std::fs::write(
+        &cfg,
+        format!("rules_dir = {:?}\n[elasticsearch]\nurls = [\"http://127.0.0.1:9\"]\n\n[rules.\"{rule_id}\"]\nmode = \"shadow\"\n", rules.to_str().unwrap()),
+    )
+    .unwrap();
+    for args in [vec!["run", "--once"], vec!["backfill", "--from", "2026-05-20T09:00:00Z", "--to", "2026-05-20T10:00:00Z"]] {
+        let mut all = vec!["--config", cfg.to_str().unwrap(), "--no-color"];
+        all.extend(args.iter());
+        let out = common::esdetect(dir.path(), &all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.contains(&format!("{rule_id}: in shadow mode")) && stderr.contains("writes no alerts"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("cannot reach"), "{args:?} must not contact the cluster: {stderr}");
+    }
+}

@@ -426,7 +426,11 @@ pub async fn backfill(config: &Config, a: &BackfillArgs) -> Result<i32> {
         bail!("--to ({to}) must be after --from ({from})");
     }
     let prepared = load_rules(config, &a.rule_ids)?;
-    let rules: Vec<PreparedRule> = prepared.rules.into_iter().filter(|r| r.enabled || !a.rule_ids.is_empty()).collect();
+    let rules: Vec<PreparedRule> = prepared
+        .rules
+        .into_iter()
+        .filter(|r| (r.enabled || !a.rule_ids.is_empty()) && !super::writes_nothing(config, r, "backfill"))
+        .collect();
     if rules.is_empty() {
         bail!("no rule to backfill in {}", config.rules_dir.display());
     }

@@ -53,6 +53,19 @@ fn load_config(cli: &Cli) -> Result<Config> {
     Ok(config)
 }
 
+/// Whether `rule` is in shadow mode (`mode = "shadow"`): the daemon compares it with Kibana instead of
+/// writing alerts, so a manual run (`what`) must not write them either; says so on stderr.
+pub(crate) fn writes_nothing(config: &Config, rule: &PreparedRule, what: &str) -> bool {
+    let shadow = config.rule_settings(&rule.rule.rule_id).mode == Some(crate::config::RuleMode::Shadow);
+    if shadow {
+        eprintln!(
+            "{}: in shadow mode, so {what} skips it (it writes no alerts); use `esdetect compare --rule {}` to check it",
+            rule.rule.rule_id, rule.rule.rule_id
+        );
+    }
+    shadow
+}
+
 /// A time argument in RFC 3339; absent means now.
 fn parse_time(text: Option<&str>, what: &str) -> Result<DateTime<Utc>> {
     match text {
@@ -154,7 +167,8 @@ async fn run_rules(config: &Config, a: &args::RunArgs, style: Style) -> Result<i
     }
     let now = parse_time(a.now.as_deref(), "--now")?;
     let prepared = load_rules(config, &a.rule_ids)?;
-    let rules: Vec<&PreparedRule> = prepared.rules.iter().filter(|r| r.enabled).collect();
+    let rules: Vec<&PreparedRule> =
+        prepared.rules.iter().filter(|r| r.enabled && !writes_nothing(config, r, "run --once")).collect();
     if rules.is_empty() {
         bail!("no enabled rule to run in {}", config.rules_dir.display());
     }
