@@ -324,7 +324,9 @@ impl StateStore for EsStateStore {
         self.ensure_indices().await?;
         let path = self.doc_path(&self.indices.ledger_index, "_create", &entry.execution_id);
         let doc = to_json(entry)?;
-        let (status, body) = self.client.raw(Method::Put, &path, &[], Some(&doc)).await.map_err(unavailable)?;
+        // Refreshed at once (one small document per execution), so `esdetect status` right after a run sees it.
+        let refresh = [("refresh", "true".to_string())];
+        let (status, body) = self.client.raw(Method::Put, &path, &refresh, Some(&doc)).await.map_err(unavailable)?;
         match status {
             200..=299 => Ok(()),
             // Already there: an earlier attempt whose answer was lost got through.
