@@ -46,7 +46,7 @@ else
         STARTED_NODE=1
     fi
     bash scripts/elasticsearch.sh start >/dev/null
-    URL="$(cat .es/url)"
+    URL="$(cat "${ESDETECT_ES_STATE:-$ROOT/.es}/url")"
 fi
 stop_node() { if [[ -n "$STARTED_NODE" ]]; then bash scripts/elasticsearch.sh stop; fi; }
 trap stop_node EXIT
