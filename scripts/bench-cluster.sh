@@ -15,8 +15,9 @@
 # Elasticsearch: $ESDETECT_TEST_ES_URL if set, else the node of scripts/elasticsearch.sh (started if none
 # answers, and then stopped again at the end). Bound to 127.0.0.1 only, as that script does.
 # The events are simulated (`esdetect simulate`, in chunks of 50 000 to bound the simulator's memory) into
-# namespace `bench` (indices `*-bench`); they are loaded once and reused while those indices hold exactly
-# EVENTS events. The table's "events" column is what the window of the rules holds. Alerts go to the alias
+# namespace `bench` (indices `*-bench`: deleted and rewritten when they do not hold exactly EVENTS events, so
+# keep nothing else in indices of that name), loaded once and reused. The table's "events" column is what
+# the window of the rules holds. The first round after a node start is slower (cold caches). Alerts go to the alias
 # `esdetect-bench-alerts-default`, emptied (documents deleted, the index kept) before every `run --once` so
 # that every round does the same work: the dedup lookup finds nothing and every alert is written.
 set -euo pipefail
@@ -48,6 +49,9 @@ else
     bash scripts/elasticsearch.sh start >/dev/null
     URL="$(cat "${ESDETECT_ES_STATE:-$ROOT/.es}/url")"
 fi
+# The environment wins over the configuration file: point every esdetect call at this node and this setup.
+export ESDETECT_ES_URL="$URL"
+unset ESDETECT_CONFIG ESDETECT_RULES_DIR ESDETECT_SPACE ESDETECT_ALERTS_INDEX ESDETECT_PAGE_SIZE
 stop_node() { if [[ -n "$STARTED_NODE" ]]; then bash scripts/elasticsearch.sh stop; fi; }
 trap stop_node EXIT
 say "Elasticsearch at $URL"
@@ -87,7 +91,7 @@ if [[ "$have" != "$EVENTS" ]]; then
     while (( left > 0 )); do
         n=$(( left < CHUNK ? left : CHUNK ))
         say "simulating $n events (seed $seed), $((left - n)) to go"
-        ESDETECT_ES_URL="$URL" "$BIN" simulate --count "$n" --start "$START" --seed "$seed" --namespace bench >/dev/null
+        "$BIN" simulate --count "$n" --start "$START" --seed "$seed" --namespace bench >/dev/null
         left=$((left - n)) seed=$((seed + 1))
     done
     es POST "/$INDICES/_refresh?ignore_unavailable=true" >/dev/null
