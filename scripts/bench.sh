@@ -7,12 +7,16 @@
 #   bash scripts/bench.sh                 # sizes 20000 320000 1000000, 3 rounds
 #   SIZES="20000 10000000" ROUNDS=5 bash scripts/bench.sh
 #   RULES=1000 bash scripts/bench.sh      # also 1,000 generated rules vs the 2 seed rules (100 k events)
+#   MODE=cluster bash scripts/bench.sh    # `run --once` vs a bare PIT/search_after fetch: scripts/bench-cluster.sh
 #
 # Needs: cargo, python3 (a virtualenv with eql==1.0.1 is created in target/bench/venv), /usr/bin/time.
 # Event files are cached in target/bench/ (10 M events are ~22 GB).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+if [[ "${MODE:-file}" == cluster ]]; then
+    exec bash scripts/bench-cluster.sh
+fi
 SIZES="${SIZES:-20000 320000 1000000}"
 ROUNDS="${ROUNDS:-3}"
 OUT=target/bench
