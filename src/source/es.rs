@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use elasticsearch::http::Method;
 use elasticsearch::indices::{IndicesGetMapping, IndicesGetMappingParts};
+use tokio_util::task::AbortOnDropHandle;
 use serde_json::{json, Value};
 use thiserror::Error;
 
@@ -362,16 +363,15 @@ where
 {
     let base = window_request_body(q);
     let mut stats = FetchStats::default();
-    let mut search_after: Option<Value> = None;
+    // The next page is asked for as soon as this one's last `sort` is known, before its events are
+    // evaluated, so Elasticsearch's work on page n+1 overlaps esdetect's on page n (requests are the same,
+    // one at a time). Dropping the handle (an error, a dropped run) aborts a request still in flight.
+    let mut in_flight: Option<AbortOnDropHandle<Result<(u16, String), EsError>>> = None;
     loop {
-        let mut body = base.clone();
-        let pit_id = guard.id.clone().unwrap_or_default();
-        body["pit"] = json!({"id": pit_id, "keep_alive": PIT_KEEP_ALIVE});
-        if let Some(sa) = &search_after {
-            body["search_after"] = sa.clone();
-        }
-        // With a PIT the indices come from the PIT: the path must not name any.
-        let (status, text) = client.raw_text(Method::Post, "/_search", &[], Some(&body)).await?;
+        let (status, text) = match in_flight.take() {
+            Some(handle) => handle.await.map_err(|e| SourceError::Malformed(format!("the page request task failed: {e}")))??,
+            None => client.raw_text(Method::Post, "/_search", &[], Some(&page_body(&base, guard, None))).await?,
+        };
         stats.pages += 1;
         stats.bytes += text.len() as u64;
         if !(200..300).contains(&status) {
@@ -388,22 +388,40 @@ where
             .hits
             .ok_or_else(|| SourceError::Malformed(format!("no hits.hits in search response: {}", truncate_str(&text))))?
             .hits;
-        let n = hits.len();
-        let mut last_sort = None;
+        let full = hits.len() >= q.page_size;
+        if full {
+            match hits.last().map(|h| &h.sort) {
+                Some(sort) if sort.is_array() => {
+                    let body = page_body(&base, guard, Some(sort));
+                    let client = client.clone();
+                    // With a PIT the indices come from the PIT: the path must not name any.
+                    in_flight = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+                        client.raw_text(Method::Post, "/_search", &[], Some(&body)).await
+                    })));
+                }
+                _ => return Err(SourceError::Malformed("hit without `sort` values; cannot page".into())),
+            }
+        }
         for hit in hits {
             let event = hit_to_event(&hit, projection)?;
-            last_sort = Some(hit.sort);
             stats.hits += 1;
             on_event(event).map_err(|e| SourceError::Consumer(e.into()))?;
         }
-        if n < q.page_size {
+        if !full {
             return Ok(stats);
         }
-        match last_sort {
-            Some(s) if s.is_array() => search_after = Some(s),
-            _ => return Err(SourceError::Malformed("hit without `sort` values; cannot page".into())),
-        }
     }
+}
+
+/// The body of one page request: the window search with the newest PIT id and, after the first page, the
+/// last hit's `sort` values.
+fn page_body(base: &Value, guard: &PitGuard, search_after: Option<&Value>) -> Value {
+    let mut body = base.clone();
+    body["pit"] = json!({"id": guard.id.clone().unwrap_or_default(), "keep_alive": PIT_KEEP_ALIVE});
+    if let Some(sa) = search_after {
+        body["search_after"] = sa.clone();
+    }
+    body
 }
 
 fn hit_to_event(hit: &PageHit<'_>, projection: &Projection) -> Result<Event, SourceError> {
