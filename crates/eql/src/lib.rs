@@ -44,7 +44,7 @@ pub mod limits;
 pub mod pushdown;
 pub mod syntax;
 
-pub use analysis::{analyze, mapping, value};
+pub use analysis::{analyze, mapping, value, verify};
 pub use exec::{engine, eval, functions, plan, sample, sequence};
 pub use pushdown::dsl;
 pub use syntax::{ast, error, lexer, parser};

@@ -111,7 +111,7 @@ enum Operand<'e> {
     Other,
 }
 
-struct Compiler<'m> {
+pub(super) struct Compiler<'m> {
     mapping: &'m Mapping,
 }
 
@@ -137,7 +137,7 @@ fn swap(op: CompareOp) -> CompareOp {
 
 impl<'m> Compiler<'m> {
     /// `Ok(None)`: optional field unknown to the mapping (the literal `null`).
-    fn field(&self, f: &FieldRef) -> Result<Option<FieldAcc>, EqlError> {
+    pub(super) fn field(&self, f: &FieldRef) -> Result<Option<FieldAcc>, EqlError> {
         match self.mapping.resolve(&f.path) {
             Some(r) => {
                 if let ValueKind::Unsupported(what) = r.kind {
@@ -156,17 +156,24 @@ impl<'m> Compiler<'m> {
                 }))
             }
             None if f.optional => Ok(None),
-            None => Err(EqlError::verification(
-                format!(
-                    "Unknown column [{}]: the field is not in the mapping. Check the spelling, write ?{} if it may be absent, or supply the index mapping",
-                    f.path, f.path
-                ),
-                f.span,
-            )),
+            None => {
+                let similar = super::verify::similar_fields(&f.path, self.mapping);
+                let message = match super::verify::did_you_mean(&similar) {
+                    none if none.is_empty() => format!(
+                        "Unknown column [{0}]: the field is not in the mapping. Check the spelling, write ?{0} if it may be absent, or supply the index mapping",
+                        f.path
+                    ),
+                    dym => format!(
+                        "Unknown column [{0}]{dym} The field is not in the mapping; write ?{0} if it may be absent, or supply the index mapping",
+                        f.path
+                    ),
+                };
+                Err(EqlError::verification(message, f.span))
+            }
         }
     }
 
-    fn exact_field(&self, acc: &FieldAcc, span: Span) -> Result<(), EqlError> {
+    pub(super) fn exact_field(&self, acc: &FieldAcc, span: Span) -> Result<(), EqlError> {
         if acc.kind == ValueKind::Text {
             return Err(EqlError::verification(
                 format!("Field [{}] is a text field without a keyword sub-field; EQL can only compare exact (keyword) values", acc.name),
@@ -187,7 +194,7 @@ impl<'m> Compiler<'m> {
         })
     }
 
-    fn pred(&self, e: &Expr) -> Result<Pred, EqlError> {
+    pub(super) fn pred(&self, e: &Expr) -> Result<Pred, EqlError> {
         match e {
             Expr::And(a, b) => {
                 let mut v = match (self.pred(a)?, self.pred(b)?) {
@@ -795,7 +802,20 @@ fn ordering_field(mapping: &Mapping, name: &str, default_kind: ValueKind) -> Fie
 impl CompiledQuery {
     /// Verifies `q` against `mapping` and compiles it. Verification errors carry the span of the culprit;
     /// literal coercion failures are `Query` errors (ES would fail the search).
+    ///
+    /// The error is the first problem (in the order the compiler meets them); when the verifier finds more,
+    /// they are in [`EqlError::also`], so a user can fix them all in one go.
     pub fn compile(q: &ast::Query, mapping: &Mapping, opts: &QueryOptions) -> Result<CompiledQuery, EqlError> {
+        Self::compile_first(q, mapping, opts).map_err(|mut first| {
+            if first.kind == crate::error::ErrorKind::Verification || first.kind == crate::error::ErrorKind::Query {
+                let others = super::verify::problems(&Compiler { mapping }, q);
+                first.also = others.into_iter().filter(|e| e.span != first.span || e.message != first.message).collect();
+            }
+            first
+        })
+    }
+
+    fn compile_first(q: &ast::Query, mapping: &Mapping, opts: &QueryOptions) -> Result<CompiledQuery, EqlError> {
         let c = Compiler { mapping };
         let mut missing = Vec::new();
         let mut missing_positions = Vec::new();
