@@ -11,7 +11,7 @@
 //! | stage | modules | what |
 //! |---|---|---|
 //! | [`syntax`] | [`lexer`], [`parser`], [`ast`], [`error`] | text → syntax tree, errors with positions |
-//! | [`analysis`] | [`mapping`], [`value`], [`analyze`] | field types, literal coercion, compile to predicates |
+//! | [`analysis`] | [`mapping`], [`value`], [`verify`], [`analyze`] | field types, literal coercion, every problem at once, compile to predicates |
 //! | [`exec`] | [`plan`], [`eval`], [`functions`], [`engine`], [`sequence`], [`sample`] | ordering, matching, limits |
 //! | [`pushdown`] | [`pushdown`], [`dsl`] | a conservative Query DSL pre-filter, and a matcher to check it |
 //!

@@ -65,6 +65,13 @@ impl EqlError {
     }
 }
 
+impl EqlError {
+    /// [`EqlError::render`] of every problem, one after the other.
+    pub fn render_all(&self, source: &str) -> String {
+        self.problems().map(|p| p.render(source)).collect::<Vec<_>>().join("\n")
+    }
+}
+
 impl fmt::Display for EqlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}: {}", self.span.line, self.span.col, self.message)
