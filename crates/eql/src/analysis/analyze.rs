@@ -6,6 +6,8 @@
 //! here because ES fails every search with it), each condition is split into pushdown and script
 //! predicates (spec §4.1), `with runs=N` is expanded, and the result limit is derived from `size`,
 //! `result_position` and the pipes. [`CompiledQuery`] implements [`Plan`] for the sequence engine.
+//! When a query is refused, [`super::verify`] asks the same checks about every other part of the query,
+//! so the error carries all of its problems (Elasticsearch's verifier reports them together).
 //!
 //! Limit rule (ES `LogicalPlanBuilder.visitStatement`): the request `size` becomes an implicit limit in the
 //! direction of the **first** pipe (or of `result_position` when there is none), and limits combine by
