@@ -374,6 +374,36 @@ fn validate_reports_file_line_col_for_each_broken_rule() {
     assert!(text(&out.stdout).contains("1 rule(s) valid, 3 error(s)"), "{}", text(&out.stdout));
 }
 
+#[test]
+fn validate_reports_every_problem_of_one_query_with_file_line_col() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    let smb = std::fs::read_to_string(rules_dir().join("credential_access_machine_account_smb_relay.toml")).unwrap();
+    // Two mistakes in one query that the verifier refuses even without a cluster mapping: a field compared
+    // with a field, and a string function on a `long` field.
+    let two = smb
+        .replacen("event.code == \"5145\"", "event.code == host.os.family", 1)
+        .replacen("endswith(user.name, \"$\")", "endswith(process.pid, \"$\")", 1);
+    let compare_at = position(&two, "event.code == host.os.family", 0);
+    let pid_at = position(&two, "process.pid, \"$\")", 0);
+    std::fs::write(rules.join("two.toml"), &two).unwrap();
+
+    let out = esdetect(dir.path(), &["--no-color", "--rules", rules.to_str().unwrap(), "validate"]);
+    assert_eq!(out.status.code(), Some(1), "any error → exit 1; stdout: {}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let file = rules.join("two.toml").display().to_string();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    let (line, col) = compare_at;
+    assert!(lines[0].starts_with(&format!("{file}:{line}:{col}: ")), "{stderr}");
+    assert!(lines[0].contains("Comparisons against fields"), "{stderr}");
+    let (line, col) = pid_at;
+    assert!(lines[1].starts_with(&format!("{file}:{line}:{col}: ")), "{stderr}");
+    assert!(lines[1].contains("process.pid"), "{stderr}");
+    assert!(text(&out.stdout).contains("0 rule(s) valid, 2 error(s)"), "{}", text(&out.stdout));
+}
+
 // --- explain --------------------------------------------------------------------------------------------
 
 /// The JSON request body printed between the `_search` step and the `DELETE /_pit` step.

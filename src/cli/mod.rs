@@ -335,10 +335,12 @@ fn validate(config: &Config, _style: Style) -> Result<i32> {
             continue;
         }
         match detect::compile(rule, &mapping) {
+            // Every problem the verifier found, each as `file:line:col: message`, so all can be fixed at once.
             Err(e) => {
-                let err = rule.rule.query_error(e.span.line, e.span.col, e.message);
-                eprintln!("{err}");
-                errors += 1;
+                for p in e.problems() {
+                    eprintln!("{}", rule.rule.query_error(p.span.line, p.span.col, p.message.clone()));
+                    errors += 1;
+                }
             }
             Ok(_) if rule.enabled => valid += 1,
             Ok(_) => {}

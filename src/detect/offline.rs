@@ -60,7 +60,7 @@ impl<'r, 'a> Setup<'r, 'a> {
             .map(|p| match &p.kind {
                 // Query, threshold and new terms rules have their own offline path (`offline_query`).
                 k if !k.is_eql() => Err(format!("a `{}` rule is not evaluated by the EQL pass", p.rule.rule_type)),
-                _ => compile(p, mapping).map_err(|e| format!("query rejected: {}", e.render(&p.rule.query))),
+                _ => compile(p, mapping).map_err(|e| format!("query rejected: {}", e.render_all(&p.rule.query))),
             })
             .collect();
         let windows = rules.iter().map(|p| now.map(|t| Window::ending_at(&p.rule, t))).collect();

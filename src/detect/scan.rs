@@ -109,7 +109,7 @@ pub async fn evaluate_rules_on_cluster(
         let plan = match compile(prepared, &mapping) {
             Ok(p) => p,
             Err(e) => {
-                summaries[at] = failed(summary.fail(format!("query rejected: {}", e.render(&prepared.rule.query)), started));
+                summaries[at] = failed(summary.fail(format!("query rejected: {}", e.render_all(&prepared.rule.query)), started));
                 continue;
             }
         };

@@ -11,7 +11,7 @@
 //! | stage | modules | what |
 //! |---|---|---|
 //! | [`syntax`] | [`lexer`], [`parser`], [`ast`], [`error`] | text → syntax tree, errors with positions |
-//! | [`analysis`] | [`mapping`], [`value`], [`analyze`] | field types, literal coercion, compile to predicates |
+//! | [`analysis`] | [`mapping`], [`value`], [`verify`], [`analyze`] | field types, literal coercion, every problem at once, compile to predicates |
 //! | [`exec`] | [`plan`], [`eval`], [`functions`], [`engine`], [`sequence`], [`sample`] | ordering, matching, limits |
 //! | [`pushdown`] | [`pushdown`], [`dsl`] | a conservative Query DSL pre-filter, and a matcher to check it |
 //!
@@ -44,7 +44,7 @@ pub mod limits;
 pub mod pushdown;
 pub mod syntax;
 
-pub use analysis::{analyze, mapping, value};
+pub use analysis::{analyze, mapping, value, verify};
 pub use exec::{engine, eval, functions, plan, sample, sequence};
 pub use pushdown::dsl;
 pub use syntax::{ast, error, lexer, parser};

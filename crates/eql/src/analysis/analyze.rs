@@ -6,6 +6,8 @@
 //! here because ES fails every search with it), each condition is split into pushdown and script
 //! predicates (spec §4.1), `with runs=N` is expanded, and the result limit is derived from `size`,
 //! `result_position` and the pipes. [`CompiledQuery`] implements [`Plan`] for the sequence engine.
+//! When a query is refused, [`super::verify`] asks the same checks about every other part of the query,
+//! so the error carries all of its problems (Elasticsearch's verifier reports them together).
 //!
 //! Limit rule (ES `LogicalPlanBuilder.visitStatement`): the request `size` becomes an implicit limit in the
 //! direction of the **first** pipe (or of `result_position` when there is none), and limits combine by
@@ -111,7 +113,7 @@ enum Operand<'e> {
     Other,
 }
 
-struct Compiler<'m> {
+pub(super) struct Compiler<'m> {
     mapping: &'m Mapping,
 }
 
@@ -137,7 +139,7 @@ fn swap(op: CompareOp) -> CompareOp {
 
 impl<'m> Compiler<'m> {
     /// `Ok(None)`: optional field unknown to the mapping (the literal `null`).
-    fn field(&self, f: &FieldRef) -> Result<Option<FieldAcc>, EqlError> {
+    pub(super) fn field(&self, f: &FieldRef) -> Result<Option<FieldAcc>, EqlError> {
         match self.mapping.resolve(&f.path) {
             Some(r) => {
                 if let ValueKind::Unsupported(what) = r.kind {
@@ -156,17 +158,24 @@ impl<'m> Compiler<'m> {
                 }))
             }
             None if f.optional => Ok(None),
-            None => Err(EqlError::verification(
-                format!(
-                    "Unknown column [{}]: the field is not in the mapping. Check the spelling, write ?{} if it may be absent, or supply the index mapping",
-                    f.path, f.path
-                ),
-                f.span,
-            )),
+            None => {
+                let similar = super::verify::similar_fields(&f.path, self.mapping);
+                let message = match super::verify::did_you_mean(&similar) {
+                    none if none.is_empty() => format!(
+                        "Unknown column [{0}]: the field is not in the mapping. Check the spelling, write ?{0} if it may be absent, or supply the index mapping",
+                        f.path
+                    ),
+                    dym => format!(
+                        "Unknown column [{0}]{dym} The field is not in the mapping; write ?{0} if it may be absent, or supply the index mapping",
+                        f.path
+                    ),
+                };
+                Err(EqlError::verification(message, f.span))
+            }
         }
     }
 
-    fn exact_field(&self, acc: &FieldAcc, span: Span) -> Result<(), EqlError> {
+    pub(super) fn exact_field(&self, acc: &FieldAcc, span: Span) -> Result<(), EqlError> {
         if acc.kind == ValueKind::Text {
             return Err(EqlError::verification(
                 format!("Field [{}] is a text field without a keyword sub-field; EQL can only compare exact (keyword) values", acc.name),
@@ -187,7 +196,7 @@ impl<'m> Compiler<'m> {
         })
     }
 
-    fn pred(&self, e: &Expr) -> Result<Pred, EqlError> {
+    pub(super) fn pred(&self, e: &Expr) -> Result<Pred, EqlError> {
         match e {
             Expr::And(a, b) => {
                 let mut v = match (self.pred(a)?, self.pred(b)?) {
@@ -228,170 +237,183 @@ impl<'m> Compiler<'m> {
                     f.span,
                 )),
             },
-            Expr::Compare { op, left, right, span } => {
-                match (self.operand(left)?, self.operand(right)?) {
-                    (Operand::Field(a), Operand::Field(_)) => {
-                        let _ = a;
-                        Err(EqlError::verification(
-                            "Comparisons against fields are not (currently) supported; compare a field with a literal",
-                            *span,
-                        ))
-                    }
-                    (Operand::Field(acc), Operand::Lit(l)) => self.field_cmp(acc, *op, &l, *span),
-                    (Operand::Lit(l), Operand::Field(acc)) => self.field_cmp(acc, swap(*op), &l, *span),
-                    _ => self.script(e),
-                }
-            }
-            Expr::Match { op, case_insensitive, expr, patterns, span } => {
-                let lits: Option<Vec<&str>> = patterns
-                    .iter()
-                    .map(|p| match p {
-                        Expr::Literal(Literal::String(s), _) => Some(s.as_str()),
-                        _ => None,
-                    })
-                    .collect();
-                let Some(lits) = lits else {
-                    return Err(EqlError::verification(
-                        "patterns of :, like and regex must be string literals",
-                        *span,
-                    ));
-                };
-                match self.operand(expr)? {
-                    Operand::Field(acc) => {
-                        self.exact_field(&acc, *span)?;
-                        if !matches!(acc.kind, ValueKind::Keyword | ValueKind::Inferred) {
-                            if *op == MatchOp::Seq {
-                                // `:` on a non-string field is plain equality.
-                                let mut alts = Vec::new();
-                                for l in &lits {
-                                    alts.push(self.field_cmp(acc.clone(), CompareOp::Eq, &Literal::String(l.to_string()), *span)?);
-                                }
-                                return Ok(Pred::Or(alts));
-                            }
-                            return Err(EqlError::verification(
-                                format!("[{}] needs a string field, found [{}] of type [{}]",
-                                    if *op == MatchOp::Like { "like" } else { "regex" }, acc.name, ty_name(ty_of_kind(&acc.kind))),
-                                *span,
-                            ));
-                        }
-                        Ok(match op {
-                            MatchOp::Regex => Pred::Regexes(
-                                acc,
-                                lits.iter().map(|p| fx::lucene_regex(p, *case_insensitive, *span)).collect::<Result<_, _>>()?,
-                            ),
-                            MatchOp::Seq => Pred::Globs(acc, lits.iter().map(|p| Glob::new(p, true)).collect()),
-                            MatchOp::Like => Pred::Globs(acc, lits.iter().map(|p| Glob::new(p, *case_insensitive)).collect()),
-                        })
-                    }
-                    Operand::Lit(l) if matches!(*l, Literal::Null) => Ok(Pred::Const(false)),
-                    _ => self.script(e),
-                }
-            }
-            Expr::In { expr, values, case_insensitive, negated, span } => {
-                let lits: Option<Vec<Literal>> = values
-                    .iter()
-                    .map(|v| match v {
-                        Expr::Literal(l, _) => Some(l.clone()),
-                        Expr::Field(f) if self.mapping.resolve(&f.path).is_none() && f.optional => Some(Literal::Null),
-                        _ => None,
-                    })
-                    .collect();
-                let Some(lits) = lits else {
-                    return Err(EqlError::verification(
-                        "Comparisons against fields are not (currently) supported; the values of in (...) must be literals",
-                        *span,
-                    ));
-                };
-                let inner = match self.operand(expr)? {
-                    Operand::Field(acc) => {
-                        self.exact_field(&acc, *span)?;
-                        if *case_insensitive && matches!(acc.kind, ValueKind::Keyword | ValueKind::Inferred) {
-                            let mut globs = Vec::new();
-                            for l in &lits {
-                                if let Some(Val::Str(s)) = coerce_literal(&ValueKind::Keyword, l, &acc.name, *span)? {
-                                    globs.push(Glob::literal(&s, true));
-                                }
-                            }
-                            Pred::Globs(acc, globs)
-                        } else {
-                            let mut vals = Vec::new();
-                            for l in &lits {
-                                if let Some(v) = coerce_literal(&acc.kind, l, &acc.name, *span)? {
-                                    vals.push(v);
-                                }
-                            }
-                            Pred::In(acc, vals)
-                        }
-                    }
-                    _ => {
-                        let mut slots = Vec::new();
-                        let (x, _) = self.sexpr(expr, &mut slots)?;
-                        let s = Script {
-                            expr: SExpr::In(Box::new(x), lits.iter().map(lit_to_sv).collect(), *case_insensitive),
-                            slots,
-                        };
-                        Pred::Script(Box::new(s))
-                    }
-                };
-                Ok(if *negated { Pred::Not(Box::new(inner)) } else { inner })
-            }
-            Expr::Call { function, case_insensitive, args, span } => {
-                self.check_call(*function, *case_insensitive, args, *span)?;
-                let rest_lits: Option<Vec<&Literal>> = args
-                    .iter()
-                    .skip(1)
-                    .map(|a| match a {
-                        Expr::Literal(l, _) => Some(l),
-                        _ => None,
-                    })
-                    .collect();
-                if let (Some(Expr::Field(_)), Some(rest)) = (args.first(), rest_lits) {
-                    let first = self.operand(&args[0])?;
-                    if let Operand::Field(acc) = first {
-                        match function {
-                            Function::StartsWith | Function::EndsWith | Function::StringContains => {
-                                self.exact_field(&acc, *span)?;
-                                if !matches!(acc.kind, ValueKind::Keyword | ValueKind::Inferred) {
-                                    return Err(EqlError::verification(
-                                        format!("first argument of [{}] must be [keyword], found [{}] of type [{}]",
-                                            function.name(), acc.name, ty_name(ty_of_kind(&acc.kind))),
-                                        args[0].span(),
-                                    ));
-                                }
-                                let Literal::String(p) = rest[0] else {
-                                    return Ok(Pred::Const(false));
-                                };
-                                let ci = *case_insensitive;
-                                let g = match function {
-                                    Function::StartsWith => Glob::prefix(p, ci),
-                                    // Pushdown quirk (§7.1): the literal is not escaped.
-                                    Function::EndsWith => Glob::lucene_wildcard(p, true, false, ci),
-                                    _ => Glob::lucene_wildcard(p, true, true, ci),
-                                };
-                                return Ok(Pred::Globs(acc, vec![g]));
-                            }
-                            Function::CidrMatch => {
-                                if !matches!(acc.kind, ValueKind::Ip | ValueKind::Inferred) {
-                                    return Err(EqlError::verification(
-                                        format!("first argument of [cidrMatch] must be [ip], found [{}] of type [{}]",
-                                            acc.name, ty_name(ty_of_kind(&acc.kind))),
-                                        args[0].span(),
-                                    ));
-                                }
-                                let blocks = self.cidr_blocks(&args[1..])?;
-                                return Ok(Pred::Cidr(acc, blocks));
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                self.script(e)
-            }
+            Expr::Compare { op, left, right, span } => self.compare_pred(e, op, left, right, span),
+            Expr::Match { op, case_insensitive, expr, patterns, span } => self.match_pred(e, op, case_insensitive, expr, patterns, span),
+            Expr::In { expr, values, case_insensitive, negated, span } => self.in_pred(expr, values, case_insensitive, negated, span),
+            Expr::Call { function, case_insensitive, args, span } => self.call_pred(e, function, case_insensitive, args, span),
             Expr::Arith { span, .. } | Expr::Neg(_, span) => Err(EqlError::verification(
                 "Condition expression needs to be boolean, found an arithmetic expression",
                 *span,
             )),
         }
+    }
+
+    /// A comparison between a field and a literal, or a script when either side is computed.
+    fn compare_pred(&self, e: &Expr, op: &CompareOp, left: &Expr, right: &Expr, span: &Span) -> Result<Pred, EqlError> {
+        match (self.operand(left)?, self.operand(right)?) {
+            (Operand::Field(a), Operand::Field(_)) => {
+                let _ = a;
+                Err(EqlError::verification(
+                    "Comparisons against fields are not (currently) supported; compare a field with a literal",
+                    *span,
+                ))
+            }
+            (Operand::Field(acc), Operand::Lit(l)) => self.field_cmp(acc, *op, &l, *span),
+            (Operand::Lit(l), Operand::Field(acc)) => self.field_cmp(acc, swap(*op), &l, *span),
+            _ => self.script(e),
+        }
+    }
+
+    /// `:`, `like`, `regex` (and their `~` forms): globs or regexes on a field, a script otherwise.
+    fn match_pred(&self, e: &Expr, op: &MatchOp, case_insensitive: &bool, expr: &Expr, patterns: &[Expr], span: &Span) -> Result<Pred, EqlError> {
+        let lits: Option<Vec<&str>> = patterns
+            .iter()
+            .map(|p| match p {
+                Expr::Literal(Literal::String(s), _) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect();
+        let Some(lits) = lits else {
+            return Err(EqlError::verification(
+                "patterns of :, like and regex must be string literals",
+                *span,
+            ));
+        };
+        match self.operand(expr)? {
+            Operand::Field(acc) => {
+                self.exact_field(&acc, *span)?;
+                if !matches!(acc.kind, ValueKind::Keyword | ValueKind::Inferred) {
+                    if *op == MatchOp::Seq {
+                        // `:` on a non-string field is plain equality.
+                        let mut alts = Vec::new();
+                        for l in &lits {
+                            alts.push(self.field_cmp(acc.clone(), CompareOp::Eq, &Literal::String(l.to_string()), *span)?);
+                        }
+                        return Ok(Pred::Or(alts));
+                    }
+                    return Err(EqlError::verification(
+                        format!("[{}] needs a string field, found [{}] of type [{}]",
+                            if *op == MatchOp::Like { "like" } else { "regex" }, acc.name, ty_name(ty_of_kind(&acc.kind))),
+                        *span,
+                    ));
+                }
+                Ok(match op {
+                    MatchOp::Regex => Pred::Regexes(
+                        acc,
+                        lits.iter().map(|p| fx::lucene_regex(p, *case_insensitive, *span)).collect::<Result<_, _>>()?,
+                    ),
+                    MatchOp::Seq => Pred::Globs(acc, lits.iter().map(|p| Glob::new(p, true)).collect()),
+                    MatchOp::Like => Pred::Globs(acc, lits.iter().map(|p| Glob::new(p, *case_insensitive)).collect()),
+                })
+            }
+            Operand::Lit(l) if matches!(*l, Literal::Null) => Ok(Pred::Const(false)),
+            _ => self.script(e),
+        }
+    }
+
+    /// `in`, `in~`, `not in`: a set test on a field, a script otherwise.
+    fn in_pred(&self, expr: &Expr, values: &[Expr], case_insensitive: &bool, negated: &bool, span: &Span) -> Result<Pred, EqlError> {
+        let lits: Option<Vec<Literal>> = values
+            .iter()
+            .map(|v| match v {
+                Expr::Literal(l, _) => Some(l.clone()),
+                Expr::Field(f) if self.mapping.resolve(&f.path).is_none() && f.optional => Some(Literal::Null),
+                _ => None,
+            })
+            .collect();
+        let Some(lits) = lits else {
+            return Err(EqlError::verification(
+                "Comparisons against fields are not (currently) supported; the values of in (...) must be literals",
+                *span,
+            ));
+        };
+        let inner = match self.operand(expr)? {
+            Operand::Field(acc) => {
+                self.exact_field(&acc, *span)?;
+                if *case_insensitive && matches!(acc.kind, ValueKind::Keyword | ValueKind::Inferred) {
+                    let mut globs = Vec::new();
+                    for l in &lits {
+                        if let Some(Val::Str(s)) = coerce_literal(&ValueKind::Keyword, l, &acc.name, *span)? {
+                            globs.push(Glob::literal(&s, true));
+                        }
+                    }
+                    Pred::Globs(acc, globs)
+                } else {
+                    let mut vals = Vec::new();
+                    for l in &lits {
+                        if let Some(v) = coerce_literal(&acc.kind, l, &acc.name, *span)? {
+                            vals.push(v);
+                        }
+                    }
+                    Pred::In(acc, vals)
+                }
+            }
+            _ => {
+                let mut slots = Vec::new();
+                let (x, _) = self.sexpr(expr, &mut slots)?;
+                let s = Script {
+                    expr: SExpr::In(Box::new(x), lits.iter().map(lit_to_sv).collect(), *case_insensitive),
+                    slots,
+                };
+                Pred::Script(Box::new(s))
+            }
+        };
+        Ok(if *negated { Pred::Not(Box::new(inner)) } else { inner })
+    }
+
+    /// `startsWith`, `endsWith`, `stringContains` and `cidrMatch` on a field with literal arguments become
+    /// pushdown-able tests; any other call is a script.
+    fn call_pred(&self, e: &Expr, function: &Function, case_insensitive: &bool, args: &[Expr], span: &Span) -> Result<Pred, EqlError> {
+        self.check_call(*function, *case_insensitive, args, *span)?;
+        let rest_lits: Option<Vec<&Literal>> = args
+            .iter()
+            .skip(1)
+            .map(|a| match a {
+                Expr::Literal(l, _) => Some(l),
+                _ => None,
+            })
+            .collect();
+        if let (Some(Expr::Field(_)), Some(rest)) = (args.first(), rest_lits) {
+            let first = self.operand(&args[0])?;
+            if let Operand::Field(acc) = first {
+                match function {
+                    Function::StartsWith | Function::EndsWith | Function::StringContains => {
+                        self.exact_field(&acc, *span)?;
+                        if !matches!(acc.kind, ValueKind::Keyword | ValueKind::Inferred) {
+                            return Err(EqlError::verification(
+                                format!("first argument of [{}] must be [keyword], found [{}] of type [{}]",
+                                    function.name(), acc.name, ty_name(ty_of_kind(&acc.kind))),
+                                args[0].span(),
+                            ));
+                        }
+                        let Literal::String(p) = rest[0] else {
+                            return Ok(Pred::Const(false));
+                        };
+                        let ci = *case_insensitive;
+                        let g = match function {
+                            Function::StartsWith => Glob::prefix(p, ci),
+                            // Pushdown quirk (§7.1): the literal is not escaped.
+                            Function::EndsWith => Glob::lucene_wildcard(p, true, false, ci),
+                            _ => Glob::lucene_wildcard(p, true, true, ci),
+                        };
+                        return Ok(Pred::Globs(acc, vec![g]));
+                    }
+                    Function::CidrMatch => {
+                        if !matches!(acc.kind, ValueKind::Ip | ValueKind::Inferred) {
+                            return Err(EqlError::verification(
+                                format!("first argument of [cidrMatch] must be [ip], found [{}] of type [{}]",
+                                    acc.name, ty_name(ty_of_kind(&acc.kind))),
+                                args[0].span(),
+                            ));
+                        }
+                        let blocks = self.cidr_blocks(&args[1..])?;
+                        return Ok(Pred::Cidr(acc, blocks));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.script(e)
     }
 
     fn field_cmp(&self, acc: FieldAcc, op: CompareOp, lit: &Literal, span: Span) -> Result<Pred, EqlError> {
@@ -496,45 +518,8 @@ impl<'m> Compiler<'m> {
             Expr::And(a, b) => (SExpr::And(Box::new(self.sexpr(a, slots)?.0), Box::new(self.sexpr(b, slots)?.0)), Ty::Bool),
             Expr::Or(a, b) => (SExpr::Or(Box::new(self.sexpr(a, slots)?.0), Box::new(self.sexpr(b, slots)?.0)), Ty::Bool),
             Expr::Not(x, _) => (SExpr::Not(Box::new(self.sexpr(x, slots)?.0)), Ty::Bool),
-            Expr::Compare { op, left, right, span } => {
-                let (l, lt) = self.sexpr(left, slots)?;
-                let (r, rt) = self.sexpr(right, slots)?;
-                let field_like = |x: &Expr| matches!(x, Expr::Field(_)) ;
-                if field_like(left) && field_like(right) && lt != Ty::Null && rt != Ty::Null {
-                    return Err(EqlError::verification(
-                        "Comparisons against fields are not (currently) supported; compare a field with a literal",
-                        *span,
-                    ));
-                }
-                match (op, lt, rt) {
-                    (CompareOp::Eq, _, Ty::Null) => (SExpr::IsNull(Box::new(l), false), Ty::Bool),
-                    (CompareOp::Eq, Ty::Null, _) => (SExpr::IsNull(Box::new(r), false), Ty::Bool),
-                    (CompareOp::NotEq, _, Ty::Null) => (SExpr::IsNull(Box::new(l), true), Ty::Bool),
-                    (CompareOp::NotEq, Ty::Null, _) => (SExpr::IsNull(Box::new(r), true), Ty::Bool),
-                    _ => (SExpr::Cmp(*op, Box::new(l), Box::new(r)), Ty::Bool),
-                }
-            }
-            Expr::Match { op, case_insensitive, expr, patterns, span } => {
-                let (x, t) = self.sexpr(expr, slots)?;
-                if !matches!(t, Ty::Str | Ty::Any | Ty::Null) {
-                    return Err(EqlError::verification(format!("pattern matching needs a string, found [{}]", ty_name(t)), *span));
-                }
-                let mut lits = Vec::new();
-                for p in patterns {
-                    match p {
-                        Expr::Literal(Literal::String(s), _) => lits.push(s.as_str()),
-                        other => return Err(EqlError::verification("patterns of :, like and regex must be string literals", other.span())),
-                    }
-                }
-                match op {
-                    MatchOp::Regex => (
-                        SExpr::Regexes(Box::new(x), lits.iter().map(|p| fx::lucene_regex(p, *case_insensitive, *span)).collect::<Result<_, _>>()?, *span),
-                        Ty::Bool,
-                    ),
-                    MatchOp::Seq => (SExpr::Globs(Box::new(x), lits.iter().map(|p| Glob::new(p, true)).collect(), *span), Ty::Bool),
-                    MatchOp::Like => (SExpr::Globs(Box::new(x), lits.iter().map(|p| Glob::new(p, *case_insensitive)).collect(), *span), Ty::Bool),
-                }
-            }
+            Expr::Compare { op, left, right, span } => self.compare_sexpr(op, left, right, span, slots)?,
+            Expr::Match { op, case_insensitive, expr, patterns, span } => self.match_sexpr(op, case_insensitive, expr, patterns, span, slots)?,
             Expr::In { expr, values, case_insensitive, negated, span } => {
                 let (x, _) = self.sexpr(expr, slots)?;
                 let mut lits = Vec::new();
@@ -547,104 +532,166 @@ impl<'m> Compiler<'m> {
                 let inner = SExpr::In(Box::new(x), lits, *case_insensitive);
                 (if *negated { SExpr::Not(Box::new(inner)) } else { inner }, Ty::Bool)
             }
-            Expr::Arith { op, left, right, span } => {
-                let (l, lt) = self.sexpr(left, slots)?;
-                let (r, rt) = self.sexpr(right, slots)?;
-                for (t, x) in [(lt, left), (rt, right)] {
-                    if !matches!(t, Ty::Num | Ty::Any | Ty::Null) {
-                        return Err(EqlError::verification(format!("arithmetic needs numbers, found [{}]", ty_name(t)), x.span()));
-                    }
-                }
-                let op = match op {
-                    ast::ArithOp::Add => Arith::Add,
-                    ast::ArithOp::Sub => Arith::Sub,
-                    ast::ArithOp::Mul => Arith::Mul,
-                    ast::ArithOp::Div => Arith::Div,
-                    ast::ArithOp::Mod => Arith::Mod,
-                };
-                (SExpr::Arith(op, Box::new(l), Box::new(r), *span), Ty::Num)
-            }
+            Expr::Arith { op, left, right, span } => self.arith_sexpr(op, left, right, span, slots)?,
             Expr::Neg(x, span) => (SExpr::Neg(Box::new(self.sexpr(x, slots)?.0), *span), Ty::Num),
-            Expr::Call { function, case_insensitive, args, span } => {
-                let f = *function;
-                self.check_call(f, *case_insensitive, args, *span)?;
-                let mut cargs = Vec::new();
-                let mut tys = Vec::new();
-                let upto = if f == Function::CidrMatch { 1 } else { args.len() };
-                for a in &args[..upto] {
-                    let (x, t) = self.sexpr(a, slots)?;
-                    cargs.push(x);
-                    tys.push(t);
-                }
-                const POS: [&str; 5] = ["first", "second", "third", "fourth", "fifth"];
-                let pos = |i: usize| POS.get(i).copied().unwrap_or("an");
-                let mut cidr = Vec::new();
-                let ret = match f {
-                    Function::StartsWith | Function::EndsWith | Function::StringContains => {
-                        for i in 0..2 {
-                            self.require(tys[i], &[Ty::Str], f, pos(i), &args[i])?;
-                        }
-                        Ty::Bool
-                    }
-                    Function::Between => {
-                        for i in 0..3 {
-                            self.require(tys[i], &[Ty::Str], f, pos(i), &args[i])?;
-                        }
-                        if args.len() > 3 {
-                            self.require(tys[3], &[Ty::Bool], f, pos(3), &args[3])?;
-                        }
-                        if args.len() > 4 {
-                            return Err(EqlError::verification(
-                                "between: a fifth (case_sensitive) argument is not supported; use between~ for case-insensitive matching",
-                                args[4].span(),
-                            ));
-                        }
-                        Ty::Str
-                    }
-                    Function::CidrMatch => {
-                        self.require(tys[0], &[Ty::Ip], f, "first", &args[0])?;
-                        cidr = self.cidr_blocks(&args[1..])?;
-                        Ty::Bool
-                    }
-                    Function::Concat => Ty::Str,
-                    Function::Add | Function::Subtract | Function::Multiply | Function::Divide | Function::Modulo => {
-                        for i in 0..2 {
-                            self.require(tys[i], &[Ty::Num], f, pos(i), &args[i])?;
-                        }
-                        Ty::Num
-                    }
-                    Function::IndexOf => {
-                        for i in 0..2 {
-                            self.require(tys[i], &[Ty::Str], f, pos(i), &args[i])?;
-                        }
-                        if args.len() > 2 {
-                            self.require(tys[2], &[Ty::Num], f, pos(2), &args[2])?;
-                        }
-                        Ty::Num
-                    }
-                    Function::Length => {
-                        self.require(tys[0], &[Ty::Str], f, "first", &args[0])?;
-                        Ty::Num
-                    }
-                    Function::Number => {
-                        self.require(tys[0], &[Ty::Str], f, "first", &args[0])?;
-                        if args.len() > 1 {
-                            self.require(tys[1], &[Ty::Num], f, "second", &args[1])?;
-                        }
-                        Ty::Num
-                    }
-                    Function::String => Ty::Str,
-                    Function::Substring => {
-                        self.require(tys[0], &[Ty::Str], f, "first", &args[0])?;
-                        for i in 1..args.len() {
-                            self.require(tys[i], &[Ty::Num], f, pos(i), &args[i])?;
-                        }
-                        Ty::Str
-                    }
-                };
-                (SExpr::Call { function: f, ci: *case_insensitive, args: cargs, span: *span, cidr }, ret)
+            Expr::Call { function, case_insensitive, args, span } => self.call_sexpr(function, case_insensitive, args, span, slots)?,
+        })
+    }
+
+    /// A comparison inside a script; `== null` / `!= null` become null tests.
+    fn compare_sexpr(&self, op: &CompareOp, left: &Expr, right: &Expr, span: &Span, slots: &mut Vec<FieldAcc>) -> Result<(SExpr, Ty), EqlError> {
+        Ok({
+            let (l, lt) = self.sexpr(left, slots)?;
+            let (r, rt) = self.sexpr(right, slots)?;
+            let field_like = |x: &Expr| matches!(x, Expr::Field(_)) ;
+            if field_like(left) && field_like(right) && lt != Ty::Null && rt != Ty::Null {
+                return Err(EqlError::verification(
+                    "Comparisons against fields are not (currently) supported; compare a field with a literal",
+                    *span,
+                ));
+            }
+            match (op, lt, rt) {
+                (CompareOp::Eq, _, Ty::Null) => (SExpr::IsNull(Box::new(l), false), Ty::Bool),
+                (CompareOp::Eq, Ty::Null, _) => (SExpr::IsNull(Box::new(r), false), Ty::Bool),
+                (CompareOp::NotEq, _, Ty::Null) => (SExpr::IsNull(Box::new(l), true), Ty::Bool),
+                (CompareOp::NotEq, Ty::Null, _) => (SExpr::IsNull(Box::new(r), true), Ty::Bool),
+                _ => (SExpr::Cmp(*op, Box::new(l), Box::new(r)), Ty::Bool),
             }
         })
+    }
+
+    /// Pattern matching inside a script; the operand must be a string.
+    fn match_sexpr(&self, op: &MatchOp, case_insensitive: &bool, expr: &Expr, patterns: &[Expr], span: &Span, slots: &mut Vec<FieldAcc>) -> Result<(SExpr, Ty), EqlError> {
+        Ok({
+            let (x, t) = self.sexpr(expr, slots)?;
+            if !matches!(t, Ty::Str | Ty::Any | Ty::Null) {
+                return Err(EqlError::verification(format!("pattern matching needs a string, found [{}]", ty_name(t)), *span));
+            }
+            let mut lits = Vec::new();
+            for p in patterns {
+                match p {
+                    Expr::Literal(Literal::String(s), _) => lits.push(s.as_str()),
+                    other => return Err(EqlError::verification("patterns of :, like and regex must be string literals", other.span())),
+                }
+            }
+            match op {
+                MatchOp::Regex => (
+                    SExpr::Regexes(Box::new(x), lits.iter().map(|p| fx::lucene_regex(p, *case_insensitive, *span)).collect::<Result<_, _>>()?, *span),
+                    Ty::Bool,
+                ),
+                MatchOp::Seq => (SExpr::Globs(Box::new(x), lits.iter().map(|p| Glob::new(p, true)).collect(), *span), Ty::Bool),
+                MatchOp::Like => (SExpr::Globs(Box::new(x), lits.iter().map(|p| Glob::new(p, *case_insensitive)).collect(), *span), Ty::Bool),
+            }
+        })
+    }
+
+    /// Infix arithmetic inside a script; both sides must be numbers.
+    fn arith_sexpr(&self, op: &ast::ArithOp, left: &Expr, right: &Expr, span: &Span, slots: &mut Vec<FieldAcc>) -> Result<(SExpr, Ty), EqlError> {
+        Ok({
+            let (l, lt) = self.sexpr(left, slots)?;
+            let (r, rt) = self.sexpr(right, slots)?;
+            for (t, x) in [(lt, left), (rt, right)] {
+                if !matches!(t, Ty::Num | Ty::Any | Ty::Null) {
+                    return Err(EqlError::verification(format!("arithmetic needs numbers, found [{}]", ty_name(t)), x.span()));
+                }
+            }
+            let op = match op {
+                ast::ArithOp::Add => Arith::Add,
+                ast::ArithOp::Sub => Arith::Sub,
+                ast::ArithOp::Mul => Arith::Mul,
+                ast::ArithOp::Div => Arith::Div,
+                ast::ArithOp::Mod => Arith::Mod,
+            };
+            (SExpr::Arith(op, Box::new(l), Box::new(r), *span), Ty::Num)
+        })
+    }
+
+    /// A function call inside a script: its arguments compiled, their types checked as Elasticsearch does.
+    fn call_sexpr(&self, function: &Function, case_insensitive: &bool, args: &[Expr], span: &Span, slots: &mut Vec<FieldAcc>) -> Result<(SExpr, Ty), EqlError> {
+        let f = *function;
+        self.check_call(f, *case_insensitive, args, *span)?;
+        let mut cargs = Vec::new();
+        let mut tys = Vec::new();
+        let upto = if f == Function::CidrMatch { 1 } else { args.len() };
+        for a in &args[..upto] {
+            let (x, t) = self.sexpr(a, slots)?;
+            cargs.push(x);
+            tys.push(t);
+        }
+        let (ret, cidr) = self.call_type(f, &tys, args)?;
+        Ok((SExpr::Call { function: f, ci: *case_insensitive, args: cargs, span: *span, cidr }, ret))
+    }
+
+    /// The result type of a call after checking its arguments' types `tys` (the compiled ones: only the
+    /// first of `cidrMatch`, whose blocks are parsed here).
+    fn call_type(&self, f: Function, tys: &[Ty], args: &[Expr]) -> Result<(Ty, Vec<ipnet::Ipv6Net>), EqlError> {
+        const POS: [&str; 5] = ["first", "second", "third", "fourth", "fifth"];
+        let pos = |i: usize| POS.get(i).copied().unwrap_or("an");
+        let mut cidr = Vec::new();
+        let ret = match f {
+            Function::StartsWith | Function::EndsWith | Function::StringContains => {
+                for i in 0..2 {
+                    self.require(tys[i], &[Ty::Str], f, pos(i), &args[i])?;
+                }
+                Ty::Bool
+            }
+            Function::Between => {
+                for i in 0..3 {
+                    self.require(tys[i], &[Ty::Str], f, pos(i), &args[i])?;
+                }
+                if args.len() > 3 {
+                    self.require(tys[3], &[Ty::Bool], f, pos(3), &args[3])?;
+                }
+                if args.len() > 4 {
+                    return Err(EqlError::verification(
+                        "between: a fifth (case_sensitive) argument is not supported; use between~ for case-insensitive matching",
+                        args[4].span(),
+                    ));
+                }
+                Ty::Str
+            }
+            Function::CidrMatch => {
+                self.require(tys[0], &[Ty::Ip], f, "first", &args[0])?;
+                cidr = self.cidr_blocks(&args[1..])?;
+                Ty::Bool
+            }
+            Function::Concat => Ty::Str,
+            Function::Add | Function::Subtract | Function::Multiply | Function::Divide | Function::Modulo => {
+                for i in 0..2 {
+                    self.require(tys[i], &[Ty::Num], f, pos(i), &args[i])?;
+                }
+                Ty::Num
+            }
+            Function::IndexOf => {
+                for i in 0..2 {
+                    self.require(tys[i], &[Ty::Str], f, pos(i), &args[i])?;
+                }
+                if args.len() > 2 {
+                    self.require(tys[2], &[Ty::Num], f, pos(2), &args[2])?;
+                }
+                Ty::Num
+            }
+            Function::Length => {
+                self.require(tys[0], &[Ty::Str], f, "first", &args[0])?;
+                Ty::Num
+            }
+            Function::Number => {
+                self.require(tys[0], &[Ty::Str], f, "first", &args[0])?;
+                if args.len() > 1 {
+                    self.require(tys[1], &[Ty::Num], f, "second", &args[1])?;
+                }
+                Ty::Num
+            }
+            Function::String => Ty::Str,
+            Function::Substring => {
+                self.require(tys[0], &[Ty::Str], f, "first", &args[0])?;
+                for i in 1..args.len() {
+                    self.require(tys[i], &[Ty::Num], f, pos(i), &args[i])?;
+                }
+                Ty::Str
+            }
+        };
+        Ok((ret, cidr))
     }
 
     fn stage(&self, filter: &ast::EventFilter, by: &[&FieldRef], opts: &QueryOptions) -> Result<CompiledStage, EqlError> {
@@ -795,7 +842,20 @@ fn ordering_field(mapping: &Mapping, name: &str, default_kind: ValueKind) -> Fie
 impl CompiledQuery {
     /// Verifies `q` against `mapping` and compiles it. Verification errors carry the span of the culprit;
     /// literal coercion failures are `Query` errors (ES would fail the search).
+    ///
+    /// The error is the first problem (in the order the compiler meets them); when the verifier finds more,
+    /// they are in [`EqlError::also`], so a user can fix them all in one go.
     pub fn compile(q: &ast::Query, mapping: &Mapping, opts: &QueryOptions) -> Result<CompiledQuery, EqlError> {
+        Self::compile_first(q, mapping, opts).map_err(|mut first| {
+            if first.kind == crate::error::ErrorKind::Verification || first.kind == crate::error::ErrorKind::Query {
+                let others = super::verify::problems(&Compiler { mapping }, q);
+                first.also = others.into_iter().filter(|e| e.span != first.span || e.message != first.message).collect();
+            }
+            first
+        })
+    }
+
+    fn compile_first(q: &ast::Query, mapping: &Mapping, opts: &QueryOptions) -> Result<CompiledQuery, EqlError> {
         let c = Compiler { mapping };
         let mut missing = Vec::new();
         let mut missing_positions = Vec::new();

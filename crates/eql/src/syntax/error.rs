@@ -20,20 +20,28 @@ pub struct EqlError {
     pub kind: ErrorKind,
     pub message: String,
     pub span: Span,
+    /// The query's other problems, in source order, when the verifier found more than one (Elasticsearch
+    /// reports them together: "Found 2 problems"). Empty for syntax, query and limit errors.
+    pub also: Vec<EqlError>,
 }
 
 impl EqlError {
     pub fn syntax(message: impl Into<String>, span: Span) -> Self {
-        EqlError { kind: ErrorKind::Syntax, message: message.into(), span }
+        EqlError { kind: ErrorKind::Syntax, message: message.into(), span, also: Vec::new() }
     }
     pub fn verification(message: impl Into<String>, span: Span) -> Self {
-        EqlError { kind: ErrorKind::Verification, message: message.into(), span }
+        EqlError { kind: ErrorKind::Verification, message: message.into(), span, also: Vec::new() }
     }
     pub fn query(message: impl Into<String>, span: Span) -> Self {
-        EqlError { kind: ErrorKind::Query, message: message.into(), span }
+        EqlError { kind: ErrorKind::Query, message: message.into(), span, also: Vec::new() }
     }
     pub fn limit(message: impl Into<String>) -> Self {
-        EqlError { kind: ErrorKind::Limit, message: message.into(), span: Span::default() }
+        EqlError { kind: ErrorKind::Limit, message: message.into(), span: Span::default(), also: Vec::new() }
+    }
+
+    /// Every problem: this one, then [`EqlError::also`].
+    pub fn problems(&self) -> impl Iterator<Item = &EqlError> {
+        std::iter::once(self).chain(self.also.iter())
     }
 
     /// Whether the query uses a feature that Elasticsearch EQL (or esdetect) does not support — `join`,
@@ -54,6 +62,13 @@ impl EqlError {
         let pad: String = line_text.chars().take(self.span.col.saturating_sub(1) as usize)
             .map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
         format!("{}:{}: {}\n  {}\n  {}{}", self.span.line, self.span.col, self.message, line_text, pad, "^".repeat(width))
+    }
+}
+
+impl EqlError {
+    /// [`EqlError::render`] of every problem, one after the other.
+    pub fn render_all(&self, source: &str) -> String {
+        self.problems().map(|p| p.render(source)).collect::<Vec<_>>().join("\n")
     }
 }
 
