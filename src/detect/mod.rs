@@ -190,6 +190,56 @@ pub enum MappingFetchError {
     Parse(#[from] crate::eql::mapping::MappingError),
 }
 
+/// [`cluster_mapping`] for one rule's indices, with the failure as the run summary words it.
+pub(crate) async fn rule_mapping(client: &EsClient, indices: &[String], opts: &RunOptions) -> Result<Mapping, String> {
+    cluster_mapping(client, indices, opts).await.map_err(|e| format!("could not read the field mapping of {indices:?}: {e}"))
+}
+
+/// The end of every cluster run that writes alerts: the groups go to the rule's alias through `write`
+/// (each group together; plain `sink::es::write_alerts`, or the suppression-aware writer), the write is
+/// recorded in `summary` (duplicates an earlier lookup found stay counted), `index_ms` is measured from
+/// `index_started`, and the rule's actions are sent for the alerts the write actually created. With no
+/// group nothing is written, but the actions still run: messages of earlier runs may wait in the outbox.
+/// The error is the summary's wording of a failed write.
+pub(crate) async fn write_and_notify<F, Fut>(
+    client: &EsClient,
+    prepared: &PreparedRule,
+    opts: &RunOptions,
+    groups: Vec<Vec<AlertDoc>>,
+    summary: &mut RunSummary,
+    index_started: std::time::Instant,
+    write: F,
+) -> Result<(), String>
+where
+    F: FnOnce(Vec<Vec<(String, serde_json::Value)>>) -> Fut,
+    Fut: std::future::Future<Output = Result<crate::sink::es::WriteReport, crate::sink::es::SinkError>>,
+{
+    let actions = opts.actions.as_deref().filter(|a| a.applies_to(prepared));
+    if groups.is_empty() {
+        if let Some(actions) = actions {
+            summary.actions = crate::actions::dispatch(client, actions, prepared, summary, &[]).await;
+        }
+        return Ok(());
+    }
+    let docs: Vec<Vec<(String, serde_json::Value)>> =
+        groups.into_iter().map(|g| g.into_iter().map(|d| (d.id, d.source)).collect()).collect();
+    // Actions need the created documents after the write; copied only when the rule has actions.
+    let for_actions: Vec<(String, serde_json::Value)> =
+        if actions.is_some() { docs.iter().flatten().cloned().collect() } else { Vec::new() };
+    let written = write(docs).await;
+    summary.durations.index_ms = index_started.elapsed().as_millis() as u64;
+    let report = written.map_err(|e| format!("could not write alerts to `{}`: {e}", prepared.alias))?;
+    let looked_up = summary.duplicates;
+    summary.record_write(&report);
+    summary.duplicates += looked_up;
+    if let Some(actions) = actions {
+        let created: std::collections::HashSet<&String> = report.created_ids.iter().collect();
+        let new: Vec<(String, serde_json::Value)> = for_actions.into_iter().filter(|(id, _)| created.contains(id)).collect();
+        summary.actions = crate::actions::dispatch(client, actions, prepared, summary, &new).await;
+    }
+    Ok(())
+}
+
 /// Loads the mapping a cluster run types fields with: built-in ECS table, the configured mapping, and the
 /// cluster's `_mapping` of the rule's indices on top.
 pub async fn cluster_mapping(client: &EsClient, indices: &[String], opts: &RunOptions) -> Result<Mapping, MappingFetchError> {

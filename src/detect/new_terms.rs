@@ -14,7 +14,7 @@ use super::prepare::PreparedRule;
 use super::query_rule::QueryRule;
 use super::scan::{AlertOutput, ClusterOutcome};
 use super::summary::RunSummary;
-use super::{alert_context, cluster_mapping, RunOptions, Window, MAX_SIGNALS_WARNING};
+use super::{alert_context, rule_mapping, write_and_notify, RunOptions, Window, MAX_SIGNALS_WARNING};
 use crate::alert::{self, AlertDoc};
 use crate::es::EsClient;
 use crate::event::Event;
@@ -187,9 +187,9 @@ pub async fn run_on_cluster(
     let done = |summary: RunSummary| ClusterOutcome { summary, groups: Vec::new() };
     let mut summary = RunSummary::new(prepared, window);
     let indices = &prepared.rule.index;
-    let mapping = match cluster_mapping(client, indices, opts).await {
+    let mapping = match rule_mapping(client, indices, opts).await {
         Ok(m) => m,
-        Err(e) => return done(summary.fail(format!("could not read the field mapping of {indices:?}: {e}"), started)),
+        Err(e) => return done(summary.fail(e, started)),
     };
     let (wq, query) = rule_filter(prepared, q, &window, &mapping);
     let mut hq = wq.clone();
@@ -266,20 +266,12 @@ pub async fn run_on_cluster(
         summary.warnings.push(MAX_SIGNALS_WARNING.to_string());
     }
     let groups: Vec<Vec<AlertDoc>> = new_docs.into_iter().map(|d| vec![d]).collect();
-    if output == AlertOutput::Return || groups.is_empty() {
+    if output == AlertOutput::Return {
         return ClusterOutcome { summary: summary.finish(started), groups };
     }
-    let looked_up = summary.duplicates;
-    let index_started = Instant::now();
-    let docs: Vec<Vec<(String, Value)>> = groups.into_iter().map(|g| g.into_iter().map(|d| (d.id, d.source)).collect()).collect();
-    let written = write_alerts(client, &prepared.alias, docs, &WriteOptions::default()).await;
-    summary.durations.index_ms = index_started.elapsed().as_millis() as u64;
-    match written {
-        Ok(report) => {
-            summary.record_write(&report);
-            summary.duplicates += looked_up;
-        }
-        Err(e) => return done(summary.fail(format!("could not write alerts to `{}`: {e}", prepared.alias), started)),
+    let write = |docs| async move { write_alerts(client, &prepared.alias, docs, &WriteOptions::default()).await };
+    if let Err(e) = write_and_notify(client, prepared, opts, groups, &mut summary, Instant::now(), write).await {
+        return done(summary.fail(e, started));
     }
     done(summary.finish(started))
 }

@@ -15,8 +15,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-/// Kibana's warning-equivalent for a setting esdetect does not apply yet.
-
 /// A rule with its parsed query and the settings that decide alert ids and destination.
 #[derive(Debug, Clone)]
 pub struct PreparedRule {

@@ -10,7 +10,7 @@
 use super::prepare::PreparedRule;
 use super::scan::{AlertOutput, ClusterOutcome};
 use super::summary::RunSummary;
-use super::{alert_context, cluster_mapping, RunOptions, Window, WindowFields, MAX_SIGNALS_WARNING};
+use super::{alert_context, rule_mapping, write_and_notify, RunOptions, Window, WindowFields, MAX_SIGNALS_WARNING};
 use crate::alert::{self, AlertDoc};
 use crate::eql::mapping::Mapping;
 use crate::es::EsClient;
@@ -141,9 +141,9 @@ pub async fn run_on_cluster(
     let done = |summary: RunSummary| ClusterOutcome { summary, groups: Vec::new() };
     let mut summary = RunSummary::new(prepared, window);
     let indices = &prepared.rule.index;
-    let mapping = match cluster_mapping(client, indices, opts).await {
+    let mapping = match rule_mapping(client, indices, opts).await {
         Ok(m) => m,
-        Err(e) => return done(summary.fail(format!("could not read the field mapping of {indices:?}: {e}"), started)),
+        Err(e) => return done(summary.fail(e, started)),
     };
     let wq = window_query(prepared, q, &window, opts.page_size, &mapping);
     let search_started = Instant::now();
@@ -196,29 +196,9 @@ pub async fn run_on_cluster(
         return ClusterOutcome { summary: summary.finish(started), groups };
     }
     summary.duplicates = old.len() as u64;
-    let actions = opts.actions.as_deref().filter(|a| a.applies_to(prepared));
-    if groups.is_empty() {
-        if let Some(actions) = actions {
-            summary.actions = crate::actions::dispatch(client, actions, prepared, &summary, &[]).await;
-        }
-        return done(summary.finish(started));
-    }
-    let docs: Vec<Vec<(String, Value)>> = groups.into_iter().map(|g| g.into_iter().map(|d| (d.id, d.source)).collect()).collect();
-    let for_actions: Vec<(String, Value)> = if actions.is_some() { docs.iter().flatten().cloned().collect() } else { Vec::new() };
-    let written = write_alerts(client, &prepared.alias, docs, &WriteOptions::default()).await;
-    summary.durations.index_ms = index_started.elapsed().as_millis() as u64;
-    match written {
-        Ok(report) => {
-            let looked_up = summary.duplicates;
-            summary.record_write(&report);
-            summary.duplicates += looked_up;
-            if let Some(actions) = actions {
-                let created: std::collections::HashSet<&String> = report.created_ids.iter().collect();
-                let new: Vec<(String, Value)> = for_actions.into_iter().filter(|(id, _)| created.contains(id)).collect();
-                summary.actions = crate::actions::dispatch(client, actions, prepared, &summary, &new).await;
-            }
-        }
-        Err(e) => return done(summary.fail(format!("could not write alerts to `{}`: {e}", prepared.alias), started)),
+    let write = |docs| async move { write_alerts(client, &prepared.alias, docs, &WriteOptions::default()).await };
+    if let Err(e) = write_and_notify(client, prepared, opts, groups, &mut summary, index_started, write).await {
+        return done(summary.fail(e, started));
     }
     done(summary.finish(started))
 }

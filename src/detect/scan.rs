@@ -8,8 +8,8 @@
 use super::pass::{field_set, Member, MemberResult, Pass};
 use super::summary::RunSummary;
 use super::{
-    alert_context, alert_groups, cluster_mapping, compile, fetch_window, settle_pass, window_query, PreparedRule, RunOptions,
-    Window,
+    alert_context, alert_groups, compile, fetch_window, settle_pass, window_query, PreparedRule, RunOptions,
+    rule_mapping, write_and_notify, Window,
 };
 use crate::alert::AlertDoc;
 use crate::eql::analyze::CompiledQuery;
@@ -95,13 +95,13 @@ pub async fn evaluate_rules_on_cluster(
         let indices = &prepared.rule.index;
         let mapping = match mappings.iter().find(|(i, _)| i == indices) {
             Some((_, m)) => m.clone(),
-            None => match cluster_mapping(client, indices, opts).await {
+            None => match rule_mapping(client, indices, opts).await {
                 Ok(m) => {
                     mappings.push((indices.clone(), m.clone()));
                     m
                 }
                 Err(e) => {
-                    summaries[at] = failed(summary.fail(format!("could not read the field mapping of {indices:?}: {e}"), started));
+                    summaries[at] = failed(summary.fail(e, started));
                     continue;
                 }
             },
@@ -248,45 +248,27 @@ async fn finish_rule(
     if output == AlertOutput::Return {
         return ClusterOutcome { summary: summary.finish(started), groups };
     }
-    if groups.is_empty() {
-        // Nothing new, but messages of earlier runs may wait in the actions outbox.
-        if let Some(actions) = opts.actions.as_deref().filter(|a| a.applies_to(prepared)) {
-            summary.actions = crate::actions::dispatch(client, actions, prepared, &summary, &[]).await;
-        }
-        return done(summary.finish(started));
-    }
-    let index_started = Instant::now();
-    let docs: Vec<Vec<(String, serde_json::Value)>> =
-        groups.into_iter().map(|g| g.into_iter().map(|d| (d.id, d.source)).collect()).collect();
-    // Actions need the created documents after the write; copied only when the rule has actions.
-    let actions = opts.actions.as_deref().filter(|a| a.applies_to(prepared));
-    let for_actions: Vec<(String, serde_json::Value)> =
-        if actions.is_some() { docs.iter().flatten().cloned().collect() } else { Vec::new() };
     // Alert suppression: merged with the alerts already in the index (src/sink/suppressed.rs).
     let suppression = crate::alert::suppression::Suppression::from_rule(&prepared.rule).ok().flatten();
-    let written = match &suppression {
-        Some(s) => crate::sink::suppressed::write_rule_alerts(
-            client, &prepared.alias, s, &prepared.rule, &ctx, r.window.from, docs, &WriteOptions::default(),
-        )
-        .await
-        .map(|mut rep| {
-            summary.suppressed = rep.suppressed as u64;
-            rep.write.duplicates += rep.already_counted; // a window run again: counted before
-            rep.write
-        }),
-        None => write_alerts(client, &prepared.alias, docs, &WriteOptions::default()).await,
-    };
-    summary.durations.index_ms = index_started.elapsed().as_millis() as u64;
-    match written {
-        Ok(report) => {
-            summary.record_write(&report);
-            if let Some(actions) = actions {
-                let created: std::collections::HashSet<&String> = report.created_ids.iter().collect();
-                let new: Vec<(String, serde_json::Value)> = for_actions.into_iter().filter(|(id, _)| created.contains(id)).collect();
-                summary.actions = crate::actions::dispatch(client, actions, prepared, &summary, &new).await;
-            }
+    let mut suppressed = 0;
+    let written = write_and_notify(client, prepared, opts, groups, &mut summary, Instant::now(), |docs| async {
+        match &suppression {
+            Some(s) => crate::sink::suppressed::write_rule_alerts(
+                client, &prepared.alias, s, &prepared.rule, &ctx, r.window.from, docs, &WriteOptions::default(),
+            )
+            .await
+            .map(|mut rep| {
+                suppressed = rep.suppressed as u64;
+                rep.write.duplicates += rep.already_counted; // a window run again: counted before
+                rep.write
+            }),
+            None => write_alerts(client, &prepared.alias, docs, &WriteOptions::default()).await,
         }
-        Err(e) => return done(summary.fail(format!("could not write alerts to `{}`: {e}", prepared.alias), started)),
+    })
+    .await;
+    summary.suppressed = suppressed;
+    if let Err(e) = written {
+        return done(summary.fail(e, started));
     }
     done(summary.finish(started))
 }

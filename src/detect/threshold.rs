@@ -14,7 +14,7 @@ use super::prepare::PreparedRule;
 use super::query_rule::QueryRule;
 use super::scan::{AlertOutput, ClusterOutcome};
 use super::summary::RunSummary;
-use super::{alert_context, cluster_mapping, RunOptions, Window, MAX_SIGNALS_WARNING};
+use super::{alert_context, rule_mapping, write_and_notify, RunOptions, Window, MAX_SIGNALS_WARNING};
 use crate::alert::{self, AlertDoc};
 use crate::eql::mapping::Mapping;
 use crate::es::EsClient;
@@ -311,9 +311,9 @@ pub async fn run_on_cluster(
     let mut summary = RunSummary::new(prepared, window);
     let started_at = now();
     let indices = &prepared.rule.index;
-    let mapping = match cluster_mapping(client, indices, opts).await {
+    let mapping = match rule_mapping(client, indices, opts).await {
         Ok(m) => m,
-        Err(e) => return done(summary.fail(format!("could not read the field mapping of {indices:?}: {e}"), started)),
+        Err(e) => return done(summary.fail(e, started)),
     };
     let history = match signal_history(client, prepared, t, window.from).await {
         Ok(h) => h,
@@ -376,16 +376,12 @@ pub async fn run_on_cluster(
     let ctx = alert_context(prepared, opts, started_at);
     let groups: Vec<Vec<AlertDoc>> = buckets.iter().map(|b| vec![bucket_alert(prepared, t, b, &ctx, started_at, &window)]).collect();
     summary.alerts_built = groups.len() as u64;
-    if output == AlertOutput::Return || groups.is_empty() {
+    if output == AlertOutput::Return {
         return ClusterOutcome { summary: summary.finish(started), groups };
     }
-    let index_started = Instant::now();
-    let docs: Vec<Vec<(String, Value)>> = groups.into_iter().map(|g| g.into_iter().map(|d| (d.id, d.source)).collect()).collect();
-    let written = write_alerts(client, &prepared.alias, docs, &WriteOptions::default()).await;
-    summary.durations.index_ms = index_started.elapsed().as_millis() as u64;
-    match written {
-        Ok(report) => summary.record_write(&report),
-        Err(e) => return done(summary.fail(format!("could not write alerts to `{}`: {e}", prepared.alias), started)),
+    let write = |docs| async move { write_alerts(client, &prepared.alias, docs, &WriteOptions::default()).await };
+    if let Err(e) = write_and_notify(client, prepared, opts, groups, &mut summary, Instant::now(), write).await {
+        return done(summary.fail(e, started));
     }
     done(summary.finish(started))
 }
