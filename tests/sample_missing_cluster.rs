@@ -16,7 +16,6 @@ use esdetect::detect::{self, RunOptions, RunStatus, Window};
 use esdetect::es::{ConnectionConfig, EsClient};
 use esdetect::sink::es::{ensure_alerts_index, first_index_name, template_name};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -25,17 +24,10 @@ const MISSING_ID: &str = "bbbbbbbb-0000-4000-8000-000000000002";
 const SAMPLE_UUID: &str = "21111111-2222-4333-8444-555555555555";
 const MISSING_UUID: &str = "26666666-7777-4888-8999-000000000000";
 
-fn sha(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
-
 /// §9.2 and §9.3: building-block ids, then the shell id.
 fn group_ids(events: &[(&str, &str)], rule_uuid: &str) -> Vec<String> {
-    let base: String = events.iter().map(|(index, id)| format!("{id}{index}{rule_uuid}")).collect();
-    let mut ids: Vec<String> = (0..events.len()).map(|i| sha(&format!("{base}{i}"))).collect();
-    let shell_input: String =
-        events.iter().zip(&ids).map(|((index, id), bb)| format!("{id}{index}{bb}")).collect::<String>() + rule_uuid;
-    ids.push(sha(&shell_input));
+    let (shell, mut ids) = common::ids::sequence_ids(events, rule_uuid);
+    ids.push(shell);
     ids
 }
 

@@ -11,7 +11,6 @@ mod common;
 use common::esdetect;
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -20,17 +19,10 @@ const MISSING_ID: &str = "aaaaaaaa-0000-4000-8000-000000000002";
 const SAMPLE_UUID: &str = "11111111-2222-4333-8444-555555555555";
 const MISSING_UUID: &str = "66666666-7777-4888-8999-000000000000";
 
-fn sha(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
-
 /// §9.2 and §9.3: building-block ids then the shell id of a group of `(index, id)` events.
 fn group_ids(events: &[(&str, &str)], rule_uuid: &str) -> Vec<String> {
-    let base: String = events.iter().map(|(index, id)| format!("{id}{index}{rule_uuid}")).collect();
-    let mut ids: Vec<String> = (0..events.len()).map(|i| sha(&format!("{base}{i}"))).collect();
-    let shell_input: String =
-        events.iter().zip(&ids).map(|((index, id), bb)| format!("{id}{index}{bb}")).collect::<String>() + rule_uuid;
-    ids.push(sha(&shell_input));
+    let (shell, mut ids) = common::ids::sequence_ids(events, rule_uuid);
+    ids.push(shell);
     ids
 }
 
