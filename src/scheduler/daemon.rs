@@ -30,8 +30,9 @@ use super::clock::{BoxFuture, Clock};
 use super::lease::{self, Claim, Lease, LeaseError, Release};
 use super::schedule::{Schedule, ScheduleError};
 use super::execution_log::ExecutionLog;
-use super::state::{Counts, ExecutionType, LedgerEntry, RunStatus, StateStore, StoreError};
+use super::state::{ExecutionType, LedgerEntry, RunStatus, StateStore, StoreError};
 use super::windows::{self, GapPolicy, Window, WindowPlan};
+use crate::detect::RunSummary;
 use crate::es::retry::Backoff;
 
 pub use crate::config::SequenceMode;
@@ -130,21 +131,45 @@ pub struct WindowRequest {
     pub scheduled_at: DateTime<Utc>,
 }
 
-/// What one window's run produced. Any `errors` make the window count as failed (the window end does not
-/// advance past it); `warnings` make the status `partial failure` but the window counts as done.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WindowOutcome {
-    pub counts: Counts,
-    pub warnings: Vec<String>,
-    pub errors: Vec<String>,
-    pub search_duration_ms: u64,
-    pub indexing_duration_ms: u64,
+/// What one window's run produced: the detect layer's own [`RunSummary`] (any `errors` in it make the
+/// window count as failed, so the window end does not advance past it; `warnings` make the status
+/// `partial failure` but the window counts as done), or why the window could not be run at all.
+#[derive(Debug, Clone)]
+pub enum WindowOutcome {
+    /// The window ran; its summary, whatever its status.
+    Ran(Box<RunSummary>),
+    /// The window was not run (its rule is not loaded, its alerts alias could not be prepared, …).
+    NotRun(String),
 }
 
 impl WindowOutcome {
-    /// An outcome with one error.
+    /// A window that was not run, with why.
     pub fn failed(error: impl Into<String>) -> WindowOutcome {
-        WindowOutcome { errors: vec![error.into()], ..WindowOutcome::default() }
+        WindowOutcome::NotRun(error.into())
+    }
+}
+
+impl From<RunSummary> for WindowOutcome {
+    fn from(summary: RunSummary) -> WindowOutcome {
+        WindowOutcome::Ran(Box::new(summary))
+    }
+}
+
+#[cfg(test)]
+impl WindowOutcome {
+    /// A run of `req` that went well and fetched `fetched` events (for the scheduler's own tests, which
+    /// have no prepared rule to build a summary from).
+    pub(crate) fn succeeded(req: &WindowRequest, fetched: u64) -> WindowOutcome {
+        // Any prepared rule will do: the summary is renamed to the request's rule.
+        static RULE: std::sync::OnceLock<crate::detect::PreparedRule> = std::sync::OnceLock::new();
+        let rule = RULE.get_or_init(|| {
+            let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+            crate::detect::prepare_rules(&rules, &crate::config::Config::default()).rules.remove(0)
+        });
+        let mut summary = RunSummary::new(rule, req.window.range);
+        summary.rule_id = req.rule_id.clone();
+        summary.fetched = fetched;
+        WindowOutcome::from(summary)
     }
 }
 

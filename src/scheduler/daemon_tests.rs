@@ -61,8 +61,9 @@ fn executor(
                 Act::Hang => std::future::pending::<()>().await,
                 Act::Fail => return WindowOutcome::failed("boom"),
             }
+            let out = WindowOutcome::succeeded(&req, 1);
             fake.done.lock().unwrap().push((owner, req));
-            WindowOutcome { counts: Counts { fetched: 1, ..Counts::default() }, ..WindowOutcome::default() }
+            out
         })
     })
 }
@@ -688,10 +689,10 @@ fn a_cpu_bound_run_on_its_own_runtime_cannot_hold_up_the_timeout() {
     let main = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let clock = ManualClock::new(t0());
     let store = Arc::new(InMemoryStateStore::new());
-    let exec: Executor = Arc::new(|_req: WindowRequest| {
-        Box::pin(async {
+    let exec: Executor = Arc::new(|req: WindowRequest| {
+        Box::pin(async move {
             std::thread::sleep(std::time::Duration::from_secs(3));
-            WindowOutcome::default()
+            WindowOutcome::succeeded(&req, 0)
         })
     });
     let s = Scheduler::with_run_runtime(

@@ -68,13 +68,22 @@ impl ExecutionLog {
     /// Adds one window's outcome; returns whether the window succeeded (no error).
     pub fn add(&mut self, out: WindowOutcome) -> bool {
         let e = &mut self.entry;
-        e.counts.add(&out.counts);
-        e.search_duration_ms += out.search_duration_ms;
-        e.indexing_duration_ms += out.indexing_duration_ms;
-        e.warnings.extend(out.warnings);
-        let ok = out.errors.is_empty();
-        e.errors.extend(out.errors);
-        ok
+        match out {
+            WindowOutcome::Ran(summary) => {
+                let summary = *summary;
+                e.counts.add(&Counts::of(&summary));
+                e.search_duration_ms += summary.durations.search_ms;
+                e.indexing_duration_ms += summary.durations.index_ms;
+                e.warnings.extend(summary.warnings);
+                let ok = summary.errors.is_empty();
+                e.errors.extend(summary.errors);
+                ok
+            }
+            WindowOutcome::NotRun(error) => {
+                e.errors.push(error);
+                false
+            }
+        }
     }
 
     /// Records an error that belongs to no window's outcome (a gap, a timeout, a lost lease, …).
@@ -146,13 +155,19 @@ mod tests {
     fn outcomes_add_up_and_the_status_follows_kibanas_precedence() {
         let mut log = ExecutionLog::start("r", "me", ExecutionType::Scheduled, t0(), t0() + Duration::seconds(2));
         let w = Window::new(t0() - Duration::minutes(9), t0(), WindowKind::Scheduled);
-        let ok = log.add(WindowOutcome {
-            counts: Counts { fetched: 10, matches: 2, alerts_written: 1, duplicates: 1, ..Counts::default() },
-            warnings: vec!["w".into()],
-            errors: vec![],
-            search_duration_ms: 5,
-            indexing_duration_ms: 7,
-        });
+        let req = crate::scheduler::WindowRequest {
+            rule_id: "r".into(),
+            execution_id: log.execution_id().into(),
+            window: w,
+            previous_window_end: None,
+            sequence_mode: Default::default(),
+            scheduled_at: t0(),
+        };
+        let WindowOutcome::Ran(mut summary) = WindowOutcome::succeeded(&req, 10) else { unreachable!() };
+        (summary.kept, summary.alerts_written, summary.duplicates) = (2, 1, 1);
+        summary.warnings.push("w".into());
+        (summary.durations.search_ms, summary.durations.index_ms) = (5, 7);
+        let ok = log.add(WindowOutcome::Ran(summary));
         assert!(ok);
         assert!(!log.add(WindowOutcome::failed("boom")));
         let e = log.finish(t0() + Duration::seconds(3), vec![w], 1);

@@ -1,6 +1,5 @@
 //! The scheduler's [`Executor`] on top of `detect`: a [`WindowRequest`] (rule, window, sequence mode) becomes
-//! one `detect::run_on_cluster` call, and its [`RunSummary`] becomes the [`WindowOutcome`] the scheduler
-//! records. The alerts alias of each rule is set up before its first run (and again after a failure).
+//! one `detect::run_on_cluster` call, whose [`RunSummary`] the [`WindowOutcome`] carries to the scheduler. The alerts alias of each rule is set up before its first run (and again after a failure).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,27 +9,8 @@ use tokio::sync::Mutex;
 
 use super::daemon::{Executor, WindowOutcome, WindowRequest};
 use super::metrics::Metrics;
-use super::state::Counts;
 use crate::detect::{self, PreparedRule, RunOptions, RunSummary};
 use crate::es::EsClient;
-
-/// What the scheduler records of a detect run.
-pub fn outcome_of(summary: &RunSummary) -> WindowOutcome {
-    WindowOutcome {
-        counts: Counts {
-            fetched: summary.fetched,
-            matches: summary.kept,
-            alerts_written: summary.alerts_written,
-            duplicates: summary.duplicates,
-            actions: summary.actions.counts(),
-            action_errors: summary.actions.errors.clone(),
-        },
-        warnings: summary.warnings.clone(),
-        errors: summary.errors.clone(),
-        search_duration_ms: summary.durations.search_ms,
-        indexing_duration_ms: summary.durations.index_ms,
-    }
-}
 
 /// Runs one window of a prepared rule against the cluster, as the scheduler asks.
 pub async fn run_request(client: &EsClient, rule: &PreparedRule, req: &WindowRequest, opts: &RunOptions) -> RunSummary {
@@ -122,7 +102,7 @@ pub fn live_executor(
                 if let Some(m) = &metrics {
                     m.observe_run(&summary, started.elapsed());
                 }
-                return outcome_of(&summary);
+                return summary.into();
             }
             if let Err(e) = aliases.ensure(&client, rule).await {
                 return WindowOutcome::failed(e);
@@ -134,7 +114,7 @@ pub fn live_executor(
             if let Some(m) = &metrics {
                 m.observe_run(&summary, started.elapsed());
             }
-            outcome_of(&summary)
+            summary.into()
         })
     })
 }

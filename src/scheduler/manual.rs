@@ -29,7 +29,7 @@ pub async fn record_run(store: &dyn StateStore, owner: &str, summary: &RunSummar
 fn run_entry(owner: &str, summary: &RunSummary, started_at: DateTime<Utc>, finished_at: DateTime<Utc>) -> LedgerEntry {
     let window = Window { range: summary.window, kind: WindowKind::Manual };
     let mut log = ExecutionLog::start(&summary.rule_id, owner, ExecutionType::Manual, started_at, started_at);
-    let completed = u32::from(log.add(executor::outcome_of(summary)));
+    let completed = u32::from(log.add(summary.clone().into()));
     log.finish(finished_at, vec![window], completed)
 }
 
@@ -85,14 +85,15 @@ pub async fn backfill(
                         scheduled_at: started_at,
                     };
                     let summary = executor::run_request(client, rule, &req, opts).await;
-                    log.add(executor::outcome_of(&summary));
-                    if summary.status != RunStatus::Failed {
+                    let status = summary.status;
+                    tracing::info!(rule = %rule.rule.rule_id, from = %w.range.from, to = %w.range.to, status = status.as_str(),
+                        alerts = summary.alerts_written, "backfill window done");
+                    progress.window_done(rule, w, &summary);
+                    log.add(summary.into());
+                    if status != RunStatus::Failed {
                         completed += 1;
                     }
                     previous_end = Some(w.range.to);
-                    tracing::info!(rule = %rule.rule.rule_id, from = %w.range.from, to = %w.range.to, status = summary.status.as_str(),
-                        alerts = summary.alerts_written, "backfill window done");
-                    progress.window_done(rule, w, &summary);
                 }
             }
         }

@@ -540,7 +540,8 @@ mod tests {
             let (rules, _) = l.snapshot();
             let name = rules.get(&req.rule_id).map(|r| r.rule.name.clone()).unwrap_or_else(|| "not loaded".into());
             s.lock().unwrap().push((req.rule_id.clone(), name));
-            Box::pin(async { WindowOutcome::default() })
+            let out = WindowOutcome::succeeded(&req, 0);
+            Box::pin(async { out })
         });
         let store = Arc::new(InMemoryStateStore::new());
         let scheduler = Scheduler::new(Arc::new(clock.clone()), store, exec, SchedulerConfig::new("me"));

@@ -106,6 +106,18 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// What the ledger keeps of one detect run.
+    pub fn of(summary: &crate::detect::RunSummary) -> Counts {
+        Counts {
+            fetched: summary.fetched,
+            matches: summary.kept,
+            alerts_written: summary.alerts_written,
+            duplicates: summary.duplicates,
+            actions: summary.actions.counts(),
+            action_errors: summary.actions.errors.clone(),
+        }
+    }
+
     pub fn add(&mut self, other: &Counts) {
         self.fetched += other.fetched;
         self.matches += other.matches;
