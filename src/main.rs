@@ -30,7 +30,8 @@ fn main() {
     let code = match runtime.block_on(cli::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The whole chain on one line; a cause whose text a message already names is not repeated.
+            eprintln!("error: {}", esdetect::es::chain_message(&*e));
             cli::EXIT_USAGE
         }
     };

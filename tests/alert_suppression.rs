@@ -16,10 +16,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use elasticsearch::http::request::JsonBody;
 use elasticsearch::http::Method;
-use elasticsearch::params::Refresh;
-use elasticsearch::BulkParts;
 use esdetect::alert::mapping::alerts_index_template;
 use esdetect::config::{Config, RuleSettings};
 use esdetect::detect::{self, PreparedRule, RunOptions, RunStatus, RunSummary, Window};
@@ -203,13 +200,12 @@ impl Lab {
 
     async fn index(&self, docs: Vec<Value>) -> Vec<Hit> {
         self.cleanup.indices.lock().unwrap().insert(self.events());
-        let mut lines: Vec<JsonBody<Value>> = Vec::new();
+        let mut lines: Vec<Value> = Vec::new();
         for doc in &docs {
-            lines.push(json!({"create": {"_index": self.events()}}).into());
-            lines.push(doc.clone().into());
+            lines.push(json!({"create": {"_index": self.events()}}));
+            lines.push(doc.clone());
         }
-        let resp = self.client.es().bulk(BulkParts::None).refresh(Refresh::True).body(lines).send().await.expect("bulk");
-        let body: Value = resp.json().await.expect("bulk answer");
+        let body = common::bulk(None, lines).await;
         body["items"]
             .as_array()
             .expect("items")

@@ -221,3 +221,18 @@ fn logs_to_a_pipe_are_plain_a_bad_log_filter_and_a_missing_rules_folder_are_usag
     assert!(stderr.contains(&dir.path().join("missing").display().to_string()), "{stderr}");
     assert!(stderr.contains("relative to the config file's folder") && !stderr.contains(":1:1"), "{stderr}");
 }
+
+#[test]
+fn an_unreachable_cluster_is_one_error_line_with_its_cause_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_folder(dir.path(), &[("smb.toml", &smb())]);
+    let r = rules.to_str().unwrap();
+    let out = esdetect_env(dir.path(), &["--no-color", "--log", "off", "--rules", r, "run", "--once"], &[("ESDETECT_ES_URL", "http://127.0.0.1:1")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("error: cannot reach Elasticsearch at http://127.0.0.1:1"), "{stderr}");
+    // The cause (the refused connection) is named, and only once although it is also the error's source.
+    assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
+    assert!(stderr.contains("Check that the URL"), "what to do: {stderr}");
+}

@@ -17,10 +17,8 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use elasticsearch::http::request::JsonBody;
 use elasticsearch::http::Method;
-use elasticsearch::params::Refresh;
-use elasticsearch::BulkParts;
+use esdetect::es::Refresh;
 use esdetect::alert::mapping::alerts_index_template;
 use esdetect::config::{Config, RuleSettings};
 use esdetect::detect::scan::{evaluate_rules_on_cluster, AlertOutput};
@@ -223,13 +221,12 @@ impl Lab {
     /// Indexes events (ids chosen by the node), returns `<_index>/<_id>` of each.
     async fn index(&self, docs: Vec<Value>) -> Vec<String> {
         self.cleanup.indices.lock().unwrap().insert(self.events_index());
-        let mut lines: Vec<JsonBody<Value>> = Vec::new();
+        let mut lines: Vec<Value> = Vec::new();
         for doc in &docs {
-            lines.push(json!({"create": {"_index": self.events_index()}}).into());
-            lines.push(doc.clone().into());
+            lines.push(json!({"create": {"_index": self.events_index()}}));
+            lines.push(doc.clone());
         }
-        let response = self.client.es().bulk(BulkParts::None).refresh(Refresh::True).body(lines).send().await.expect("bulk");
-        let body: Value = response.json().await.expect("bulk answer");
+        let body = common::bulk(None, lines).await;
         body["items"]
             .as_array()
             .expect("items")
@@ -507,18 +504,17 @@ async fn against_eql_is_refused_clearly_without_the_endpoint() {
 #[tokio::test]
 async fn kibana_alerts_beyond_one_page_are_all_read_once() {
     let lab = Lab::new().await;
-    let mut lines: Vec<JsonBody<Value>> = Vec::new();
+    let mut lines: Vec<Value> = Vec::new();
     let mut push = |id: String, rule_id: &str, at: &str| {
-        lines.push(json!({"create": {"_id": id}}).into());
-        lines.push(json!({"kibana.alert.rule.rule_id": rule_id, "kibana.alert.rule.execution.timestamp": at}).into());
+        lines.push(json!({"create": {"_id": id}}));
+        lines.push(json!({"kibana.alert.rule.rule_id": rule_id, "kibana.alert.rule.execution.timestamp": at}));
     };
     for i in 0..23 {
         push(format!("in-{i:02}"), SMB_RULE_ID, &format!("2026-05-20T10:{:02}:00.000Z", 10 + i));
     }
     push("other-rule".into(), KRB_RULE_ID, "2026-05-20T10:15:00.000Z");
     push("before-range".into(), SMB_RULE_ID, "2026-05-20T09:00:00.000Z");
-    let resp = lab.client.es().bulk(BulkParts::Index(&lab.kibana_alias())).refresh(Refresh::True).body(lines).send().await.unwrap();
-    let body: Value = resp.json().await.unwrap();
+    let body = common::bulk(Some(&lab.kibana_alias()), lines).await;
     assert_eq!(body["errors"], json!(false), "{body}");
 
     let rule = esdetect::compare::kibana::RuleMatch::RuleId(SMB_RULE_ID.into());

@@ -22,10 +22,7 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
-use elasticsearch::http::request::JsonBody;
 use elasticsearch::http::Method;
-use elasticsearch::params::Refresh;
-use elasticsearch::BulkParts;
 use esdetect::alert::mapping::alerts_index_template;
 use esdetect::config::{Config, RuleSettings};
 use esdetect::detect::{self, PreparedRule, RunOptions, RunStatus, RunSummary, Window};
@@ -322,14 +319,12 @@ impl Lab {
             let mut set = self.cleanup.indices.lock().unwrap();
             set.extend(docs.iter().map(|(i, _)| i.clone()));
         }
-        let mut lines: Vec<JsonBody<Value>> = Vec::new();
+        let mut lines: Vec<Value> = Vec::new();
         for (index, doc) in &docs {
-            lines.push(json!({"create": {"_index": index}}).into());
-            lines.push(doc.clone().into());
+            lines.push(json!({"create": {"_index": index}}));
+            lines.push(doc.clone());
         }
-        let response =
-            self.client.es().bulk(BulkParts::None).refresh(Refresh::True).body(lines).send().await.expect("bulk");
-        let body: Value = response.json().await.expect("bulk answer");
+        let body = common::bulk(None, lines).await;
         let items = body["items"].as_array().expect("bulk items");
         assert_eq!(items.len(), docs.len());
         items

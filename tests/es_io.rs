@@ -3,7 +3,6 @@
 //! and is deleted afterwards.
 
 mod common;
-mod support_esio;
 
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use esdetect::event::projection::Projection;
 use esdetect::event::FieldSet;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use support_esio::*;
+use common::esio::*;
 
 /// PIT tests compare the node's open search contexts before and after; run them one at a time.
 static PIT_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -316,7 +316,7 @@ async fn exception_dsl_excludes_on_the_node_exactly_what_the_matcher_excludes() 
         lines.push(json!({"create": {"_index": index.name, "_id": format!("d{i}")}}));
         lines.push(d);
     }
-    let resp = bulk(&client, lines).await;
+    let resp = common::bulk(None, lines).await;
     assert_eq!(resp["errors"], false, "{resp}");
     let (_, mapping_json) = client.raw(Method::Get, &format!("/{}/_mapping", index.name), &[], None).await.unwrap();
     let mapping = Mapping::from_es_mapping(&mapping_json).unwrap();
@@ -391,7 +391,7 @@ async fn run_once_on_export(docs: Vec<Value>, edit: impl Fn(String) -> String) -
         lines.push(json!({"create": {"_index": data_index}}));
         lines.push(doc);
     }
-    let resp = bulk(&client, lines).await;
+    let resp = common::bulk(None, lines).await;
     assert_eq!(resp["errors"], false, "{resp}");
     let at: Vec<(String, String)> = resp["items"]
         .as_array()
@@ -425,19 +425,6 @@ async fn run_once_on_export(docs: Vec<Value>, edit: impl Fn(String) -> String) -
 }
 
 /// `_bulk` with `refresh=true`; the node's answer.
-async fn bulk(client: &EsClient, lines: Vec<Value>) -> Value {
-    use elasticsearch::http::request::JsonBody;
-    let body: Vec<JsonBody<Value>> = lines.into_iter().map(JsonBody::from).collect();
-    let response = client
-        .es()
-        .bulk(elasticsearch::BulkParts::None)
-        .refresh(elasticsearch::params::Refresh::True)
-        .body(body)
-        .send()
-        .await
-        .expect("bulk");
-    response.json().await.expect("bulk answer")
-}
 
 /// Deletes the indices and templates of the `run --once` test, also when it fails.
 struct Cleanup {

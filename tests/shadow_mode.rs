@@ -154,15 +154,7 @@ async fn shadow_windows_count_deleted_foreign_and_changed_kibana_alerts() {
             kibana_lines.push_str(&format!("{}\n{}\n", json!({"create": {"_index": kibana, "_id": id}}), doc));
         }
     }
-    let resp = c
-        .es()
-        .bulk(elasticsearch::BulkParts::None)
-        .refresh(elasticsearch::params::Refresh::True)
-        .body(kibana_lines.lines().map(|l| serde_json::from_str::<Value>(l).unwrap().into()).collect::<Vec<elasticsearch::http::request::JsonBody<Value>>>())
-        .send()
-        .await
-        .unwrap();
-    let body: Value = resp.json().await.unwrap();
+    let body = common::bulk(None, kibana_lines.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect()).await;
     assert_eq!(body["errors"], json!(false), "{body}");
     assert!(deleted.is_some());
 

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Duration, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -95,9 +95,9 @@ pub fn rule_spec(rule: &PreparedRule, config: &Config) -> Result<RuleSpec> {
     let id = &rule.rule.rule_id;
     let settings = config.rule_settings(id);
     let schedule = match settings.schedule.as_deref() {
-        Some(expr) => Schedule::cron(expr).map_err(|e| anyhow!("[rules.\"{id}\"] schedule: {e}"))?,
+        Some(expr) => Schedule::cron(expr).with_context(|| format!("[rules.\"{id}\"] schedule"))?,
         None => Schedule::interval(rule.rule.interval_duration)
-            .map_err(|e| anyhow!("rule {id} ({}): interval: {e}", rule.rule.path.display()))?,
+            .with_context(|| format!("rule {id} ({}): interval", rule.rule.path.display()))?,
     };
     let s = &config.scheduler;
     let gap_policy = if s.backfill_gaps {
@@ -162,7 +162,7 @@ pub async fn run_daemon(config: &Config, a: &RunArgs) -> Result<i32> {
         .thread_name("esdetect-run")
         .enable_all()
         .build()
-        .map_err(|e| anyhow!("cannot start the worker threads for rule runs: {e}"))?;
+        .context("cannot start the worker threads for rule runs")?;
     let run_client = EsClient::new(&config.elasticsearch)?;
     // Shadow-mode rules (`mode = "shadow"`): compared with Kibana's alerts instead of writing.
     let shadow_ids: std::collections::HashSet<String> = rules
@@ -291,14 +291,14 @@ pub async fn status(config: &Config, a: &StatusArgs, style: Style) -> Result<i32
     let store = state_store(config, client.clone());
     let limit = a.limit.max(1);
     // Shadow-mode agreement per rule (src/scheduler/shadow.rs).
-    let mut shadow = crate::scheduler::shadow::agreement(&client, &config.scheduler.ledger_index).await.map_err(|e| anyhow!(e))?;
+    let mut shadow = crate::scheduler::shadow::agreement(&client, &config.scheduler.ledger_index).await.map_err(anyhow::Error::msg)?;
     if let Some(rule) = &a.rule {
         shadow.retain(|id, _| id == rule);
     }
-    let mut states = store.all_states().await.map_err(|e| anyhow!("{e}"))?;
+    let mut states = store.all_states().await?;
     // Rules with ledger entries but no state (only ever backfilled by hand) are listed too.
     let mut rule_ids: Vec<String> = states.iter().map(|s| s.rule_id.clone()).collect();
-    for e in store.recent_runs(None, 1000).await.map_err(|e| anyhow!("{e}"))? {
+    for e in store.recent_runs(None, 1000).await? {
         if !rule_ids.contains(&e.rule_id) {
             rule_ids.push(e.rule_id);
         }
@@ -316,7 +316,7 @@ pub async fn status(config: &Config, a: &StatusArgs, style: Style) -> Result<i32
     }
     let mut entries = Vec::new();
     for id in &rule_ids {
-        entries.extend(store.recent_runs(Some(id), limit).await.map_err(|e| anyhow!("{e}"))?);
+        entries.extend(store.recent_runs(Some(id), limit).await?);
     }
     if a.format == OutputFormat::Json {
         for s in &states {

@@ -153,7 +153,7 @@ fn exit_code(summaries: &[RunSummary], had_rule_errors: bool) -> i32 {
 /// Connects and checks the cluster answers, so an unreachable cluster is one clear error up front.
 async fn connect(config: &Config) -> Result<EsClient> {
     let client = EsClient::new(&config.elasticsearch)?;
-    let info = client.info().await.map_err(|e| anyhow!("{e}"))?;
+    let info = client.info().await?;
     tracing::info!(version = %info.version, urls = %client.urls(), "connected");
     Ok(client)
 }
@@ -174,32 +174,9 @@ async fn run_rules(config: &Config, a: &args::RunArgs, style: Style) -> Result<i
     }
     let client = connect(config).await?;
     let opts = run_options(config)?;
-    // Privileges and alert indices first: a missing privilege or alias stops the run before any write.
-    let mut aliases: Vec<&str> = rules.iter().map(|r| r.alias.as_str()).collect();
-    aliases.sort();
-    aliases.dedup();
-    for alias in &aliases {
-        let read: Vec<String> = rules.iter().filter(|r| r.alias == *alias).flat_map(|r| r.rule.index.clone()).collect();
-        crate::sink::es::prepare_destination(&client, alias, &read).await.map_err(|e| anyhow!("{e}"))?;
-    }
-    // One pass per shared scan: rules reading the same indices over the same window share one PIT.
     let store = daemon::state_store(config, client.clone());
-    let owner = daemon::owner_id(config);
-    let windows: Vec<(&PreparedRule, Window)> = rules.iter().map(|r| (*r, Window::ending_at(&r.rule, now))).collect();
-    let started = Utc::now();
-    let mut summaries = detect::scan::run_rules_on_cluster(&client, &windows, &opts, &Utc::now).await;
-    // Each run is recorded in the ledger (execution type `manual`) so `esdetect status` shows it; best
-    // effort: a ledger that cannot be written is a warning, never a failed run.
-    let ledger = store.ensure_indices().await;
-    if let Err(e) = &ledger {
-        tracing::warn!(error = %e, "could not set up the ledger; this run is not recorded in it");
-    }
-    for (rule, summary) in rules.iter().zip(summaries.iter_mut()) {
-        crate::scheduler::executor::warn_if_no_index_matches(&client, rule, summary).await;
-        if ledger.is_ok() {
-            crate::scheduler::manual::record_run(&store, &owner, summary, started, Utc::now()).await;
-        }
-    }
+    let summaries =
+        crate::scheduler::manual::run_once(&client, &store, &daemon::owner_id(config), &rules, now, &opts).await?;
     print_summaries(a.format, style, &summaries)?;
     if a.format == OutputFormat::Table {
         // Which cluster this was (credentials never appear: they are taken out of the URLs).
@@ -443,7 +420,7 @@ async fn compare(config: &Config, a: &args::CompareArgs, style: Style) -> Result
     let client = connect(config).await?;
     let opts = run_options(config)?;
     if a.against == args::Against::Eql {
-        let report = crate::compare::eql::compare_with_eql(&client, rule, req.from, req.to, &opts).await.map_err(|e| anyhow!("{e}"))?;
+        let report = crate::compare::eql::compare_with_eql(&client, rule, req.from, req.to, &opts).await.map_err(anyhow::Error::msg)?;
         let mut out = std::io::stdout().lock();
         match a.format {
             OutputFormat::Json => writeln!(out, "{}", serde_json::to_string(&report)?)?,
@@ -451,7 +428,7 @@ async fn compare(config: &Config, a: &args::CompareArgs, style: Style) -> Result
         }
         return Ok(if report.agrees() { EXIT_OK } else { EXIT_FAILED });
     }
-    let report = crate::compare::compare(&client, rule, &req, &opts).await.map_err(|e| anyhow!("{e}"))?;
+    let report = crate::compare::compare(&client, rule, &req, &opts).await.map_err(anyhow::Error::msg)?;
     let mut out = std::io::stdout().lock();
     match a.format {
         OutputFormat::Json => writeln!(out, "{}", serde_json::to_string(&report)?)?,

@@ -8,14 +8,16 @@ use std::future::Future;
 use std::sync::Arc;
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
-use elasticsearch::http::headers::HeaderMap;
+use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use elasticsearch::http::response::Response;
 use elasticsearch::http::transport::{
     MultiNodeConnectionPool, SingleNodeConnectionPool, TransportBuilder,
 };
 use elasticsearch::http::Method;
+use elasticsearch::params::Refresh;
 use elasticsearch::security::{SecurityHasPrivileges, SecurityHasPrivilegesParts};
 use elasticsearch::Elasticsearch;
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 use url::Url;
@@ -156,8 +158,10 @@ impl EsClient {
         self
     }
 
-    /// The underlying typed client, for building requests passed to [`EsClient::send`].
-    pub fn es(&self) -> &Elasticsearch {
+    /// The underlying transport, for the streaming searches of `source::es` and `detect::scan` only; every
+    /// other caller uses the typed requests below ([`EsClient::search`], [`EsClient::bulk`], …) or
+    /// [`EsClient::raw`], so the pinned client's types stay inside this module.
+    pub(crate) fn es(&self) -> &Elasticsearch {
         &self.es
     }
 
@@ -259,6 +263,62 @@ impl EsClient {
         .await
     }
 
+    /// `POST /<index>/_search` with `body` (`index` may be a comma-separated list or pattern); any non-2xx
+    /// answer is a typed error. The answer is decoded into `T`, the caller's own small answer struct (or a
+    /// `serde_json::Value`).
+    pub async fn search<T: DeserializeOwned>(&self, what: &str, index: &str, body: &Value) -> Result<T, EsError> {
+        let path = format!("/{}/_search", super::path::segment(index));
+        let (status, text) = self.send_status_text(what, || {
+            self.es.transport().send(Method::Post, &path, HeaderMap::new(), None::<&()>, Some(body.to_string()), None)
+        })
+        .await?;
+        decode_answer(what, status, text)
+    }
+
+    /// `POST [/<index>]/_bulk` of `lines` (action and document lines, as NDJSON), with `refresh`. The answer
+    /// (whose `items` say what happened to each action; the request as a whole succeeds even when some
+    /// fail) is decoded into `T`; a non-2xx answer is a typed error.
+    pub async fn bulk<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        index: Option<&str>,
+        lines: &[Value],
+        refresh: Refresh,
+    ) -> Result<T, EsError> {
+        let path = match index {
+            Some(index) => format!("/{}/_bulk", super::path::segment(index)),
+            None => "/_bulk".to_string(),
+        };
+        let mut body = String::new();
+        for line in lines {
+            body.push_str(&line.to_string());
+            body.push('\n');
+        }
+        let refresh = match refresh {
+            Refresh::True => "true",
+            Refresh::False => "false",
+            Refresh::WaitFor => "wait_for",
+        };
+        let query = [("refresh", refresh)];
+        let (status, text) = self.send_status_text(what, || {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+            self.es.transport().send(Method::Post, &path, headers, Some(&query), Some(body.clone()), None)
+        })
+        .await?;
+        decode_answer(what, status, text)
+    }
+
+    /// `PUT /<index>` with `body` (settings, mappings, aliases). Returns the status and answer whatever
+    /// the status: an index that already exists is an answer the caller may accept.
+    pub async fn create_index(&self, what: &str, index: &str, body: &Value) -> Result<(u16, Value), EsError> {
+        let path = format!("/{}", super::path::segment(index));
+        self.send_status(what, || {
+            self.es.transport().send(Method::Put, &path, HeaderMap::new(), None::<&()>, Some(body.to_string()), None)
+        })
+        .await
+    }
+
     /// `GET /`: flavour and version. Cached after the first success.
     pub async fn info(&self) -> Result<ClusterInfo, EsError> {
         self.info
@@ -323,6 +383,14 @@ impl EsClient {
     fn unreachable(&self, e: elasticsearch::Error) -> EsError {
         EsError::Unreachable { url: self.urls(), detail: chain_message(&e), source: e }
     }
+}
+
+/// A 2xx answer decoded into `T`; any other status as the cluster's typed error.
+fn decode_answer<T: DeserializeOwned>(what: &str, status: u16, text: String) -> Result<T, EsError> {
+    if !(200..300).contains(&status) {
+        return Err(EsError::from_response(what, status, &parse_body(text)));
+    }
+    serde_json::from_str(&text).map_err(|e| EsError::Decode { what: what.to_string(), detail: e.to_string() })
 }
 
 fn method_name(m: Method) -> &'static str {

@@ -1,4 +1,10 @@
 //! Typed errors of the cluster client. Each message says what failed and what the user can check.
+//!
+//! One rule for displaying errors, in the whole crate: an error names its cause in its own message (so a
+//! log line or a ledger message, which print `{}`, is complete) and keeps it as `#[source]`; the CLI prints
+//! the chain on one line with [`chain_message`](super::chain_message), which skips a cause whose text a
+//! message already contains. So an unreachable cluster is one line, and context added at the CLI edge
+//! (`.context(…)`) is never lost.
 
 use thiserror::Error;
 

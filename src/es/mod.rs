@@ -9,7 +9,11 @@ pub mod error;
 pub mod path;
 pub mod retry;
 
-pub use client::{ClusterInfo, EsClient, Flavour, PrivilegeCheck};
+pub use client::{chain_message, ClusterInfo, EsClient, Flavour, PrivilegeCheck};
 pub use config::{ConnectionConfig, Secret};
 pub use error::EsError;
 pub use retry::RetryPolicy;
+/// The request method of [`EsClient::raw`] and the `refresh` setting of [`EsClient::bulk`], re-exported so
+/// callers need not name the pinned client crate.
+pub use elasticsearch::http::Method;
+pub use elasticsearch::params::Refresh;

@@ -467,20 +467,6 @@ impl Scheduler {
         self.append_with_retries(&entry).await;
     }
 
-    /// Runs the newest due tick of every rule once (`esdetect run --once`), rules one after another.
-    pub async fn run_once(
-        &self,
-        rules: &[RuleSpec],
-        shutdown: &CancellationToken,
-    ) -> Vec<(String, Result<TickReport, StoreError>)> {
-        let mut out = Vec::new();
-        for rule in rules {
-            let Some(tick) = rule.schedule.latest_at_or_before(self.inner.clock.now()) else { continue };
-            out.push((rule.rule_id.clone(), self.run_tick(rule, tick, shutdown).await));
-        }
-        out
-    }
-
     /// One rule's loop: wait for the tick, run it, repeat.
     async fn rule_loop(&self, rule: RuleSpec, shutdown: CancellationToken) {
         let inner = &self.inner;
@@ -554,7 +540,8 @@ impl Scheduler {
 
     /// Runs one tick of `rule` scheduled at `scheduled_at`: claim, plan, run, release, ledger; repeated
     /// while a long backfill has windows left. Returns `Err` only when the store could not be reached to
-    /// claim. Usable on its own for `esdetect run --once` (with `scheduled_at` = a schedule point ≤ now).
+    /// claim. (`esdetect run --once` is not a tick: it takes no lease and moves no window end, see
+    /// [`super::manual::run_once`].)
     pub async fn run_tick(
         &self,
         rule: &RuleSpec,

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::{Clock, ManualClock};
 use super::daemon::{Executor, RuleSpec, WindowOutcome, WindowRequest, Scheduler, SchedulerConfig};
-use super::state::{Counts, InMemoryStateStore, LedgerEntry, RuleState, RunStatus, StateStore};
+use super::state::{InMemoryStateStore, LedgerEntry, RuleState, RunStatus, StateStore};
 use super::windows::{GapPolicy, Window, WindowKind};
 
 fn t0() -> DateTime<Utc> {
@@ -553,18 +553,17 @@ async fn a_window_that_keeps_failing_is_given_up_after_three_attempts() {
 }
 
 #[tokio::test]
-async fn run_once_runs_the_newest_due_tick() {
+async fn a_tick_runs_its_window_once_and_a_second_run_of_it_finds_it_done() {
     let clock = ManualClock::new(t0() + m(3));
     let store = Arc::new(InMemoryStateStore::new());
     let fake = Arc::new(Fake::default());
     let s = scheduler(&clock, &store, executor(&clock, "A", &fake, |_| Act::Instant), "A");
-    let out = s.run_once(&[rule()], &CancellationToken::new()).await;
-    assert_eq!(out.len(), 1);
-    assert_eq!(out[0].1.as_ref().unwrap().executions.len(), 1);
+    let out = s.run_tick(&rule(), t0(), &CancellationToken::new()).await.unwrap();
+    assert_eq!(out.executions.len(), 1);
     assert_eq!(fake.done_windows(), vec![Window::new(t0() - m(9), t0(), WindowKind::Scheduled)]);
-    // A second call within the same tick finds it done.
-    let again = s.run_once(&[rule()], &CancellationToken::new()).await;
-    assert!(again[0].1.as_ref().unwrap().already_done);
+    // Running the same tick again (another replica, a restart) finds it done.
+    let again = s.run_tick(&rule(), t0(), &CancellationToken::new()).await.unwrap();
+    assert!(again.already_done);
 }
 
 /// A store whose `get` panics the first `panics` times: a bug outside any window run.

@@ -36,6 +36,15 @@ pub async fn warn_if_no_index_matches(client: &EsClient, rule: &PreparedRule, su
     }
 }
 
+/// A rule's alerts alias could not be prepared (privileges, template or alias; the cause says which).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot prepare the alerts alias `{alias}`: {source}")]
+pub struct AliasError {
+    pub alias: String,
+    #[source]
+    pub source: crate::sink::es::SinkError,
+}
+
 /// Makes sure a rule's alerts alias exists (once per alias while it keeps working).
 #[derive(Default)]
 pub struct AliasGuard {
@@ -44,7 +53,7 @@ pub struct AliasGuard {
 
 impl AliasGuard {
     /// Prepares the alias of `rule` (privileges, template, alias) unless that already worked once.
-    pub async fn ensure(&self, client: &EsClient, rule: &PreparedRule) -> Result<(), String> {
+    pub async fn ensure(&self, client: &EsClient, rule: &PreparedRule) -> Result<(), AliasError> {
         let alias = rule.alias.as_str();
         let mut ready = self.ready.lock().await;
         if ready.contains(alias) {
@@ -52,8 +61,29 @@ impl AliasGuard {
         }
         crate::sink::es::prepare_destination(client, alias, &rule.rule.index)
             .await
-            .map_err(|e| format!("cannot prepare the alerts alias `{alias}`: {e}"))?;
+            .map_err(|source| AliasError { alias: alias.to_string(), source })?;
         ready.insert(alias.to_string());
+        Ok(())
+    }
+
+    /// Prepares the alias of every rule in `rules` up front, each alias once with the privileges to read
+    /// the indices of all the rules writing through it: a missing privilege or alias stops a manual run
+    /// before any rule writes anything.
+    pub async fn ensure_all(&self, client: &EsClient, rules: &[&PreparedRule]) -> Result<(), AliasError> {
+        let mut aliases: Vec<&str> = rules.iter().map(|r| r.alias.as_str()).collect();
+        aliases.sort();
+        aliases.dedup();
+        let mut ready = self.ready.lock().await;
+        for alias in aliases {
+            if ready.contains(alias) {
+                continue;
+            }
+            let read: Vec<String> = rules.iter().filter(|r| r.alias == alias).flat_map(|r| r.rule.index.clone()).collect();
+            crate::sink::es::prepare_destination(client, alias, &read)
+                .await
+                .map_err(|source| AliasError { alias: alias.to_string(), source })?;
+            ready.insert(alias.to_string());
+        }
         Ok(())
     }
 }
@@ -105,7 +135,7 @@ pub fn live_executor(
                 return summary.into();
             }
             if let Err(e) = aliases.ensure(&client, rule).await {
-                return WindowOutcome::failed(e);
+                return WindowOutcome::failed(e.to_string());
             }
             let started = std::time::Instant::now();
             // The run future is `Send`, so the scheduler can time it out or drop it (cancelling the run;

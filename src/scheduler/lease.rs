@@ -42,7 +42,7 @@ pub enum Claim {
 }
 
 /// Why a lease operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LeaseError {
     /// The state document changed under us: the lease expired and another replica took the rule.
     #[error("lost the lease on rule `{rule_id}`: another replica changed its state (the lease had expired)")]

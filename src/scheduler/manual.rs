@@ -1,5 +1,6 @@
-//! Executions started by hand (Kibana's execution type `manual`): recording a `run --once` in the ledger,
-//! and backfilling a past range.
+//! Executions started by hand (Kibana's execution type `manual`): `run --once` (every rule once over the
+//! window ending now, recorded in the ledger) and backfilling a past range. Both prepare alerts aliases
+//! with the daemon executor's [`AliasGuard`] and add Kibana's "no index matching" warning as it does.
 //!
 //! A backfill runs each rule over `[from, to]` in windows shaped like its scheduled ones
 //! ([`super::windows::backfill`]), one rule after another, window after window in time order, and records
@@ -10,15 +11,46 @@ use chrono::{DateTime, Utc};
 
 use super::daemon::WindowRequest;
 use super::execution_log::ExecutionLog;
-use super::executor::{self, AliasGuard};
+use super::executor::{self, AliasError, AliasGuard};
+use super::store_es::EsStateStore;
 use super::state::{Counts, ExecutionType, LedgerEntry, StateStore};
 use super::windows::{self, Window, WindowKind};
-use crate::detect::{PreparedRule, RunOptions, RunStatus, RunSummary};
+use crate::detect::{PreparedRule, RunOptions, RunStatus, RunSummary, Window as Range};
 use crate::es::EsClient;
+
+/// `run --once`: every rule once over its window ending at `now` (`[now - from, now]`), rules reading the
+/// same indices over the same window sharing one scan; each run recorded in the ledger (execution type
+/// `manual`) as the daemon records its own. The alerts aliases are prepared first, so a missing privilege or
+/// alias stops the run before anything is written (the error); a ledger that cannot be set up or written
+/// is only logged: the runs themselves happened.
+pub async fn run_once(
+    client: &EsClient,
+    store: &EsStateStore,
+    owner: &str,
+    rules: &[&PreparedRule],
+    now: DateTime<Utc>,
+    opts: &RunOptions,
+) -> Result<Vec<RunSummary>, AliasError> {
+    AliasGuard::default().ensure_all(client, rules).await?;
+    let windows: Vec<(&PreparedRule, Range)> = rules.iter().map(|r| (*r, Range::ending_at(&r.rule, now))).collect();
+    let started = Utc::now();
+    let mut summaries = crate::detect::scan::run_rules_on_cluster(client, &windows, opts, &Utc::now).await;
+    let ledger = store.ensure_indices().await;
+    if let Err(e) = &ledger {
+        tracing::warn!(error = %e, "could not set up the ledger; this run is not recorded in it");
+    }
+    for (rule, summary) in rules.iter().zip(summaries.iter_mut()) {
+        executor::warn_if_no_index_matches(client, rule, summary).await;
+        if ledger.is_ok() {
+            record_run(store, owner, summary, started, Utc::now()).await;
+        }
+    }
+    Ok(summaries)
+}
 
 /// Records a run made outside the schedule (`run --once`) in the ledger. A failure to write is logged, not
 /// returned: the run itself already happened and its alerts are written.
-pub async fn record_run(store: &dyn StateStore, owner: &str, summary: &RunSummary, started_at: DateTime<Utc>, finished_at: DateTime<Utc>) {
+async fn record_run(store: &dyn StateStore, owner: &str, summary: &RunSummary, started_at: DateTime<Utc>, finished_at: DateTime<Utc>) {
     let entry = run_entry(owner, summary, started_at, finished_at);
     if let Err(e) = store.append_ledger(&entry).await {
         tracing::warn!(rule = %entry.rule_id, error = %e, "could not record the run in the ledger");
@@ -72,7 +104,7 @@ pub async fn backfill(
         let mut log = ExecutionLog::start(&rule.rule.rule_id, owner, ExecutionType::Manual, started_at, started_at);
         let mut completed = 0u32;
         match aliases.ensure(client, rule).await {
-            Err(e) => log.error(e),
+            Err(e) => log.error(e.to_string()),
             Ok(()) => {
                 let mut previous_end = None;
                 for w in &ws {
@@ -116,7 +148,6 @@ pub fn totals(done: &[RuleBackfill]) -> Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::Window as Range;
     use crate::scheduler::RunStatus as Status;
 
     #[test]

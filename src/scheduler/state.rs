@@ -183,15 +183,20 @@ pub struct LedgerEntry {
 }
 
 /// Why a store operation did not happen.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The document changed since it was read (or already exists, for `create`; or is missing, for a
     /// conditional write). Someone else wrote first: read again.
     #[error("the state document of rule `{rule_id}` was changed by another writer; read it again")]
     Conflict { rule_id: String },
-    /// The store could not be reached or answered with an error; worth retrying later.
+    /// The cluster could not be reached or answered with an error; worth retrying later. (Shared, so the
+    /// error can be cloned to every waiter.)
     #[error("the state store is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] std::sync::Arc<crate::es::EsError>),
+    /// The store answered with something esdetect cannot use (a document without version tokens, a
+    /// state document that does not parse), or is switched off (tests); also worth retrying later.
+    #[error("the state store is unavailable: {0}")]
+    Unusable(String),
 }
 
 /// Where rule state and the ledger live. Implementations must give `create` and `compare_and_set`
@@ -247,7 +252,7 @@ impl InMemoryStateStore {
         InMemoryStateStore { yields: true, ..Self::default() }
     }
 
-    /// Makes every operation fail with [`StoreError::Unavailable`] (a cluster that is down) or work again.
+    /// Makes every operation fail with [`StoreError::Unusable`] (a cluster that is down) or work again.
     pub fn set_unavailable(&self, down: bool) {
         self.unavailable.store(down, Ordering::SeqCst);
     }
@@ -278,7 +283,7 @@ impl InMemoryStateStore {
             tokio::task::yield_now().await;
         }
         if self.unavailable.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("in-memory store switched off by the test".to_string()));
+            return Err(StoreError::Unusable("in-memory store switched off by the test".to_string()));
         }
         Ok(())
     }
@@ -389,7 +394,7 @@ mod tests {
         assert_eq!(store.conflicts(), 4);
 
         store.set_unavailable(true);
-        assert!(matches!(store.get("r").await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(store.get("r").await, Err(StoreError::Unusable(_))));
     }
 
     #[test]

@@ -100,7 +100,7 @@ impl EsStateStore {
         if (200..300).contains(&status) {
             Ok(())
         } else {
-            Err(StoreError::Unavailable(EsError::from_response("cluster health", status, &body).to_string()))
+            Err(unavailable(EsError::from_response("cluster health", status, &body)))
         }
     }
 
@@ -122,7 +122,7 @@ impl EsStateStore {
         let (status, resp) =
             self.client.raw(Method::Post, &path, &query_params, Some(&body)).await.map_err(unavailable)?;
         if !(200..300).contains(&status) {
-            return Err(StoreError::Unavailable(EsError::from_response("ledger search", status, &resp).to_string()));
+            return Err(unavailable(EsError::from_response("ledger search", status, &resp)));
         }
         let hits = resp["hits"]["hits"].as_array().cloned().unwrap_or_default();
         let mut out = Vec::with_capacity(hits.len());
@@ -146,7 +146,7 @@ impl EsStateStore {
             .await
             .map_err(unavailable)?;
         if !(200..300).contains(&status) {
-            return Err(StoreError::Unavailable(EsError::from_response("state search", status, &resp).to_string()));
+            return Err(unavailable(EsError::from_response("state search", status, &resp)));
         }
         Ok(resp["hits"]["hits"]
             .as_array()
@@ -169,7 +169,7 @@ impl EsStateStore {
         match err.error_type() {
             // Another replica (or an operator) was first: fine, use theirs.
             Some("resource_already_exists_exception") => Ok(()),
-            _ => Err(StoreError::Unavailable(err.to_string())),
+            _ => Err(unavailable(err)),
         }
     }
 
@@ -201,7 +201,7 @@ impl EsStateStore {
 }
 
 fn unavailable(e: EsError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    StoreError::Unavailable(std::sync::Arc::new(e))
 }
 
 /// Percent-encodes a path segment (ids and index names are user data).
@@ -221,12 +221,12 @@ fn enc(segment: &str) -> String {
 fn tokens(body: &Value, what: &str) -> Result<(i64, i64), StoreError> {
     match (body["_seq_no"].as_i64(), body["_primary_term"].as_i64()) {
         (Some(s), Some(p)) => Ok((s, p)),
-        _ => Err(StoreError::Unavailable(format!("{what}: the answer has no _seq_no/_primary_term: {body}"))),
+        _ => Err(StoreError::Unusable(format!("{what}: the answer has no _seq_no/_primary_term: {body}"))),
     }
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, StoreError> {
-    serde_json::to_value(v).map_err(|e| StoreError::Unavailable(format!("cannot serialise a scheduler document: {e}")))
+    serde_json::to_value(v).map_err(|e| StoreError::Unusable(format!("cannot serialise a scheduler document: {e}")))
 }
 
 #[async_trait]
@@ -239,11 +239,11 @@ impl StateStore for EsStateStore {
             return Ok(None);
         }
         if !(200..300).contains(&status) {
-            return Err(StoreError::Unavailable(EsError::from_response("reading rule state", status, &body).to_string()));
+            return Err(unavailable(EsError::from_response("reading rule state", status, &body)));
         }
         let (seq_no, primary_term) = tokens(&body, "reading rule state")?;
         let value: RuleState = serde_json::from_value(body["_source"].clone()).map_err(|e| {
-            StoreError::Unavailable(format!(
+            StoreError::Unusable(format!(
                 "the state document of rule `{rule_id}` in {} cannot be read ({e}); delete it to start the rule afresh",
                 self.indices.state_index
             ))
@@ -265,7 +265,7 @@ impl StateStore for EsStateStore {
                 Ok(Versioned { value: state.clone(), seq_no, primary_term })
             }
             409 => Err(StoreError::Conflict { rule_id: state.rule_id.clone() }),
-            _ => Err(StoreError::Unavailable(EsError::from_response("creating rule state", status, &body).to_string())),
+            _ => Err(unavailable(EsError::from_response("creating rule state", status, &body))),
         }
     }
 
@@ -316,7 +316,7 @@ impl StateStore for EsStateStore {
                 }
                 Err(StoreError::Conflict { rule_id: state.rule_id.clone() })
             }
-            _ => Err(StoreError::Unavailable(EsError::from_response("updating rule state", status, &body).to_string())),
+            _ => Err(unavailable(EsError::from_response("updating rule state", status, &body))),
         }
     }
 
@@ -331,7 +331,7 @@ impl StateStore for EsStateStore {
             200..=299 => Ok(()),
             // Already there: an earlier attempt whose answer was lost got through.
             409 => Ok(()),
-            _ => Err(StoreError::Unavailable(EsError::from_response("writing the ledger", status, &body).to_string())),
+            _ => Err(unavailable(EsError::from_response("writing the ledger", status, &body))),
         }
     }
 

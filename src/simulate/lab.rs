@@ -3,9 +3,7 @@
 //!
 //! `esdetect simulate` is a thin shell over this module; tests that plant events call it directly.
 
-use elasticsearch::http::request::JsonBody;
-use elasticsearch::params::Refresh;
-use elasticsearch::BulkParts;
+use crate::es::Refresh;
 use serde_json::{json, Value};
 
 use super::{Planted, Simulator};
@@ -131,12 +129,7 @@ pub async fn index_events(client: &EsClient, docs: &[(String, Value)]) -> Result
             lines.push(json!({"create": {"_index": index}}));
             lines.push(doc.clone());
         }
-        let response = client
-            .send("bulk-index events", || {
-                let body: Vec<JsonBody<Value>> = lines.iter().cloned().map(JsonBody::from).collect();
-                client.es().bulk(BulkParts::None).refresh(Refresh::True).body(body).send()
-            })
-            .await?;
+        let response: Value = client.bulk("bulk-index events", None, &lines, Refresh::True).await?;
         let items = response.get("items").and_then(Value::as_array).ok_or(LabError::NoItems)?;
         for item in items {
             let status = item.pointer("/create/status").and_then(Value::as_u64).unwrap_or(0);

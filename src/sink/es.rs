@@ -13,11 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use elasticsearch::http::request::JsonBody;
-use elasticsearch::http::Method;
-use elasticsearch::indices::{IndicesCreate, IndicesCreateParts};
-use elasticsearch::params::Refresh;
-use elasticsearch::{Bulk, BulkParts, Search, SearchParts};
+use crate::es::{Method, Refresh};
 use serde_json::{json, Value};
 use thiserror::Error;
 
@@ -137,11 +133,7 @@ pub async fn ensure_alerts_index(client: &EsClient, alias: &str, template_body: 
 
     let index = first_index_name(alias);
     let body = json!({"aliases": {alias: {"is_write_index": true}}});
-    let (status, resp) = client
-        .send_status("create alerts index", || {
-            IndicesCreate::<()>::new(client.es().transport(), IndicesCreateParts::Index(&index)).body(body.clone()).send()
-        })
-        .await?;
+    let (status, resp) = client.create_index("create alerts index", &index, &body).await?;
     let created_index = if (200..300).contains(&status) {
         Some(index.clone())
     } else if already_exists(status, &resp) {
@@ -239,7 +231,6 @@ async fn get_alias(client: &EsClient, alias: &str) -> Result<Option<Option<Strin
 /// `kibana.alert.uuid` are the same).
 pub async fn existing_ids(client: &EsClient, alias: &str, ids: &[String]) -> Result<HashSet<String>, SinkError> {
     let mut found = HashSet::new();
-    let target = [alias];
     for chunk in ids.chunks(LOOKUP_CHUNK) {
         let body = json!({
             "size": chunk.len(),
@@ -248,11 +239,7 @@ pub async fn existing_ids(client: &EsClient, alias: &str, ids: &[String]) -> Res
             "query": {"ids": {"values": chunk}},
             "aggs": {"uuids": {"terms": {"field": "kibana.alert.uuid", "size": LOOKUP_CHUNK}}}
         });
-        let resp = client
-            .send("alert id lookup", || {
-                Search::<()>::new(client.es().transport(), SearchParts::Index(&target)).body(body.clone()).send()
-            })
-            .await?;
+        let resp: Value = client.search("alert id lookup", alias, &body).await?;
         if resp["_shards"]["failed"].as_u64().unwrap_or(0) > 0 {
             // A partial lookup could let a duplicate through; refuse instead.
             return Err(SinkError::Malformed(format!("alert id lookup had shard failures: {}", resp["_shards"])));
@@ -464,7 +451,6 @@ pub async fn own_writes(
     positions: &[usize],
 ) -> Result<usize, SinkError> {
     let mut own = 0;
-    let target = [alias];
     for chunk in positions.chunks(LOOKUP_CHUNK) {
         let ids: Vec<&str> = chunk.iter().map(|&p| docs[p].1.as_str()).collect();
         let body = json!({
@@ -472,11 +458,7 @@ pub async fn own_writes(
             "_source": ["kibana.alert.rule.execution.uuid"],
             "query": {"ids": {"values": ids}},
         });
-        let resp = client
-            .send("alert write check", || {
-                Search::<()>::new(client.es().transport(), SearchParts::Index(&target)).body(body.clone()).send()
-            })
-            .await?;
+        let resp: Value = client.search("alert write check", alias, &body).await?;
         let stored: HashMap<&str, &str> = resp["hits"]["hits"]
             .as_array()
             .into_iter()
@@ -502,17 +484,13 @@ async fn bulk_create(
     todo: &[usize],
     refresh: Refresh,
 ) -> Result<Vec<(u16, String)>, SinkError> {
-    let resp = client
-        .send("bulk create alerts", || {
-            let mut lines: Vec<JsonBody<Value>> = Vec::with_capacity(todo.len() * 2);
-            for &pos in todo {
-                let (_, id, doc) = &docs[pos];
-                lines.push(json!({"create": {"_id": id}}).into());
-                lines.push(doc.clone().into());
-            }
-            Bulk::<()>::new(client.es().transport(), BulkParts::Index(alias)).refresh(refresh).body(lines).send()
-        })
-        .await?;
+    let mut lines: Vec<Value> = Vec::with_capacity(todo.len() * 2);
+    for &pos in todo {
+        let (_, id, doc) = &docs[pos];
+        lines.push(json!({"create": {"_id": id}}));
+        lines.push(doc.clone());
+    }
+    let resp: Value = client.bulk("bulk create alerts", Some(alias), &lines, refresh).await?;
     let items = resp["items"]
         .as_array()
         .ok_or_else(|| SinkError::Malformed(format!("bulk answer without items: {resp}")))?;

@@ -18,7 +18,7 @@ use super::es::{existing_ids, write_alerts, SinkError, WriteOptions, WriteReport
 use crate::alert::suppression::{plan_merge, Existing, DOCS_COUNT, END, INSTANCE_ID, START, TERMS};
 use crate::alert::AlertDoc;
 use crate::es::EsClient;
-use elasticsearch::http::Method;
+use crate::es::{Method, Refresh};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -116,27 +116,12 @@ async fn bulk_update(client: &EsClient, updates: &[(String, String, Value)]) -> 
     if updates.is_empty() {
         return Ok(0);
     }
-    let mut body = String::new();
+    let mut lines = Vec::with_capacity(updates.len() * 2);
     for (id, index, doc) in updates {
-        body.push_str(&json!({"update": {"_id": id, "_index": index}}).to_string());
-        body.push('\n');
-        body.push_str(&json!({"doc": doc}).to_string());
-        body.push('\n');
+        lines.push(json!({"update": {"_id": id, "_index": index}}));
+        lines.push(json!({"doc": doc}));
     }
-    let (status, text) = client
-        .send_status_text("bulk update suppressed alerts", || {
-            let mut headers = elasticsearch::http::headers::HeaderMap::new();
-            headers.insert(
-                elasticsearch::http::headers::CONTENT_TYPE,
-                elasticsearch::http::headers::HeaderValue::from_static("application/x-ndjson"),
-            );
-            client.es().transport().send(Method::Post, "/_bulk", headers, Some(&[("refresh", "true")]), Some(body.clone()), None)
-        })
-        .await?;
-    let resp: Value = serde_json::from_str(&text).map_err(|e| SinkError::Malformed(format!("bulk update answer: {e}")))?;
-    if !(200..300).contains(&status) {
-        return Err(crate::es::EsError::from_response("bulk update suppressed alerts", status, &resp).into());
-    }
+    let resp: Value = client.bulk("bulk update suppressed alerts", None, &lines, Refresh::True).await?;
     let mut ok = 0;
     let mut failed = Vec::new();
     for item in resp["items"].as_array().into_iter().flatten() {

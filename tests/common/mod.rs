@@ -7,6 +7,7 @@
 //! Each test binary uses only some of these helpers, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod esio;
 pub mod ids;
 
 use std::io::{Read, Write};
@@ -16,8 +17,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+use elasticsearch::http::request::JsonBody;
 use elasticsearch::indices::{IndicesCreateParts, IndicesDeleteParts};
-use elasticsearch::Elasticsearch;
+use elasticsearch::params::Refresh;
+use elasticsearch::{BulkParts, Elasticsearch};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -91,6 +94,23 @@ fn client_for(url: &str) -> Elasticsearch {
         .build()
         .expect("building an Elasticsearch transport for the test node");
     Elasticsearch::new(transport)
+}
+
+/// `_bulk` of `lines` (action and document lines) into `index`, or into the indices the actions name,
+/// refreshed so the next search sees them; through the tests' own client (the library's client has no
+/// raw transport to hand out). Returns the answer; an HTTP error fails the test (item errors are the
+/// caller's to check).
+pub async fn bulk(index: Option<&str>, lines: Vec<Value>) -> Value {
+    let body: Vec<JsonBody<Value>> = lines.into_iter().map(JsonBody::from).collect();
+    let parts = match index {
+        Some(index) => BulkParts::Index(index),
+        None => BulkParts::None,
+    };
+    let response = client().bulk(parts).refresh(Refresh::True).body(body).send().await.expect("bulk request");
+    let status = response.status_code();
+    let answer: Value = response.json().await.expect("bulk answer");
+    assert!(status.is_success(), "bulk: HTTP {status}: {answer}");
+    answer
 }
 
 /// A uniquely named index for one test, deleted when the value is dropped (also when the test panics).

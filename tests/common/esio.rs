@@ -1,19 +1,16 @@
-//! Shared helpers for the live-cluster tests of `es`, `source::es` and `sink::es`.
+//! Helpers for the live-cluster tests of `es`, `source::es` and `sink::es` (`tests/es_io.rs`): the
+//! library's own client, unique names, indices and documents.
 //!
 //! The cluster comes from `ESDETECT_TEST_ES_URL`. Tests that need it FAIL (never skip) when it is unset
 //! or does not answer, so a green run always means the cluster code was exercised.
 #![allow(dead_code)]
 
-use elasticsearch::http::request::JsonBody;
-use elasticsearch::http::Method;
-use elasticsearch::params::Refresh;
-use elasticsearch::{Bulk, BulkParts};
-use esdetect::es::{ConnectionConfig, EsClient};
+use esdetect::es::{ConnectionConfig, EsClient, Method};
 use serde_json::{json, Value};
 
 /// The live node's URL; panics with instructions when there is none (see `tests/common`).
 pub fn es_url() -> String {
-    crate::common::es_url()
+    super::es_url()
 }
 
 /// A client for the test node, after checking that it answers.
@@ -80,18 +77,13 @@ pub async fn create_index(c: &EsClient, name: &str, mappings: Value) {
 }
 
 /// Indexes `(id, source)` documents and refreshes.
-pub async fn index_docs(c: &EsClient, index: &str, docs: &[(String, Value)]) {
-    let resp = c
-        .send("test bulk", || {
-            let mut lines: Vec<JsonBody<Value>> = Vec::new();
-            for (id, d) in docs {
-                lines.push(json!({"index": {"_id": id}}).into());
-                lines.push(d.clone().into());
-            }
-            Bulk::<()>::new(c.es().transport(), BulkParts::Index(index)).refresh(Refresh::True).body(lines).send()
-        })
-        .await
-        .unwrap();
+pub async fn index_docs(_c: &EsClient, index: &str, docs: &[(String, Value)]) {
+    let mut lines = Vec::with_capacity(docs.len() * 2);
+    for (id, d) in docs {
+        lines.push(json!({"index": {"_id": id}}));
+        lines.push(d.clone());
+    }
+    let resp = super::bulk(Some(index), lines).await;
     assert_eq!(resp["errors"], json!(false), "test bulk failed: {resp}");
 }
 
