@@ -4,10 +4,10 @@
 //! panics are not.
 #![no_main]
 
-use esdetect::eql::analyze::CompiledQuery;
-use esdetect::eql::mapping::Mapping;
-use esdetect::eql::plan::{Plan, Position, QueryOptions};
-use esdetect::event::Event;
+use esdetect_eql::analyze::CompiledQuery;
+use esdetect_eql::mapping::Mapping;
+use esdetect_eql::plan::{Plan, Position, QueryOptions};
+use esdetect_eql::event::Event;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -15,11 +15,11 @@ use std::sync::OnceLock;
 const RULES: [(&str, &str); 2] = [
     (
         "privilege_escalation_krbrelayup_service_creation.toml",
-        include_str!("../../rules/privilege_escalation_krbrelayup_service_creation.toml"),
+        include_str!("../../../../rules/privilege_escalation_krbrelayup_service_creation.toml"),
     ),
     (
         "credential_access_machine_account_smb_relay.toml",
-        include_str!("../../rules/credential_access_machine_account_smb_relay.toml"),
+        include_str!("../../../../rules/credential_access_machine_account_smb_relay.toml"),
     ),
 ];
 
@@ -30,12 +30,13 @@ fn plans() -> &'static Vec<CompiledQuery> {
         RULES
             .iter()
             .map(|(name, text)| {
-                let rule = esdetect::rules::parse_rule(std::path::Path::new(name), text).expect("seed rule loads");
-                let q = esdetect::eql::parse(&rule.query).expect("seed rule parses");
+                let rule: toml::Table = text.parse().unwrap_or_else(|e| panic!("{name}: {e}"));
+                let query = rule["rule"]["query"].as_str().unwrap_or_else(|| panic!("{name}: no rule.query"));
+                let q = esdetect_eql::parse(query).expect("seed rule parses");
                 CompiledQuery::compile(&q, &Mapping::builtin_ecs(), &opts).expect("seed rule compiles")
             })
             .chain(EXTRA_QUERIES.iter().map(|text| {
-                let q = esdetect::eql::parse(text).expect("extra query parses");
+                let q = esdetect_eql::parse(text).expect("extra query parses");
                 CompiledQuery::compile(&q, &Mapping::builtin_ecs(), &opts).expect("extra query compiles")
             }))
             .collect()
@@ -64,6 +65,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = plan.timestamp_ms(&event);
         // The same document several times: samples need distinct events per filter, sequences several stages.
         let copies = (0..4).map(|i| Event::new("fuzz-index", format!("fuzz-id-{i}"), event.source.clone()));
-        let _ = esdetect::eql::engine::run(plan, copies);
+        let _ = esdetect_eql::engine::run(plan, copies);
     }
 });

@@ -1,8 +1,11 @@
-//! Throughput of the in-memory EQL evaluator on the seed rules (`rules/*.toml`).
+//! Throughput of the in-memory EQL evaluator on the application's seed rules (`rules/*.toml` at the
+//! repository root: only their `query`, read with `toml`), with nothing but this crate.
 //!
-//! Input: `esdetect::simulate::benchmark_events(N, 1)` — N parsed Windows Security documents (the mix of
-//! 4624/4625/4634/4672/4688/4697/5140/5145 with ~1 % planted attacks), generated once, outside every timed
-//! loop. N is 100 000 unless `ESDETECT_BENCH_EVENTS` says otherwise (see [`DEFAULT_EVENTS`] for why not 1 M).
+//! Input: N parsed Windows Security documents generated once, outside every timed loop, by tiling the
+//! checked-in fixture `benches/fixtures/windows_security.ndjson` (200 simulated search hits: the mix of
+//! 4624/4625/4634/4672/4688/4697/5140/5145 with ~1 % planted attacks and their look-alikes) along the time
+//! axis (see [`benchmark_events`]). N is 100 000 unless `ESDETECT_BENCH_EVENTS` says otherwise (see
+//! [`DEFAULT_EVENTS`] for why not 1 M).
 //!
 //! Two groups, both reported as elements (= events) per second:
 //! - `predicate/<rule>`: `CompiledQuery::matches_stage` for every stage over every event — the cost of
@@ -18,14 +21,17 @@
 //!   fields the rule reads, shared through `Arc` (`Runner::push_shared`), so an iteration pays for the
 //!   engine's work, not for freeing whole documents (the artefact that dominated `engine/*`).
 //!
-//! Run with `cargo bench --bench eql`; see `benches/README.md` for the figures.
+//! Run with `cargo bench -p esdetect-eql --bench eql`; see `benches/README.md` (repository root) for the
+//! figures.
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use esdetect::eql::analyze::CompiledQuery;
-use esdetect::eql::engine::{Evaluation, Runner};
-use esdetect::eql::mapping::Mapping;
-use esdetect::eql::plan::{Plan, Position, QueryOptions};
-use esdetect::event::{Event, FieldSet};
+use esdetect_eql::analyze::CompiledQuery;
+use esdetect_eql::engine::{Evaluation, Runner};
+use esdetect_eql::mapping::Mapping;
+use esdetect_eql::plan::{Plan, Position, QueryOptions};
+use esdetect_eql::event::{Event, FieldSet};
+use serde_json::Value;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::path::Path;
@@ -33,7 +39,7 @@ use std::time::Duration;
 
 /// Each seed rule's short name and its compiled query.
 fn seed_rules() -> Vec<(String, CompiledQuery)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -45,8 +51,10 @@ fn seed_rules() -> Vec<(String, CompiledQuery)> {
     paths
         .iter()
         .map(|p| {
-            let rule = esdetect::rules::load_file(p).unwrap_or_else(|e| panic!("{e}"));
-            let q = esdetect::eql::parse(&rule.query).unwrap_or_else(|e| panic!("{}: {e:?}", p.display()));
+            let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let rule: toml::Table = text.parse().unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let query = rule["rule"]["query"].as_str().unwrap_or_else(|| panic!("{}: no rule.query", p.display()));
+            let q = esdetect_eql::parse(query).unwrap_or_else(|e| panic!("{}: {e:?}", p.display()));
             let plan = CompiledQuery::compile(&q, &mapping, &opts).unwrap_or_else(|e| panic!("{}: {e:?}", p.display()));
             let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             (name, plan)
@@ -62,6 +70,37 @@ const DEFAULT_EVENTS: usize = 100_000;
 
 fn event_count() -> usize {
     std::env::var("ESDETECT_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_EVENTS)
+}
+
+/// The fixture: simulated search hits (`_index`, `_id`, `_source`), in time order.
+const FIXTURE: &str = include_str!("fixtures/windows_security.ndjson");
+
+/// `n` events: the fixture repeated, each copy shifted in time past the end of the one before (by the
+/// fixture's span plus 10 minutes, longer than the seed rules' `maxspan`, so no sequence spans two copies)
+/// and given ids of its own. Every event is its own allocation, as parsed hits are.
+fn benchmark_events(n: usize) -> Vec<Event> {
+    let mut hits: Vec<(i64, String, String, Value)> = FIXTURE
+        .lines()
+        .map(|line| {
+            let mut hit: Value = serde_json::from_str(line).expect("fixture line is JSON");
+            let source = hit["_source"].take();
+            let ts = source["@timestamp"].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).expect("fixture @timestamp");
+            let (index, id) = (hit["_index"].as_str().unwrap_or_default(), hit["_id"].as_str().unwrap_or_default());
+            (ts.timestamp_millis(), index.to_string(), id.to_string(), source)
+        })
+        .collect();
+    hits.sort_by_key(|h| h.0);
+    let span = hits.last().map_or(0, |h| h.0) - hits.first().map_or(0, |h| h.0);
+    let period = span + 600_000;
+    (0..n)
+        .map(|i| {
+            let (copy, (ts, index, id, source)) = (i / hits.len(), &hits[i % hits.len()]);
+            let mut source = source.clone();
+            let at = DateTime::<Utc>::from_timestamp_millis(ts + copy as i64 * period).expect("timestamp in range");
+            source["@timestamp"] = Value::String(at.to_rfc3339_opts(SecondsFormat::Millis, true));
+            Event::new(index.clone(), format!("{id}-{copy}"), source)
+        })
+        .collect()
 }
 
 /// Matches of every stage over all events (the predicate-only workload); also a sanity check that the
@@ -89,7 +128,7 @@ fn run_engine(plan: &CompiledQuery, events: impl IntoIterator<Item = Event>) -> 
 
 fn bench(c: &mut Criterion) {
     let n = event_count();
-    let events = esdetect::simulate::benchmark_events(n, 1);
+    let events = benchmark_events(n);
     let rules = seed_rules();
     assert!(!rules.is_empty(), "no rules/*.toml found");
 
