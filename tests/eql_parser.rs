@@ -250,8 +250,8 @@ fn sample_and_missing_event_structure() {
     let text = "sample by h\n  [a where true]\n  ![b where true]";
     let e = parse(text).unwrap_err();
     assert_eq!((e.span.line, e.span.col), (3, 3), "{}", e.render(text));
-    let e = parse("sequence\n  ![a where true]\n  ![b where true]").unwrap_err();
-    assert!(e.message.contains("at least one stage that is not a missing event"), "{}", e.message);
+    // Well-formed stages with no positive one parse; verification rejects them (with every other problem).
+    assert!(parse("sequence\n  ![a where true]\n  ![b where true]").is_ok());
 }
 
 #[test]

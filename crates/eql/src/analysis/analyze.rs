@@ -869,20 +869,16 @@ impl CompiledQuery {
                     let by: Vec<&FieldRef> = s.by.iter().chain(st.by.iter()).collect();
                     stages.push(c.stage(&st.filter, &by, opts)?);
                 }
-                let n = stages.first().map(|st| st.keys.len()).unwrap_or(0);
-                if n == 0 || stages.iter().any(|st| st.keys.len() != n) {
-                    return Err(EqlError::verification(
-                        "every filter of a sample needs the same number of join keys, at least one",
-                        s.span,
-                    ));
+                if let Some(e) = super::verify::sample_keys(s) {
+                    return Err(e);
                 }
                 (false, stages, None, None)
             }
             ast::QueryBody::Sequence(s) => {
                 let mut stages = Vec::new();
                 for st in &s.stages {
-                    if st.runs == 0 {
-                        return Err(EqlError::verification("runs must be at least 1", st.filter.span));
+                    if let Some(e) = super::verify::runs(st) {
+                        return Err(e);
                     }
                     let by: Vec<&FieldRef> = s.by.iter().chain(st.by.iter()).collect();
                     let compiled = c.stage(&st.filter, &by, opts)?;
@@ -895,17 +891,8 @@ impl CompiledQuery {
                         }
                     }
                 }
-                if stages.is_empty() {
-                    return Err(EqlError::verification(
-                        "a sequence needs at least one stage that is not a missing event `![...]`",
-                        s.span,
-                    ));
-                }
-                if !missing.is_empty() && s.maxspan_ms.is_none() {
-                    return Err(EqlError::verification(
-                        "`with maxspan=...` is required in a sequence with missing-event stages `![...]`",
-                        s.span,
-                    ));
+                if let Some(e) = super::verify::needs_positive_stage(s).or_else(|| super::verify::needs_maxspan(s)) {
+                    return Err(e);
                 }
                 let until = match &s.until {
                     Some(u) => {
@@ -914,14 +901,8 @@ impl CompiledQuery {
                     }
                     None => None,
                 };
-                if let Some(first) = stages.first() {
-                    let n = first.keys.len();
-                    if stages.iter().chain(until.iter()).chain(missing.iter()).any(|st| st.keys.len() != n) {
-                        return Err(EqlError::verification(
-                            "every stage of a sequence must have the same number of join keys",
-                            s.span,
-                        ));
-                    }
+                if let Some(e) = super::verify::sequence_keys(s) {
+                    return Err(e);
                 }
                 (true, stages, until, s.maxspan_ms)
             }

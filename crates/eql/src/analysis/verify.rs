@@ -42,8 +42,8 @@ pub(super) fn did_you_mean(suggestions: &[String]) -> String {
     }
 }
 
-/// Every problem `compiler` finds in `q`, in source order, without duplicates. Structural problems of a
-/// sequence or sample (join-key counts, `runs`, `maxspan`) are the compiler's own and not repeated here.
+/// Every problem `compiler` finds in `q`, without duplicates: those of each stage's condition and join keys
+/// in source order, then the structural ones of a sequence or sample ([`structure`]).
 pub(super) fn problems(compiler: &Compiler, q: &ast::Query) -> Vec<EqlError> {
     let mut out = Vec::new();
     let stage = |filter: &ast::EventFilter, by: &[&FieldRef], out: &mut Vec<EqlError>| {
@@ -71,6 +71,7 @@ pub(super) fn problems(compiler: &Compiler, q: &ast::Query) -> Vec<EqlError> {
             }
         }
     }
+    out.extend(structure(q));
     let mut unique: Vec<EqlError> = Vec::with_capacity(out.len());
     for e in out {
         if !unique.iter().any(|u| u.span == e.span && u.message == e.message) {
@@ -78,6 +79,79 @@ pub(super) fn problems(compiler: &Compiler, q: &ast::Query) -> Vec<EqlError> {
         }
     }
     unique
+}
+
+/// The structural problems of a sequence or sample, each found by the same check the compiler makes
+/// (so the two cannot disagree): a stage with `runs=0`, no stage that is not a missing event, missing-event
+/// stages without `maxspan`, stages (or sample filters) with different numbers of join keys.
+pub(super) fn structure(q: &ast::Query) -> Vec<EqlError> {
+    match &q.body {
+        ast::QueryBody::Event(_) => Vec::new(),
+        ast::QueryBody::Sample(s) => sample_keys(s).into_iter().collect(),
+        ast::QueryBody::Sequence(s) => s
+            .stages
+            .iter()
+            .filter_map(runs)
+            .chain(needs_positive_stage(s).or_else(|| needs_maxspan(s)))
+            .chain(sequence_keys(s))
+            .collect(),
+    }
+}
+
+/// Every filter of a sample has as many join keys of its own as the first (reported at the first that
+/// differs), and there is at least one key.
+pub(super) fn sample_keys(s: &ast::Sample) -> Option<EqlError> {
+    let first = s.stages.first().map_or(0, |st| st.by.len());
+    if let Some(st) = s.stages.iter().find(|st| st.by.len() != first) {
+        return Some(EqlError::verification(
+            format!(
+                "inconsistent number of join keys: the first filter has {first} `by` key(s) but this filter has {}; every filter needs the same number",
+                st.by.len()
+            ),
+            st.filter.span,
+        ));
+    }
+    (s.by.is_empty() && first == 0).then(|| {
+        EqlError::verification(
+            "a sample needs join keys: `sample by <field> [...] [...]` or `[...] by <field>` on every filter",
+            s.span,
+        )
+    })
+}
+
+/// `with runs=N` needs N ≥ 1 (the parser accepts no other; a query built by hand might).
+pub(super) fn runs(st: &ast::Stage) -> Option<EqlError> {
+    (st.runs == 0).then(|| EqlError::verification("runs must be at least 1", st.filter.span))
+}
+
+/// A sequence with missing-event stages needs a stage that is not one.
+pub(super) fn needs_positive_stage(s: &ast::Sequence) -> Option<EqlError> {
+    (!s.stages.iter().any(|st| !st.missing && st.runs > 0)).then(|| {
+        EqlError::verification("a sequence needs at least one stage that is not a missing event `![...]`", s.span)
+    })
+}
+
+/// Missing-event stages are only defined within a `maxspan`.
+pub(super) fn needs_maxspan(s: &ast::Sequence) -> Option<EqlError> {
+    (s.stages.iter().any(|st| st.missing && st.runs > 0) && s.maxspan_ms.is_none()).then(|| {
+        EqlError::verification("`with maxspan=...` is required in a sequence with missing-event stages `![...]`", s.span)
+    })
+}
+
+/// Every stage of a sequence (missing ones and `until` included) has as many join keys of its own as the
+/// first (Elasticsearch's rule), reported at the first stage that differs.
+pub(super) fn sequence_keys(s: &ast::Sequence) -> Option<EqlError> {
+    let mut stages = s.stages.iter().chain(s.until.iter());
+    let first = stages.next()?.by.len();
+    stages.find(|st| st.by.len() != first).map(|st| {
+        EqlError::verification(
+            format!(
+                "inconsistent number of join keys: the first stage has {first} `by` key(s) but this stage has {}; every stage needs the same number",
+                st.by.len()
+            ),
+            st.filter.span,
+        )
+    })
 }
 
 /// The problems of one condition: each side of `and`/`or` and the operand of `not` on its own, so one
@@ -198,6 +272,59 @@ mod tests {
     #[test]
     fn one_problem_has_nothing_else() {
         let e = compile_err("any where event.code == \"1\" and zzz == \"x\"");
+        assert!(e.also.is_empty(), "{:?}", e.also);
+    }
+
+    #[test]
+    fn structural_problems_of_a_sequence_come_with_the_field_problems() {
+        // A field mistake (the compiler stops there), a missing-event stage without `maxspan`, and a stage
+        // with fewer join keys than the first: all three at once, each at its place.
+        let query = "sequence by user.name\n  [process where proces.name == \"a\"] by process.pid\n  ![process where true]\n  [process where true] by process.pid";
+        let e = compile_err(query);
+        let got: Vec<(u32, u32, &str)> = e.problems().map(|p| (p.span.line, p.span.col, p.message.as_str())).collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!((got[0].0, got[0].1), at(query, "proces.name"), "{got:?}");
+        assert!(got[0].2.starts_with("Unknown column [proces.name]"), "{got:?}");
+        assert_eq!(got[1], (1, 1, "`with maxspan=...` is required in a sequence with missing-event stages `![...]`"));
+        assert_eq!((got[2].0, got[2].1), at(query, "![process where true]"), "{got:?}");
+        assert_eq!(
+            got[2].2,
+            "inconsistent number of join keys: the first stage has 1 `by` key(s) but this stage has 0; every stage needs the same number"
+        );
+        assert!(e.problems().all(|p| p.kind == ErrorKind::Verification));
+    }
+
+    #[test]
+    fn a_missing_maxspan_and_a_field_mistake_are_both_reported() {
+        let query = "sequence by user.name [process where event.cod == \"1\"] ![process where true]";
+        let got: Vec<String> = compile_err(query).problems().map(|p| p.message.clone()).collect();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].starts_with("Unknown column [event.cod]"), "{got:?}");
+        assert_eq!(got[1], "`with maxspan=...` is required in a sequence with missing-event stages `![...]`");
+    }
+
+    #[test]
+    fn a_sample_with_uneven_join_keys_and_a_field_mistake_reports_both() {
+        let query = "sample by user.name [process where proces.name == \"a\"] by process.pid [process where true]";
+        let got: Vec<String> = compile_err(query).problems().map(|p| p.message.clone()).collect();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].starts_with("Unknown column [proces.name]"), "{got:?}");
+        assert_eq!(
+            got[1],
+            "inconsistent number of join keys: the first filter has 1 `by` key(s) but this filter has 0; every filter needs the same number"
+        );
+    }
+
+    #[test]
+    fn structural_problems_alone_are_reported_once_each() {
+        let e = compile_err("sequence [process where true] by user.name [process where true]");
+        assert!(e.message.starts_with("inconsistent number of join keys: the first stage has 1"), "{}", e.message);
+        assert!(e.also.is_empty(), "{:?}", e.also);
+        let e = compile_err("sample [process where true] [process where true]");
+        assert!(e.message.starts_with("a sample needs join keys"), "{}", e.message);
+        assert!(e.also.is_empty(), "{:?}", e.also);
+        let e = compile_err("sequence\n  ![process where true]\n  ![process where true]");
+        assert_eq!(e.message, "a sequence needs at least one stage that is not a missing event `![...]`");
         assert!(e.also.is_empty(), "{:?}", e.also);
     }
 

@@ -9,8 +9,9 @@
 //! Things ES rejects get a specific message here too: `=`, single quotes, chained comparisons, `sequence
 //! with maxspan=.. by ..`, a maxspan without unit, unsupported pipes, `join`, lineage (`x of [...]`),
 //! array indexes, unknown functions, wrong arity, `~` on a function without a case-insensitive form, and
-//! the shape rules of `sample` (2 or more filters, join keys, no `with`/`until`/`![...]`/pipes) and of
-//! missing-event stages (`maxspan` required, at least one positive stage, not as `until`). Recursion is bounded ([`MAX_NESTING`]) and so is the depth of the tree ([`MAX_TREE_DEPTH`]), so
+//! the shape rules of `sample` (2 or more filters, no `with`/`until`/`![...]`/pipes) and of missing-event
+//! stages (not as `until`). The rules over well-formed stages (join-key counts, `maxspan` with missing
+//! events, a positive stage) are verification's, reported with every other problem at once. Recursion is bounded ([`MAX_NESTING`]) and so is the depth of the tree ([`MAX_TREE_DEPTH`]), so
 //! no input can overflow the stack here or in later passes.
 //!
 //! `Display` is implemented for [`Query`] and its parts: it prints a normalised query (lower-case
@@ -339,26 +340,9 @@ impl Parser {
                 span,
             ));
         }
-        if stages.iter().any(|s| s.missing) {
-            if stages.iter().all(|s| s.missing) {
-                return Err(EqlError::syntax("a sequence needs at least one stage that is not a missing event `![...]`", span));
-            }
-            if maxspan_ms.is_none() {
-                return Err(EqlError::syntax("`with maxspan=...` is required in a sequence with missing-event stages `![...]`", span));
-            }
-        }
-        // ES: every stage (and `until`) must have the same number of keys.
-        let mut counts = stages.iter().chain(until.iter()).map(|s| (s.by.len(), s.filter.span));
-        if let Some((first, _)) = counts.next() {
-            for (n, sp) in counts {
-                if n != first {
-                    return Err(EqlError::syntax(
-                        format!("inconsistent number of join keys: the first stage has {first} `by` key(s) but this stage has {n}; every stage needs the same number"),
-                        sp,
-                    ));
-                }
-            }
-        }
+        // The shape rules over well-formed stages (a positive stage, `maxspan` with missing events, equal
+        // join-key counts) are verification's (`analysis::verify::structure`), reported with every other
+        // problem of the query at once.
         Ok(Sequence { by, maxspan_ms, stages, until, span })
     }
 
@@ -399,23 +383,7 @@ impl Parser {
                 span,
             ));
         }
-        let mut counts = stages.iter().map(|s| (s.by.len(), s.filter.span));
-        if let Some((first, _)) = counts.next() {
-            for (n, sp) in counts {
-                if n != first {
-                    return Err(EqlError::syntax(
-                        format!("inconsistent number of join keys: the first filter has {first} `by` key(s) but this filter has {n}; every filter needs the same number"),
-                        sp,
-                    ));
-                }
-            }
-        }
-        if by.is_empty() && stages[0].by.is_empty() {
-            return Err(EqlError::syntax(
-                "a sample needs join keys: `sample by <field> [...] [...]` or `[...] by <field>` on every filter",
-                span,
-            ));
-        }
+        // Join keys (present, as many on every filter) are verification's, like a sequence's.
         Ok(Sample { by, stages, span })
     }
 
@@ -1365,8 +1333,6 @@ mod tests {
         assert!(err("sequence with maxspan=0s [a where true] [b where true]").message.contains("greater than zero"));
         assert!(err("sequence with maxspan=5m by x [a where true] [b where true]").message.contains("before `with maxspan"));
         assert!(err("sequence [a where true]").message.contains("at least 2 stages"));
-        assert!(err("sequence [a where true] ![b where true]").message.contains("maxspan"));
-        assert!(err("sequence [a where true] by x [b where true]").message.contains("inconsistent number of join keys"));
         assert!(err("sequence [a where true] [b where true] with runs=101").message.contains("between 1 and 100"));
         assert!(err("sequence [a where true] [b where true] with runs=0").message.contains("between 1 and 100"));
         assert!(err("sequence by length(x) [a where true] [b where true]").message.contains("must be a field"));
@@ -1398,8 +1364,6 @@ mod tests {
         assert!(err("sample by h [a where true] [b where true] until [c where true]").message.contains("`until`"));
         let e = err("sample by h [a where true] [b where true] | head 1");
         assert!(e.message.contains("pipes after a `sample` query are not supported") && e.is_unsupported(), "{}", e.message);
-        assert!(err("sample [a where true] [b where true]").message.contains("needs join keys"));
-        assert!(err("sample [a where true] by x [b where true]").message.contains("inconsistent number of join keys"));
     }
 
     #[test]
