@@ -23,11 +23,13 @@
 #[path = "common/ids.rs"]
 #[allow(dead_code)] // this binary needs only the event alert id
 mod ids;
+#[path = "common/daemon.rs"]
+#[allow(dead_code)] // the daemon helpers without the node-facing ones of `common`
+mod daemon;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -37,6 +39,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use elasticsearch::http::Method;
 use esdetect::es::{ConnectionConfig, EsClient};
 use esdetect::scheduler::{LedgerEntry, RuleState, RunStatus, WindowKind};
+use daemon::{http_get, wait_for, Daemon};
 use serde_json::{json, Value};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -213,51 +216,6 @@ fn socket_addr(url: &str) -> SocketAddr {
 }
 
 // --- the daemon ----------------------------------------------------------------------------------------
-
-/// The daemon process; killed on drop if the test ends (or panics) before it exited.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Minimal HTTP/1.0 GET: status code and body.
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, StdDuration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(StdDuration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Some((status, body))
-}
-
-/// Polls `check` every 200 ms until it returns `Some`; panics with `what` (and `context()`) after `limit`.
-fn wait_for<T>(limit: StdDuration, what: &str, context: impl Fn() -> String, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting until {what}\n{}", context());
-        std::thread::sleep(StdDuration::from_millis(200));
-    }
-}
 
 // --- events, alerts, ledger ------------------------------------------------------------------------------
 

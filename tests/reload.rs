@@ -4,10 +4,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use common::daemon::{http_get, metric, wait_for, Daemon};
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
@@ -21,32 +22,6 @@ const SMB_ID: &str = "d84a11c0-eb12-4e7d-8a0a-718e38351e29";
 const SMB_NAME: &str = "Potential Machine Account Relay Attack via SMB";
 const KRB: &str = "privilege_escalation_krbrelayup_service_creation.toml";
 const KRB_ID: &str = "e4e31051-ee01-4307-a6ee-b21b186958f4";
-
-/// The daemon process; killed on drop if the test ends (or panics) before it exited.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: sending a signal to our own child process; no memory is involved.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0, "signalling the daemon");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// The test's indices on the shared node, deleted at the end (also on failure).
 struct Indices {
@@ -133,33 +108,6 @@ impl Node {
         let (status, resp) = self.call(Method::Post, &format!("/{ledger}/_count?ignore_unavailable=true"), Some(&body));
         assert_eq!(status, 200, "{resp}");
         resp["count"].as_u64().unwrap_or(0) as usize
-    }
-}
-
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
-}
-
-/// The value of one sample line (`name{labels} value`) of `/metrics`.
-fn metric(listen: &str, sample: &str) -> Option<f64> {
-    let (_, body) = http_get(listen, "/metrics")?;
-    body.lines().find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
-}
-
-fn wait_for<T>(limit: Duration, what: &str, context: impl Fn() -> String, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting until {what}\n{}", context());
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::daemon::http_get;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -506,18 +508,6 @@ async fn unreachable_cluster_means_not_ready_and_no_panic() {
     tokio::time::timeout(StdDuration::from_secs(5), task).await.expect("stops while backing off").unwrap();
 }
 
-/// Minimal HTTP/1.0 GET: status code and body.
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(StdDuration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Some((status, body))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_process_serves_metrics_and_readiness_and_exits_cleanly_on_sigterm() {

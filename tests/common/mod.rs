@@ -7,6 +7,7 @@
 //! Each test binary uses only some of these helpers, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod esio;
 pub mod ids;
 
