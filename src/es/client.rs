@@ -158,9 +158,9 @@ impl EsClient {
         self
     }
 
-    /// The underlying transport, for the streaming searches of `source::es` and `detect::scan` only; every
-    /// other caller uses the typed requests below ([`EsClient::search`], [`EsClient::bulk`], …) or
-    /// [`EsClient::raw`], so the pinned client's types stay inside this module.
+    /// The underlying transport (with [`EsClient::send`] and its siblings), for the streaming search of
+    /// `source::es` only; every other caller uses the typed requests below ([`EsClient::search`],
+    /// [`EsClient::bulk`], …) or [`EsClient::raw`], so the pinned client's types stay inside this module.
     pub(crate) fn es(&self) -> &Elasticsearch {
         &self.es
     }
@@ -173,7 +173,7 @@ impl EsClient {
     /// Sends a request built by `make` (called again for each retry) and returns the HTTP status and
     /// JSON body of the final answer, whatever its status. Retries connection errors, 429 and 502–504.
     /// Only "no answer at all after every retry" is an error here ([`EsError::Unreachable`]).
-    pub async fn send_status<F, Fut>(&self, what: &str, make: F) -> Result<(u16, Value), EsError>
+    pub(crate) async fn send_status<F, Fut>(&self, what: &str, make: F) -> Result<(u16, Value), EsError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Response, elasticsearch::Error>>,
@@ -184,7 +184,7 @@ impl EsClient {
 
     /// [`EsClient::send_status`] with the body as text, for callers that parse large answers themselves
     /// (search pages: only the fields the rules read are parsed).
-    pub async fn send_status_text<F, Fut>(&self, what: &str, mut make: F) -> Result<(u16, String), EsError>
+    pub(crate) async fn send_status_text<F, Fut>(&self, what: &str, mut make: F) -> Result<(u16, String), EsError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Response, elasticsearch::Error>>,
@@ -217,7 +217,7 @@ impl EsClient {
     }
 
     /// Like [`EsClient::send_status`], but any non-2xx answer becomes a typed error.
-    pub async fn send<F, Fut>(&self, what: &str, make: F) -> Result<Value, EsError>
+    pub(crate) async fn send<F, Fut>(&self, what: &str, make: F) -> Result<Value, EsError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Response, elasticsearch::Error>>,
