@@ -20,6 +20,8 @@ pub struct Config {
     pub elasticsearch: ConnectionConfig,
     pub alerts: AlertsConfig,
     pub run: RunConfig,
+    /// How much of each event a cluster scan reads (`[source]`).
+    pub source: SourceConfig,
     /// Field mapping used to type fields when evaluating EQL.
     pub mapping: MappingConfig,
     /// Daemon mode (`esdetect run` without `--once`): state, ledger, gaps, timeouts, HTTP endpoints.
@@ -50,6 +52,7 @@ impl Default for Config {
             elasticsearch: ConnectionConfig::default(),
             alerts: AlertsConfig::default(),
             run: RunConfig::default(),
+            source: SourceConfig::default(),
             mapping: MappingConfig::default(),
             scheduler: SchedulerSettings::default(),
             include_deprecated: false,
@@ -130,6 +133,15 @@ impl Default for RunConfig {
     fn default() -> Self {
         RunConfig { page_size: 1000, sequence_mode: SequenceMode::Kibana }
     }
+}
+
+/// `[source]`: what a cluster scan reads of each event.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// `filtered` (default): only the fields the rules read, then the whole `_source` of the events that
+    /// become alerts by `_mget`. `full`: the whole `_source` of every event.
+    pub fetch: crate::source::es::SourceFetch,
 }
 
 /// How sequence rules treat sequences that straddle the window start. One type for the configuration,

@@ -22,6 +22,8 @@ pub fn outcome_of(summary: &RunSummary) -> WindowOutcome {
             matches: summary.kept,
             alerts_written: summary.alerts_written,
             duplicates: summary.duplicates,
+            bytes_search: summary.bytes_fetched,
+            bytes_mget: summary.bytes_mget,
             actions: summary.actions.counts(),
             action_errors: summary.actions.errors.clone(),
         },
