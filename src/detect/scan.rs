@@ -143,7 +143,9 @@ pub async fn evaluate_rules_on_cluster(
 /// filtering, the `_source` fields it reads.
 pub fn scan_query(prepared: &PreparedRule, plan: &CompiledQuery, window: Window, opts: &RunOptions, mapping: &Mapping) -> WindowQuery {
     let mut query = window_query(prepared, &fetch_window(prepared, plan, window), opts.page_size, Some(mapping));
-    if opts.source_fetch == SourceFetch::Filtered {
+    // `_mget` cannot read from a remote cluster: rules over `cluster:index` patterns read whole documents.
+    let remote = prepared.rule.index.iter().any(|p| p.contains(':'));
+    if opts.source_fetch == SourceFetch::Filtered && !remote {
         query.source_includes = Some(field_paths([(prepared, plan)]));
     }
     query

@@ -578,13 +578,23 @@ pub async fn fetch_sources(client: &EsClient, docs: &[(String, String)]) -> Resu
                     out.found.insert((doc.index.into_owned(), doc.id.into_owned()), source.get().into());
                 }
                 (true, None) => out.missing.push((doc.index.into_owned(), doc.id.into_owned(), "`_source` is disabled on the index".into())),
-                (false, _) => {
-                    let reason = match &doc.error {
-                        Some(e) => e["reason"].as_str().or(e["type"].as_str()).unwrap_or("error").to_string(),
-                        None => "not found (deleted since the scan)".into(),
-                    };
-                    out.missing.push((doc.index.into_owned(), doc.id.into_owned(), reason));
-                }
+                (false, _) => match &doc.error {
+                    None => out.missing.push((doc.index.into_owned(), doc.id.into_owned(), "not found (deleted since the scan)".into())),
+                    // The index itself is gone (deleted by ILM since the scan): so is the document.
+                    Some(e) if e["type"].as_str() == Some("index_not_found_exception") => {
+                        out.missing.push((doc.index.into_owned(), doc.id.into_owned(), "its index was deleted since the scan".into()))
+                    }
+                    // Anything else (a shard unavailable, …) may pass: the run fails and its window is retried,
+                    // rather than write an alert without its document for good.
+                    Some(e) => {
+                        return Err(SourceError::Malformed(format!(
+                            "_mget could not read {}/{}: {}",
+                            doc.index,
+                            doc.id,
+                            e["reason"].as_str().or(e["type"].as_str()).unwrap_or("unknown error")
+                        )))
+                    }
+                },
             }
         }
     }
