@@ -3,9 +3,9 @@
 # against a bare point-in-time / `search_after` fetch of the same windows with byte-identical requests
 # (scripts/bench/bare_fetch.py, Python standard library only, request bodies taken from `esdetect explain`):
 # once parsing each page with json.loads as a user would ("bare-fetch"), once only searching the bytes for
-# the PIT id and the last `sort` ("bare-read", the floor of any client). esdetect runs twice: with its
-# default `[source] fetch = "filtered"` (pages carry only the rules' fields, then `_mget` of the alerts'
-# events) and with `fetch = "full"` ("esdetect-full"); each peer runs with the filtered body and with the
+# the PIT id and the last `sort` ("bare-read", the floor of any client). esdetect runs twice: "esdetect" with
+# `[source] fetch = "filtered"` (pages carry only the rules' fields, then `_mget` of the alerts' events) and
+# "esdetect-full" with `fetch = "full"` (the default); each peer runs with the filtered body and with the
 # whole `_source` ("…-full"), so bytes and time can be compared both ways. Runs are interleaved (A B C, A B C,
 # …) so that drift of this shared machine hits all alike; the table gives medians and per-round ratios of
 # client CPU (user + sys), peak RSS and wall time, then the hits and bytes each contender read, as a check
@@ -79,6 +79,7 @@ urls = ["$URL"]
 index = "esdetect-bench-alerts-{space}"
 EOF
 { cat "$OUT/esdetect.toml"; printf '\n[source]\nfetch = "full"\n'; } > "$OUT/esdetect-full.toml"
+printf '\n[source]\nfetch = "filtered"\n' >> "$OUT/esdetect.toml"
 
 INDICES="logs-system.security*,logs-windows.forwarded*,winlogbeat-*"
 WINDOW_QUERY='{"query":{"range":{"@timestamp":{"gte":"2026-11-20T09:56:00.000Z","lte":"2026-11-20T10:05:00.000Z"}}}}'

@@ -139,8 +139,8 @@ impl Default for RunConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourceConfig {
-    /// `filtered` (default): only the fields the rules read, then the whole `_source` of the events that
-    /// become alerts by `_mget`. `full`: the whole `_source` of every event.
+    /// `full` (default): the whole `_source` of every event. `filtered`: only the fields the rules read,
+    /// then the whole `_source` of the events that become alerts by `_mget` (fewer bytes, same alerts).
     pub fetch: crate::source::es::SourceFetch,
 }
 

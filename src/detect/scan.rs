@@ -5,7 +5,7 @@
 //! drops an event its rule could match), so an event another rule's filter lets in cannot change this
 //! rule's results — it matches none of its stages.
 //!
-//! With `[source] fetch = "filtered"` (the default) the scan asks only for the fields its rules read, and
+//! With `[source] fetch = "filtered"` the scan asks only for the fields its rules read, and
 //! each rule, once its results are selected, reads the whole `_source` of just the events that become its
 //! alerts (`_mget`) before building them: fewer bytes over the wire, the same alert documents.
 
