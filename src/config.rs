@@ -465,6 +465,14 @@ mod tests {
         assert!(Config::load(None, &big).unwrap_err().to_string().contains("page_size = 20000"));
         std::fs::write(&path, "[scheduler]\nlistn = \"x\"\n").unwrap();
         assert!(Config::load(Some(&path), &no_env).is_err(), "unknown keys are refused");
+        // `[source] fetch`: full by default, filtered on request, anything else refused with the position.
+        use crate::source::es::SourceFetch;
+        assert_eq!(Config::default().source.fetch, SourceFetch::Full);
+        std::fs::write(&path, "[source]\nfetch = \"filtered\"\n").unwrap();
+        assert_eq!(Config::load(Some(&path), &no_env).unwrap().source.fetch, SourceFetch::Filtered);
+        std::fs::write(&path, "[source]\nfetch = \"some\"\n").unwrap();
+        let err = Config::load(Some(&path), &no_env).unwrap_err().to_string();
+        assert!(err.contains("2:9") && err.contains("filtered") && err.contains("full"), "{err}");
     }
 
     #[test]
