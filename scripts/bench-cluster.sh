@@ -3,7 +3,10 @@
 # against a bare point-in-time / `search_after` fetch of the same windows with byte-identical requests
 # (scripts/bench/bare_fetch.py, Python standard library only, request bodies taken from `esdetect explain`):
 # once parsing each page with json.loads as a user would ("bare-fetch"), once only searching the bytes for
-# the PIT id and the last `sort` ("bare-read", the floor of any client). Runs are interleaved (A B C, A B C,
+# the PIT id and the last `sort` ("bare-read", the floor of any client). esdetect runs twice: "esdetect" with
+# `[source] fetch = "filtered"` (pages carry only the rules' fields, then `_mget` of the alerts' events) and
+# "esdetect-full" with `fetch = "full"` (the default); each peer runs with the filtered body and with the
+# whole `_source` ("…-full"), so bytes and time can be compared both ways. Runs are interleaved (A B C, A B C,
 # …) so that drift of this shared machine hits all alike; the table gives medians and per-round ratios of
 # client CPU (user + sys), peak RSS and wall time, then the hits and bytes each contender read, as a check
 # that they sent the same requests.
@@ -75,6 +78,8 @@ urls = ["$URL"]
 [alerts]
 index = "esdetect-bench-alerts-{space}"
 EOF
+{ cat "$OUT/esdetect.toml"; printf '\n[source]\nfetch = "full"\n'; } > "$OUT/esdetect-full.toml"
+printf '\n[source]\nfetch = "filtered"\n' >> "$OUT/esdetect.toml"
 
 INDICES="logs-system.security*,logs-windows.forwarded*,winlogbeat-*"
 WINDOW_QUERY='{"query":{"range":{"@timestamp":{"gte":"2026-11-20T09:56:00.000Z","lte":"2026-11-20T10:05:00.000Z"}}}}'
@@ -154,31 +159,42 @@ for r in $(seq "$ROUNDS"); do
         "$BIN" --config "$OUT/esdetect.toml" run --once --now "$NOW" --format json
     run "bare-fetch/$EVENTS/$have" /dev/null python3 scripts/bench/bare_fetch.py "$URL" "${explains[@]}"
     run "bare-read/$EVENTS/$have" /dev/null python3 scripts/bench/bare_fetch.py --read-only "$URL" "${explains[@]}"
+    if [[ "$ALERTS" != keep ]]; then empty_alerts; fi
+    run "esdetect-full/$EVENTS/$have" "$OUT/run-once-full-$r.json" \
+        "$BIN" --config "$OUT/esdetect-full.toml" run --once --now "$NOW" --format json
+    run "bare-fetch-full/$EVENTS/$have" /dev/null python3 scripts/bench/bare_fetch.py --full-source "$URL" "${explains[@]}"
+    run "bare-read-full/$EVENTS/$have" /dev/null python3 scripts/bench/bare_fetch.py --read-only --full-source "$URL" "${explains[@]}"
 done
 
 echo "Elasticsearch $(es GET / | json_field '["version"]["number"]'), $have events in one window, $ROUNDS interleaved rounds" \
     "(esdetect = run --once, both seed rules; alerts: $ALERTS)"
 python3 scripts/bench/report.py "$OUT/runs.txt" --wall
 echo
-echo "Bytes read per rule (response bodies of the search pages), last round:"
-python3 - "$OUT/run-once-$ROUNDS.json" "$OUT/bare-fetch-stderr.txt" <<'EOF'
+echo "Bytes read per rule (response bodies), last round: search pages, then run --once's _mget of the alerts' events:"
+python3 - "$OUT/run-once-$ROUNDS.json" "$OUT/run-once-full-$ROUNDS.json" "$OUT/bare-fetch-stderr.txt" "$OUT/bare-fetch-full-stderr.txt" <<'EOF'
 import json, re, sys
-text = open(sys.argv[1]).read()
-try:
-    summaries = json.loads(text)
-except ValueError:  # one JSON document per line
-    summaries = [json.loads(l) for l in text.splitlines() if l.strip()]
-if isinstance(summaries, dict):
-    summaries = summaries.get("rules", [summaries])
-peer = {}
-for line in open(sys.argv[2]):
-    m = re.match(r"bare_fetch: .*explain-(.+)\.txt: (\d+) hits, (\d+) pages, (\d+) bytes", line)
-    if m:
-        peer[m.group(1)] = (int(m.group(2)), int(m.group(4)))
-print("| rule | run --once fetched | bytes | alerts written | bare-fetch hits | bytes |")
-print("|---|---:|---:|---:|---:|---:|")
-for s in summaries:
-    rid = s.get("rule_id")
-    hits, nbytes = peer.get(rid, ("?", "?"))
-    print(f"| {rid} | {s.get('fetched')} | {s.get('bytes_fetched')} | {s.get('alerts_written')} | {hits} | {nbytes} |")
+def summaries(path):
+    text = open(path).read()
+    try:
+        s = json.loads(text)
+    except ValueError:  # one JSON document per line
+        s = [json.loads(l) for l in text.splitlines() if l.strip()]
+    if isinstance(s, dict):
+        s = s.get("rules", [s])
+    return {x.get("rule_id"): x for x in s}
+def peer(path):
+    out = {}
+    for line in open(path):  # the last round's line per rule wins
+        m = re.match(r"bare_fetch: .*explain-(.+)\.txt: (\d+) hits, (\d+) pages, (\d+) bytes", line)
+        if m:
+            out[m.group(1)] = (int(m.group(2)), int(m.group(4)))
+    return out
+filtered, full = summaries(sys.argv[1]), summaries(sys.argv[2])
+pf, pfull = peer(sys.argv[3]), peer(sys.argv[4])
+print("| rule | fetched | alerts written | run --once pages | + _mget | bare-fetch pages | run --once full pages | bare-fetch-full pages |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for rid, s in filtered.items():
+    f = full.get(rid, {})
+    print(f"| {rid} | {s.get('fetched')} | {s.get('alerts_written')} | {s.get('bytes_fetched')} | {s.get('bytes_mget')} "
+          f"| {pf.get(rid, ('?', '?'))[1]} | {f.get('bytes_fetched')} | {pfull.get(rid, ('?', '?'))[1]} |")
 EOF

@@ -20,6 +20,8 @@ pub struct Config {
     pub elasticsearch: ConnectionConfig,
     pub alerts: AlertsConfig,
     pub run: RunConfig,
+    /// How much of each event a cluster scan reads (`[source]`).
+    pub source: SourceConfig,
     /// Field mapping used to type fields when evaluating EQL.
     pub mapping: MappingConfig,
     /// Daemon mode (`esdetect run` without `--once`): state, ledger, gaps, timeouts, HTTP endpoints.
@@ -50,6 +52,7 @@ impl Default for Config {
             elasticsearch: ConnectionConfig::default(),
             alerts: AlertsConfig::default(),
             run: RunConfig::default(),
+            source: SourceConfig::default(),
             mapping: MappingConfig::default(),
             scheduler: SchedulerSettings::default(),
             include_deprecated: false,
@@ -130,6 +133,15 @@ impl Default for RunConfig {
     fn default() -> Self {
         RunConfig { page_size: 1000, sequence_mode: SequenceMode::Kibana }
     }
+}
+
+/// `[source]`: what a cluster scan reads of each event.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// `full` (default): the whole `_source` of every event. `filtered`: only the fields the rules read,
+    /// then the whole `_source` of the events that become alerts by `_mget` (fewer bytes, same alerts).
+    pub fetch: crate::source::es::SourceFetch,
 }
 
 /// How sequence rules treat sequences that straddle the window start. One type for the configuration,
@@ -453,6 +465,14 @@ mod tests {
         assert!(Config::load(None, &big).unwrap_err().to_string().contains("page_size = 20000"));
         std::fs::write(&path, "[scheduler]\nlistn = \"x\"\n").unwrap();
         assert!(Config::load(Some(&path), &no_env).is_err(), "unknown keys are refused");
+        // `[source] fetch`: full by default, filtered on request, anything else refused with the position.
+        use crate::source::es::SourceFetch;
+        assert_eq!(Config::default().source.fetch, SourceFetch::Full);
+        std::fs::write(&path, "[source]\nfetch = \"filtered\"\n").unwrap();
+        assert_eq!(Config::load(Some(&path), &no_env).unwrap().source.fetch, SourceFetch::Filtered);
+        std::fs::write(&path, "[source]\nfetch = \"some\"\n").unwrap();
+        let err = Config::load(Some(&path), &no_env).unwrap_err().to_string();
+        assert!(err.contains("2:9") && err.contains("filtered") && err.contains("full"), "{err}");
     }
 
     #[test]

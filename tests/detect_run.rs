@@ -808,3 +808,140 @@ async fn index_names_reach_the_cluster_percent_encoded() {
     let expected = id_set([event_alert_id(&hits[0], SMB_UUID)]);
     assert_eq!(id_set(lab.alerts().await.keys().cloned()), expected);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// `_source` filtering (`[source] fetch`): the scan reads only the rules' fields, the alerts' events are
+// read whole afterwards with `_mget`.
+
+/// Both seed rules over one window, alert documents returned (nothing written), with `fetch`.
+async fn returned_alerts(
+    lab: &Lab,
+    rules: &[&PreparedRule],
+    fetch: esdetect::source::es::SourceFetch,
+) -> Vec<(RunSummary, Vec<Vec<esdetect::alert::AlertDoc>>)> {
+    let opts = RunOptions { source_fetch: fetch, ..RunOptions::default() };
+    let now = t(NOW);
+    let windows: Vec<(&PreparedRule, Window)> = rules.iter().map(|r| (*r, Window::ending_at(&r.rule, now))).collect();
+    // One clock for both runs, so that only the execution uuid differs between them.
+    let clock = move || t("2026-05-20T10:05:07.123Z");
+    detect::scan::evaluate_rules_on_cluster(&lab.client, &windows, &opts, &clock, detect::scan::AlertOutput::Return)
+        .await
+        .into_iter()
+        .map(|o| (o.summary, o.groups))
+        .collect()
+}
+
+/// `_id` → `_source` without the execution uuid (the one value that differs per run).
+fn comparable(groups: &[Vec<esdetect::alert::AlertDoc>]) -> BTreeMap<String, Value> {
+    groups
+        .iter()
+        .flatten()
+        .map(|d| {
+            let mut source = d.source.clone();
+            source.as_object_mut().expect("alert source is an object").remove("kibana.alert.rule.execution.uuid");
+            (d.id.clone(), source)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn filtered_scan_gives_the_same_alert_documents_as_a_full_one() {
+    use esdetect::source::es::SourceFetch;
+    let lab = Lab::new().await;
+    let ws = "ws01.corp.local";
+    let hits = lab
+        .index(vec![
+            (lab.system(), logon_4624(ws, "2026-05-20T10:00:00.250Z", "0x8f3a1")),
+            (lab.system(), service_4697(ws, "2026-05-20T10:02:10.500Z", "0x8f3a1")),
+            (lab.system(), share_5145("fs01.corp.local", "FS01$", "10.0.0.99", fs01_ips(), "2026-05-20T10:01:00Z", "2026-05-20T10:01:02Z")),
+            // A dotted key in the document (not a nested object): the filter must keep it alike.
+            (lab.forwarded(), {
+                let mut d = share_5145("fs02.corp.local", "FS02$", "10.0.0.98", json!(["10.0.0.30"]), "2026-05-20T10:03:00Z", "2026-05-20T10:03:01Z");
+                let code = d["event"].as_object_mut().unwrap().remove("code").unwrap();
+                d.as_object_mut().unwrap().insert("event.code".into(), code);
+                d
+            }),
+        ])
+        .await;
+    let (krb, smb) = (lab.prepare(KRB_RULE), lab.prepare(SMB_RULE));
+    let filtered = returned_alerts(&lab, &[&krb, &smb], SourceFetch::Filtered).await;
+    let full = returned_alerts(&lab, &[&krb, &smb], SourceFetch::Full).await;
+
+    let (shell, bbs) = sequence_alert_ids(&[&hits[0], &hits[1]], KRB_UUID);
+    let expected = [
+        id_set([shell, bbs[0].clone(), bbs[1].clone()]),
+        id_set([event_alert_id(&hits[2], SMB_UUID), event_alert_id(&hits[3], SMB_UUID)]),
+    ];
+    for (((fs, fg), (ws_, wg)), want) in filtered.iter().zip(&full).zip(&expected) {
+        assert_succeeded(fs);
+        assert_succeeded(ws_);
+        let (f, w) = (comparable(fg), comparable(wg));
+        assert_eq!(id_set(f.keys().cloned()), *want, "{fs:#?}");
+        assert_eq!(f, w, "rule {}: filtered and full scans built different alert documents", fs.rule_id);
+        // The filtered scan read fewer bytes of pages, then the alerts' events by `_mget`.
+        assert!(fs.bytes_fetched > 0 && fs.bytes_fetched < ws_.bytes_fetched, "{} vs {}", fs.bytes_fetched, ws_.bytes_fetched);
+        assert!(fs.bytes_mget > 0, "{fs:#?}");
+        assert_eq!(ws_.bytes_mget, 0, "a full scan reads no document again");
+        assert_eq!(fs.sources_missing, 0);
+    }
+    // The alerts carry fields no rule reads (copied from the whole `_source`, read by `_mget`).
+    let smb_alert = &comparable(&filtered[1].1)[&event_alert_id(&hits[2], SMB_UUID)];
+    assert_eq!(smb_alert["winlog"]["record_id"], json!("771"), "{smb_alert:#}");
+    assert_eq!(smb_alert["agent"]["version"], json!("8.19.0"));
+}
+
+#[tokio::test]
+async fn an_event_deleted_before_its_mget_still_gives_its_alert_with_a_warning() {
+    use esdetect::event::projection::Projection;
+    use esdetect::source::es::{stream_window, SourceFetch};
+    let lab = Lab::new().await;
+    let hits = lab
+        .index(vec![
+            (lab.system(), share_5145("fs01.corp.local", "FS01$", "10.0.0.99", fs01_ips(), "2026-05-20T10:01:00Z", "2026-05-20T10:01:02Z")),
+            (lab.system(), share_5145("fs01.corp.local", "FS01$", "10.0.0.97", fs01_ips(), "2026-05-20T10:02:00Z", "2026-05-20T10:02:02Z")),
+        ])
+        .await;
+    let smb = lab.prepare(SMB_RULE);
+    let mapping = esdetect::eql::mapping::Mapping::builtin_ecs();
+    let plan = detect::compile(&smb, &mapping).expect("seed rule compiles");
+    let opts = RunOptions { source_fetch: SourceFetch::Filtered, ..RunOptions::default() };
+    let query = detect::scan::scan_query(&smb, &plan, Window::ending_at(&smb.rule, t(NOW)), &opts, &mapping);
+    assert!(query.source_includes.is_some());
+    let projection = Projection::Fields(std::sync::Arc::new(detect::pass::field_set([(&smb, &plan)])));
+    let mut events = Vec::new();
+    stream_window(&lab.client, &query, &projection, |e| {
+        events.push(e);
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .await
+    .expect("scan");
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.needs_text()));
+
+    // The first event is deleted between the scan and the read of its whole document.
+    let (status, resp) = lab
+        .client
+        .raw(Method::Delete, &format!("/{}/_doc/{}", hits[0].index, hits[0].id), &[("refresh", "true".into())], None)
+        .await
+        .expect("delete");
+    assert_eq!(status, 200, "{resp}");
+
+    let mut summary = RunSummary::new(&smb, Window::ending_at(&smb.rule, t(NOW)));
+    let mut results = esdetect::eql::engine::Results::Events(events);
+    detect::scan::attach_sources(&lab.client, &mut results, &mut summary).await.expect("mget");
+    assert_eq!(summary.sources_missing, 1);
+    assert!(summary.bytes_mget > 0);
+    assert_eq!(summary.warnings.len(), 1, "{summary:#?}");
+    assert!(summary.warnings[0].contains(&hits[0].id), "{}", summary.warnings[0]);
+
+    let ctx = detect::alert_context(&smb, &opts, t(NOW));
+    let groups = detect::alert_groups(&smb, &ctx, &results);
+    let alerts = comparable(&groups);
+    assert_eq!(id_set(alerts.keys().cloned()), id_set(hits.iter().map(|h| event_alert_id(h, SMB_UUID))));
+    // The gone document's alert holds what the scan read; the other one its whole document.
+    let gone = &alerts[&event_alert_id(&hits[0], SMB_UUID)];
+    assert_eq!(gone["source"]["ip"], json!("10.0.0.99"));
+    assert!(gone.get("agent").is_none(), "{gone:#}");
+    let whole = &alerts[&event_alert_id(&hits[1], SMB_UUID)];
+    assert_eq!(whole["agent"]["version"], json!("8.19.0"));
+}

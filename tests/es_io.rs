@@ -378,3 +378,92 @@ async fn conflicts_with_own_writes_are_not_counted_as_duplicates() {
     assert_eq!(esdetect::sink::es::own_writes(&c, &alias, &docs, &[0, 1]).await.unwrap(), 1);
     assert_eq!(esdetect::sink::es::own_writes(&c, &alias, &docs, &[1]).await.unwrap(), 0);
 }
+
+/// Elasticsearch's `_source` filter keeps, for every shape a field can take in a document (nested
+/// objects, dotted keys, a dotted key below an object, arrays of objects, mixed), at least what the
+/// projection keeps from the whole document: a filtered scan sees each event exactly as a full one.
+/// Then `_mget` gives back the whole documents, and reports one that is gone.
+#[tokio::test]
+async fn source_filter_keeps_what_the_projection_reads_and_mget_reads_the_rest() {
+    let _lock = PIT_LOCK.lock().await;
+    let c = client().await;
+    let index = unique("srcfilter");
+    let _cleanup = Cleanup { prefix: index.clone() };
+    create_index(&c, &index, json!({"properties": {"@timestamp": {"type": "date"}}})).await;
+    let ts = "2026-05-20T10:00:01Z";
+    let docs: Vec<(String, Value)> = vec![
+        ("nested".into(), json!({"@timestamp": ts, "user": {"name": "a", "id": "S-1"}, "process": {"parent": {"name": "p"}, "pid": 4}, "big": "x"})),
+        ("dotted".into(), json!({"@timestamp": ts, "user.name": "b", "process.parent.name": "q", "other.field": 1})),
+        ("mixed".into(), json!({"@timestamp": ts, "process": {"parent.name": "r", "args": ["-a"]}, "user": {"name": ["c", "d"]}})),
+        ("arrays".into(), json!({"@timestamp": ts, "user": [{"name": "e", "x": 1}, {"name": ["f"], "y": 2}], "process": [{"parent": {"name": "s"}}, {"parent": [{"name": "t"}]}]})),
+        ("empty".into(), json!({"@timestamp": ts, "unrelated": {"deep": {"x": 1}}})),
+    ];
+    index_docs(&c, &index, &docs).await;
+    // A scalar where the paths expect objects: its own index (the mapping of the first one forbids it).
+    let scalar = format!("{index}-scalar");
+    create_index(&c, &scalar, json!({"properties": {"@timestamp": {"type": "date"}}})).await;
+    let scalar_doc = ("scalar".to_string(), json!({"@timestamp": ts, "user": "not-an-object", "process": {"parent": "flat"}}));
+    index_docs(&c, &scalar, std::slice::from_ref(&scalar_doc)).await;
+    let docs: Vec<(String, Value)> = docs.into_iter().chain([scalar_doc]).collect();
+    let paths = ["@timestamp", "user.name", "process.parent.name"];
+    let projection = Projection::Fields(Arc::new(FieldSet::new(paths)));
+    let q = WindowQuery::new(vec![format!("{index}*")], t("2026-05-20T10:00:00Z"), t("2026-05-20T10:01:00Z"));
+    let mut filtered_q = q.clone();
+    filtered_q.source_includes = Some(paths.iter().map(|p| p.to_string()).collect());
+
+    let read = |q: WindowQuery| {
+        let (c, projection) = (c.clone(), projection.clone());
+        async move {
+            let mut events = Vec::new();
+            let stats = stream_window(&c, &q, &projection, |e| {
+                events.push(e);
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .await
+            .unwrap();
+            events.sort_by(|a, b| a.id.cmp(&b.id));
+            (events, stats)
+        }
+    };
+    let (full, full_stats) = read(q).await;
+    let (filtered, filtered_stats) = read(filtered_q).await;
+    assert_eq!(full.len(), docs.len());
+    for (f, w) in filtered.iter().zip(&full) {
+        assert_eq!((&f.index, &f.id), (&w.index, &w.id));
+        // Every wanted path reads the same values (an object left empty by the projection, where the
+        // filter drops it, holds nothing a reader could see).
+        for path in ["@timestamp", "user.name", "process.parent.name"] {
+            assert_eq!(f.field_values(path), w.field_values(path), "document {}, field {path}", f.id);
+        }
+        if f.id != "scalar" {
+            assert_eq!(f.source, w.source, "document {}: the filtered hit projects differently", f.id);
+        }
+        assert!(f.needs_text() && !w.needs_text());
+    }
+    assert!(filtered_stats.bytes < full_stats.bytes, "{} vs {}", filtered_stats.bytes, full_stats.bytes);
+
+    // The whole documents by `_mget`; one deleted meanwhile is reported, not an error.
+    let (status, resp) = c.raw(Method::Delete, &format!("/{index}/_doc/empty"), &[("refresh", "true".into())], None).await.unwrap();
+    assert_eq!(status, 200, "{resp}");
+    // So is one whose index is gone.
+    let gone_index = format!("{index}-deleted");
+    let keys: Vec<(String, String)> = filtered
+        .iter()
+        .map(|e| (e.index.clone(), e.id.clone()))
+        .chain([(index.clone(), "nested".into()), (gone_index.clone(), "x".into())])
+        .collect();
+    let sources = esdetect::source::es::fetch_sources(&c, &keys).await.unwrap();
+    assert_eq!(sources.requests, 1);
+    assert!(sources.bytes > 0);
+    let mut missing: Vec<(&str, &str)> = sources.missing.iter().map(|(i, id, _)| (i.as_str(), id.as_str())).collect();
+    missing.sort();
+    assert_eq!(missing, [(index.as_str(), "empty"), (gone_index.as_str(), "x")], "{:?}", sources.missing);
+    assert_eq!(sources.found.len(), docs.len() - 1, "duplicates are read once");
+    for mut e in filtered.into_iter().filter(|e| e.id != "empty") {
+        let text = sources.found[&(e.index.clone(), e.id.clone())].clone();
+        e.attach_text(text);
+        let want = &docs.iter().find(|(id, _)| *id == e.id).unwrap().1;
+        assert_eq!(&*e.full_source(), want, "document {}", e.id);
+        assert!(!e.needs_text());
+    }
+}

@@ -339,6 +339,8 @@ async fn replicas_share_the_work(n_replicas: usize) {
     let dups: u64 = entries.iter().map(|e| e.counts.duplicates).sum();
     let written: u64 = entries.iter().map(|e| e.counts.alerts_written).sum();
     assert_eq!((written, dups), (ticks as u64 + 1, 0));
+    // The ledger counts the bytes each execution read (stored and read back).
+    assert!(entries.iter().filter(|e| e.counts.alerts_written > 0).all(|e| e.counts.bytes_search > 0), "{entries:?}");
     let ids = alert_ids(&c, &n.alias).await;
     let distinct: HashSet<_> = ids.iter().collect();
     assert_eq!((ids.len(), distinct.len()), (ticks as usize + 1, ticks as usize + 1), "{ids:?}");

@@ -9,7 +9,13 @@ sends. Each page is parsed with `json.loads` (a user needs `sort` and the PIT id
 are dropped: no evaluation, no alerts. With `--read-only` the page is not parsed at all: the PIT id, the
 number of hits and the last hit's `sort` are found by searching the bytes — the floor of any client.
 
-    bare_fetch.py [--read-only] URL EXPLAIN_FILE…
+By default the body is sent as printed, `_source` filter included (esdetect's default `[source] fetch =
+"filtered"`: only the fields the rules read). With `--full-source` the `_source` filter is left out: every
+hit carries its whole document (what `fetch = "full"` reads, and what a peer that wants the documents reads).
+The `_mget` of the alerts' events that follows a filtered run is not sent: which events become alerts is
+what esdetect computes.
+
+    bare_fetch.py [--read-only] [--full-source] URL EXPLAIN_FILE…
 
 Prints one line per rule to stderr: hits, pages and response bytes (compare with `run --once`'s
 `fetched` and `bytes_fetched`).
@@ -95,13 +101,17 @@ def fetch(cluster, pit_path, base, read_page):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if a != "--read-only"]
+    flags = {"--read-only", "--full-source"}
+    args = [a for a in sys.argv[1:] if a not in flags]
     read_page = scanned_page if "--read-only" in sys.argv[1:] else parsed_page
+    full_source = "--full-source" in sys.argv[1:]
     if len(args) < 2:
         sys.exit(__doc__)
     cluster = Cluster(args[0])
     for path in args[1:]:
         pit_path, base = parse_explain(path)
+        if full_source:
+            base.pop("_source", None)
         hits, pages, nbytes = fetch(cluster, pit_path, base, read_page)
         print(f"bare_fetch: {path}: {hits} hits, {pages} pages, {nbytes} bytes", file=sys.stderr)
 

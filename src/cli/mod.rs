@@ -131,6 +131,7 @@ fn offline_run_options(config: &Config) -> Result<RunOptions> {
         page_size: config.run.page_size,
         kibana_version: config.alerts.kibana_version.clone(),
         mapping_from_cluster: config.mapping.from_cluster,
+        source_fetch: config.source.fetch,
         ..RunOptions::default()
     };
     if let Some(path) = &config.mapping.file {
@@ -372,8 +373,9 @@ fn explain(config: &Config, a: &args::ExplainArgs) -> Result<i32> {
         }
         detect::query_rule::RuleKind::Eql => {}
     }
-    let query = detect::window_query(rule, &window, config.run.page_size, Some(&mapping));
-    let indices = crate::es::path::indices(&rule.rule.index);
+    let opts = offline_run_options(config)?;
+    let plan = detect::compile(rule, &mapping).map_err(|e| anyhow!("query rejected: {}", e.render_all(&rule.rule.query)))?;
+    let query = detect::scan::scan_query(rule, &plan, window, &opts, &mapping);
     println!("rule:      {} ({})", rule.rule.name, rule.rule.rule_id);
     println!("file:      {}", rule.rule.path.display());
     println!("indices:   {}", rule.rule.index.join(" "));
@@ -392,11 +394,15 @@ fn explain(config: &Config, a: &args::ExplainArgs) -> Result<i32> {
     }
     println!();
     println!("query (normalised):\n  {}\n", rule.query);
-    println!("1. POST /{indices}/_pit?keep_alive={}&ignore_unavailable=true&allow_no_indices=true", crate::source::es::PIT_KEEP_ALIVE);
-    println!("2. POST /_search   (repeated with search_after until a page is short)");
-    println!("{}", serde_json::to_string_pretty(&crate::source::es::window_request_body(&query))?);
-    println!("3. DELETE /_pit");
-    println!("4. POST /{}/_search   (dedup lookup of candidate alert ids), then POST /_bulk with `create`", rule.alias);
+    let steps = crate::source::es::describe_window(crate::es::Flavour::Elasticsearch, &query);
+    for (n, step) in steps.iter().enumerate() {
+        let note = if step.note.is_empty() { String::new() } else { format!("   ({})", step.note) };
+        println!("{}. {} {}{note}", n + 1, step.method, step.path);
+        if let Some(body) = &step.body {
+            println!("{}", serde_json::to_string_pretty(body)?);
+        }
+    }
+    println!("{}. POST /{}/_search   (dedup lookup of candidate alert ids), then POST /_bulk with `create`", steps.len() + 1, rule.alias);
     Ok(EXIT_OK)
 }
 

@@ -83,6 +83,12 @@ pub fn summaries_table(style: Style, summaries: &[RunSummary]) -> String {
         for (reason, n) in &s.skipped {
             out.push_str(&format!("\nnote [{}]: {n} skipped: {reason}", s.rule_id));
         }
+        if s.bytes_fetched > 0 || s.bytes_mget > 0 {
+            out.push_str(&format!(
+                "\nnote [{}]: read {} bytes of search pages and {} bytes of `_mget` (whole documents of the alerts' events)",
+                s.rule_id, s.bytes_fetched, s.bytes_mget
+            ));
+        }
         if s.suppressed > 0 {
             out.push_str(&format!("\nnote [{}]: {} alert(s) suppressed (alert_suppression)", s.rule_id, s.suppressed));
         }

@@ -52,6 +52,8 @@ pub struct RunOptions {
     pub previous_window_end: Option<DateTime<Utc>>,
     /// Rule actions (notifications) run after a rule's alerts are written; `None`: no rule has any.
     pub actions: Option<std::sync::Arc<crate::actions::Actions>>,
+    /// How much of each hit a detection scan reads (`[source] fetch`).
+    pub source_fetch: crate::source::es::SourceFetch,
 }
 
 impl Default for RunOptions {
@@ -64,6 +66,7 @@ impl Default for RunOptions {
             base_mapping: Mapping::builtin_ecs(),
             previous_window_end: None,
             actions: None,
+            source_fetch: crate::source::es::SourceFetch::default(),
         }
     }
 }

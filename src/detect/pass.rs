@@ -37,6 +37,11 @@ pub struct Member<'a> {
 /// Every `_source` path the members read: query fields, timestamp, tiebreaker, join keys, the fields that
 /// place an event in a window and those its exceptions test.
 pub fn field_set<'a>(members: impl IntoIterator<Item = (&'a PreparedRule, &'a CompiledQuery)>) -> FieldSet {
+    FieldSet::new(field_paths(members))
+}
+
+/// The paths of [`field_set`], sorted and without duplicates (also the `_source` filter of a cluster scan).
+pub fn field_paths<'a>(members: impl IntoIterator<Item = (&'a PreparedRule, &'a CompiledQuery)>) -> Vec<String> {
     let mut paths = Vec::new();
     for (prepared, plan) in members {
         paths.extend(plan.fields_read());
@@ -45,7 +50,10 @@ pub fn field_set<'a>(members: impl IntoIterator<Item = (&'a PreparedRule, &'a Co
         paths.extend(window.fallback);
         paths.extend(prepared.exceptions.fields());
     }
-    FieldSet::new(paths)
+    paths.retain(|p| !p.is_empty());
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 /// An event arrived earlier than one before it for this rule: the stream is not sorted.

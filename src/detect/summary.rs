@@ -75,6 +75,9 @@ impl std::fmt::Display for RunStatus {
 pub struct Durations {
     /// Fetching and evaluating the window (the two are streamed together).
     pub search_ms: u64,
+    /// Reading the whole `_source` of the alerts' events (`_mget`, filtered scans only).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub mget_ms: u64,
     /// Dedup lookup and bulk writes.
     pub index_ms: u64,
     pub total_ms: u64,
@@ -91,6 +94,12 @@ pub struct RunSummary {
     pub fetched: u64,
     /// Bytes of the search answers read from the cluster (0 for a file run).
     pub bytes_fetched: u64,
+    /// Bytes of the `_mget` answers: the whole `_source` of the alerts' events, read after a filtered scan.
+    pub bytes_mget: u64,
+    /// Alerts' events whose whole `_source` could not be read after the scan (deleted since): their alerts
+    /// were built from the fields the scan read.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sources_missing: u64,
     /// Events that matched at least one stage condition.
     pub candidates: u64,
     /// Results before the `max_signals` cut (events, or sequences for a sequence rule).
@@ -125,6 +134,8 @@ impl RunSummary {
             status: RunStatus::Succeeded,
             fetched: 0,
             bytes_fetched: 0,
+            bytes_mget: 0,
+            sources_missing: 0,
             candidates: 0,
             matches: 0,
             kept: 0,

@@ -96,6 +96,10 @@ pub struct Counts {
     pub alerts_written: u64,
     /// Candidates dropped because their alert already existed.
     pub duplicates: u64,
+    /// Bytes of the search answers (the scan's pages).
+    pub bytes_search: u64,
+    /// Bytes of the `_mget` answers (the whole `_source` of the alerts' events after a filtered scan).
+    pub bytes_mget: u64,
     /// Notifications of the rule's actions by connector and outcome (`sent`, `failed` after the retries,
     /// `throttled`, `redelivered`, `dropped`); they never change the execution's status.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -113,6 +117,8 @@ impl Counts {
             matches: summary.kept,
             alerts_written: summary.alerts_written,
             duplicates: summary.duplicates,
+            bytes_search: summary.bytes_fetched,
+            bytes_mget: summary.bytes_mget,
             actions: summary.actions.counts(),
             action_errors: summary.actions.errors.clone(),
         }
@@ -123,6 +129,8 @@ impl Counts {
         self.matches += other.matches;
         self.alerts_written += other.alerts_written;
         self.duplicates += other.duplicates;
+        self.bytes_search += other.bytes_search;
+        self.bytes_mget += other.bytes_mget;
         crate::actions::add_counts(&mut self.actions, &other.actions);
         self.action_errors.extend(other.action_errors.iter().cloned());
     }

@@ -388,6 +388,7 @@ pub fn ledger_mappings() -> Value {
             "counts": {"properties": {
                 "fetched": {"type": "long"}, "matches": {"type": "long"},
                 "alerts_written": {"type": "long"}, "duplicates": {"type": "long"},
+                "bytes_search": {"type": "long"}, "bytes_mget": {"type": "long"},
                 "actions": {"properties": {
                     "connector": {"type": "keyword"}, "outcome": {"type": "keyword"}, "count": {"type": "long"}
                 }},

@@ -39,6 +39,9 @@ enum FullText {
     /// Not in memory: bytes `[offset, offset + len)` of the source's (decompressed) file hold the item
     /// (a hit when `hit`), to be read back with [`Event::attach_text`] if the event becomes an alert.
     InFile { offset: u64, len: u32, hit: bool },
+    /// Not read at all: the source asked the cluster only for the fields the rules read (`_source`
+    /// filtering); the whole `_source` is read by id if the event becomes an alert ([`Event::attach_text`]).
+    NotFetched,
 }
 
 /// Where an event's item lies in its file, for events that keep no text in memory.
@@ -71,6 +74,17 @@ impl Event {
         Event { index: index.into(), id: id.into(), source: projection, full_text }
     }
 
+    /// An event whose `source` is a projection and whose whole `_source` was not read (the cluster sent
+    /// only the fields the rules read): [`Event::needs_text`] holds until [`Event::attach_text`].
+    pub fn projected_unfetched(index: impl Into<String>, id: impl Into<String>, projection: Value) -> Self {
+        Event { index: index.into(), id: id.into(), source: projection, full_text: Some(FullText::NotFetched) }
+    }
+
+    /// Whether the whole `_source` was never read ([`Event::projected_unfetched`]) and not attached since.
+    pub fn needs_text(&self) -> bool {
+        matches!(self.full_text, Some(FullText::NotFetched))
+    }
+
     /// Where the item lies in its file, when its text was left there.
     pub fn file_range(&self) -> Option<FileRange> {
         match self.full_text {
@@ -79,10 +93,15 @@ impl Event {
         }
     }
 
-    /// Gives an event whose text was left in its file ([`Event::file_range`]) that text, read back.
+    /// Gives an event whose text was left in its file ([`Event::file_range`]) or not fetched
+    /// ([`Event::needs_text`]) that text, read back (a `_source` object for a fetched one).
     pub fn attach_text(&mut self, text: Arc<str>) {
-        if let Some(FullText::InFile { hit, .. }) = self.full_text {
-            self.full_text = Some(if hit { FullText::Hit(text) } else { FullText::Source(text) });
+        match self.full_text {
+            Some(FullText::InFile { hit, .. }) => {
+                self.full_text = Some(if hit { FullText::Hit(text) } else { FullText::Source(text) });
+            }
+            Some(FullText::NotFetched) => self.full_text = Some(FullText::Source(text)),
+            _ => {}
         }
     }
 
@@ -98,6 +117,9 @@ impl Event {
                 tracing::error!(index = %self.index, id = %self.id, offset, "the event's text was not read back from its file");
                 return Cow::Borrowed(&self.source);
             }
+            // The document was gone when its `_source` was read by id: what the rules read is all there is
+            // (the source's caller warned about it).
+            Some(FullText::NotFetched) => return Cow::Borrowed(&self.source),
         };
         match parsed {
             Ok(v) => Cow::Owned(v),
