@@ -291,7 +291,7 @@ pub async fn status(config: &Config, a: &StatusArgs, style: Style) -> Result<i32
     let store = state_store(config, client.clone());
     let limit = a.limit.max(1);
     // Shadow-mode agreement per rule (src/scheduler/shadow.rs).
-    let mut shadow = crate::scheduler::shadow::agreement(&client, &config.scheduler.ledger_index).await.map_err(anyhow::Error::msg)?;
+    let mut shadow = crate::scheduler::shadow::agreement(&client, &config.scheduler.ledger_index).await?;
     if let Some(rule) = &a.rule {
         shadow.retain(|id, _| id == rule);
     }

@@ -426,7 +426,7 @@ async fn compare(config: &Config, a: &args::CompareArgs, style: Style) -> Result
     let client = connect(config).await?;
     let opts = run_options(config)?;
     if a.against == args::Against::Eql {
-        let report = crate::compare::eql::compare_with_eql(&client, rule, req.from, req.to, &opts).await.map_err(anyhow::Error::msg)?;
+        let report = crate::compare::eql::compare_with_eql(&client, rule, req.from, req.to, &opts).await?;
         let mut out = std::io::stdout().lock();
         match a.format {
             OutputFormat::Json => writeln!(out, "{}", serde_json::to_string(&report)?)?,
@@ -434,7 +434,7 @@ async fn compare(config: &Config, a: &args::CompareArgs, style: Style) -> Result
         }
         return Ok(if report.agrees() { EXIT_OK } else { EXIT_FAILED });
     }
-    let report = crate::compare::compare(&client, rule, &req, &opts).await.map_err(anyhow::Error::msg)?;
+    let report = crate::compare::compare(&client, rule, &req, &opts).await?;
     let mut out = std::io::stdout().lock();
     match a.format {
         OutputFormat::Json => writeln!(out, "{}", serde_json::to_string(&report)?)?,

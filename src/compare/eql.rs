@@ -10,7 +10,7 @@
 
 use super::reasons::Explainer;
 use super::results::{group_results, AlertResult, EventRef};
-use super::{event_names, kibana};
+use super::{event_names, kibana, CompareError};
 use crate::config::SequenceMode;
 use crate::detect::scan::{evaluate_rules_on_cluster, AlertOutput};
 use crate::detect::{cluster_mapping, PreparedRule, RunOptions, RunStatus, Window, WindowFields};
@@ -68,11 +68,13 @@ pub fn is_missing_endpoint(status: u16, body: &Value) -> bool {
 
 /// The results of an `_eql/search` answer: one event list per hit or sequence, in response order
 /// (`missing` placeholders of missing-event stages left out).
-pub fn parse_response(body: &Value) -> Result<Vec<Vec<EventRef>>, String> {
+pub fn parse_response(body: &Value) -> Result<Vec<Vec<EventRef>>, CompareError> {
     if body.get("is_partial") == Some(&Value::Bool(true)) || body.get("timed_out") == Some(&Value::Bool(true)) {
-        return Err("the _eql/search answer is partial or timed out (shard failures?); its results cannot be compared".into());
+        return Err(CompareError::Answer(
+            "the _eql/search answer is partial or timed out (shard failures?); its results cannot be compared".into(),
+        ));
     }
-    let hits = body.get("hits").ok_or("the _eql/search answer has no `hits`")?;
+    let hits = body.get("hits").ok_or_else(|| CompareError::Answer("the _eql/search answer has no `hits`".into()))?;
     let event = |e: &Value| -> Option<EventRef> {
         if e.get("missing") == Some(&Value::Bool(true)) {
             return None;
@@ -88,7 +90,7 @@ pub fn parse_response(body: &Value) -> Result<Vec<Vec<EventRef>>, String> {
     if let Some(events) = hits.get("events").and_then(Value::as_array) {
         return Ok(events.iter().filter_map(event).map(|e| vec![e]).collect());
     }
-    Err("eql query response should have either `sequences` or `events` but had neither".into())
+    Err(CompareError::Answer("eql query response should have either `sequences` or `events` but had neither".into()))
 }
 
 /// A result only one side has.
@@ -124,20 +126,22 @@ impl EqlReport {
 }
 
 /// Sends one window's search; a missing endpoint or an error answer is a usage/connection problem.
-async fn search(client: &EsClient, prepared: &PreparedRule, window: &Window) -> Result<Vec<Vec<EventRef>>, String> {
+async fn search(client: &EsClient, prepared: &PreparedRule, window: &Window) -> Result<Vec<Vec<EventRef>>, CompareError> {
     let path = format!("/{}/_eql/search", prepared.rule.index.join(","));
     let query = [("allow_no_indices", "true".to_string())];
     let (status, body) = client
         .raw(Method::Post, &path, &query, Some(&request_body(prepared, window)))
         .await
-        .map_err(|e| format!("could not send the EQL search: {e}"))?;
+        .map_err(CompareError::es("could not send the EQL search"))?;
     if is_missing_endpoint(status, &body) {
-        return Err("this cluster has no `_eql/search` endpoint (EQL is part of Elasticsearch's default distribution, \
-                    not of a bare server); `--against eql` needs it — compare against Kibana's alerts instead"
-            .into());
+        return Err(CompareError::Usage(
+            "this cluster has no `_eql/search` endpoint (EQL is part of Elasticsearch's default distribution, \
+             not of a bare server); `--against eql` needs it — compare against Kibana's alerts instead"
+                .into(),
+        ));
     }
     if status != 200 {
-        return Err(format!("the EQL search failed with HTTP {status}: {body}"));
+        return Err(CompareError::Answer(format!("the EQL search failed with HTTP {status}: {body}")));
     }
     parse_response(&body)
 }
@@ -149,9 +153,9 @@ pub async fn compare_with_eql(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     opts: &RunOptions,
-) -> Result<EqlReport, String> {
+) -> Result<EqlReport, CompareError> {
     if from >= to {
-        return Err(format!("--from ({from}) must be before --to ({to})"));
+        return Err(CompareError::Usage(format!("--from ({from}) must be before --to ({to})")));
     }
     let mut prepared = rule.clone();
     prepared.sequence_mode = SequenceMode::Kibana;
@@ -163,9 +167,9 @@ pub async fn compare_with_eql(
     let runs: Vec<(&PreparedRule, Window)> = windows.iter().map(|w| (&prepared, *w)).collect();
     let outcomes = evaluate_rules_on_cluster(client, &runs, opts, &Utc::now, AlertOutput::Return).await;
     if let Some(failed) = outcomes.iter().find(|o| o.summary.status == RunStatus::Failed) {
-        return Err(format!("esdetect could not run a window: {}", failed.summary.errors.join("; ")));
+        return Err(CompareError::Run(format!("a window: {}", failed.summary.errors.join("; "))));
     }
-    let mapping = cluster_mapping(client, &prepared.rule.index, opts).await.map_err(|e| format!("could not read the field mapping: {e}"))?;
+    let mapping = cluster_mapping(client, &prepared.rule.index, opts).await.map_err(CompareError::Mapping)?;
     let explainer = Explainer { client, prepared: &prepared, mapping: &mapping, opts };
     let mut reports = Vec::new();
     for ((window, theirs), outcome) in windows.iter().zip(&eql).zip(&outcomes) {
@@ -225,7 +229,7 @@ mod tests {
 
     #[test]
     fn neither_events_nor_sequences_nor_a_partial_answer_is_compared() {
-        assert!(parse_response(&json!({"hits": {"total": {"value": 0}}})).unwrap_err().contains("neither"));
+        assert!(parse_response(&json!({"hits": {"total": {"value": 0}}})).unwrap_err().to_string().contains("neither"));
         assert!(parse_response(&json!({"is_partial": true, "hits": {"events": []}})).is_err());
     }
 

@@ -8,6 +8,7 @@
 //! [`schedule_windows`] covers such stretches with windows of the rule's own schedule.
 
 use super::results::{group_results, AlertResult};
+use super::CompareError;
 use crate::detect::Window;
 use crate::es::EsClient;
 use crate::rules::{parse_interval, parse_now_minus};
@@ -43,7 +44,7 @@ pub async fn read_alerts(
     rule: &RuleMatch,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<Vec<(String, Value)>, String> {
+) -> Result<Vec<(String, Value)>, CompareError> {
     read_alerts_paged(client, index, rule, from, to, KIBANA_ALERTS_PAGE).await
 }
 
@@ -56,7 +57,7 @@ pub async fn read_alerts_paged(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     page: usize,
-) -> Result<Vec<(String, Value)>, String> {
+) -> Result<Vec<(String, Value)>, CompareError> {
     let by_rule = match rule {
         RuleMatch::RuleId(id) => json!({"term": {"kibana.alert.rule.rule_id": id}}),
         RuleMatch::Uuid(uuid) => json!({"term": {"kibana.alert.rule.uuid": uuid}}),
@@ -68,13 +69,13 @@ pub async fn read_alerts_paged(
     let (status, resp) = client
         .raw(Method::Post, &format!("/{index}/_pit"), &[("keep_alive", "2m".to_string())], None)
         .await
-        .map_err(|e| format!("could not read Kibana's alerts from `{index}`: {e}"))?;
+        .map_err(CompareError::es(format!("could not read Kibana's alerts from `{index}`")))?;
     if status == 404 {
-        return Err(format!("Kibana's alerts index `{index}` does not exist; name it with --kibana-alerts"));
+        return Err(CompareError::Usage(format!("Kibana's alerts index `{index}` does not exist; name it with --kibana-alerts")));
     }
     let mut pit = match (status, resp.get("id").and_then(Value::as_str)) {
         (200, Some(id)) => id.to_string(),
-        _ => return Err(format!("opening a point in time on `{index}` failed with HTTP {status}: {resp}")),
+        _ => return Err(CompareError::Answer(format!("opening a point in time on `{index}` failed with HTTP {status}: {resp}"))),
     };
     let mut out = Vec::new();
     let mut after: Option<Value> = None;
@@ -91,13 +92,13 @@ pub async fn read_alerts_paged(
         }
         let (status, resp) = match client.raw(Method::Post, "/_search", &[], Some(&body)).await {
             Ok(r) => r,
-            Err(e) => break Err(format!("could not read Kibana's alerts from `{index}`: {e}")),
+            Err(e) => break Err(CompareError::es(format!("could not read Kibana's alerts from `{index}`"))(e)),
         };
         if status != 200 {
-            break Err(format!("reading Kibana's alerts from `{index}` failed with HTTP {status}: {resp}"));
+            break Err(CompareError::Answer(format!("reading Kibana's alerts from `{index}` failed with HTTP {status}: {resp}")));
         }
         if resp.pointer("/_shards/failed").and_then(Value::as_u64).unwrap_or(0) > 0 {
-            break Err(format!("reading Kibana's alerts from `{index}` had shard failures: {}", resp["_shards"]));
+            break Err(CompareError::Answer(format!("reading Kibana's alerts from `{index}` had shard failures: {}", resp["_shards"])));
         }
         if let Some(id) = resp.get("pit_id").and_then(Value::as_str) {
             pit = id.to_string();
@@ -116,7 +117,7 @@ pub async fn read_alerts_paged(
 }
 
 /// Which of `ids` exist in `index` (any execution, any time): results Kibana wrote outside the range.
-pub async fn existing_ids(client: &EsClient, index: &str, ids: &[String]) -> Result<Vec<String>, String> {
+pub async fn existing_ids(client: &EsClient, index: &str, ids: &[String]) -> Result<Vec<String>, CompareError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -124,9 +125,9 @@ pub async fn existing_ids(client: &EsClient, index: &str, ids: &[String]) -> Res
     let (status, resp) = client
         .raw(Method::Post, &format!("/{index}/_search"), &[], Some(&body))
         .await
-        .map_err(|e| format!("could not look up alert ids in `{index}`: {e}"))?;
+        .map_err(CompareError::es(format!("could not look up alert ids in `{index}`")))?;
     if status != 200 {
-        return Err(format!("looking up alert ids in `{index}` failed with HTTP {status}: {resp}"));
+        return Err(CompareError::Answer(format!("looking up alert ids in `{index}` failed with HTTP {status}: {resp}")));
     }
     Ok(resp
         .pointer("/hits/hits")
@@ -142,15 +143,15 @@ fn str_at<'a>(doc: &'a Value, path: &str) -> Option<&'a str> {
 /// Groups the alerts into results and those into executions (by `kibana.alert.rule.execution.uuid`),
 /// each with its rebuilt window; `default_from`/`default_to` (the rule's own `from`/`to`) apply when an
 /// alert lacks them. Ordered by window end.
-pub fn executions(docs: Vec<(String, Value)>, default_from: &str, default_to: &str) -> Result<Vec<Execution>, String> {
+pub fn executions(docs: Vec<(String, Value)>, default_from: &str, default_to: &str) -> Result<Vec<Execution>, CompareError> {
     let mut ends: BTreeMap<String, (DateTime<Utc>, String, String)> = BTreeMap::new();
     for (id, doc) in &docs {
         let uuid = str_at(doc, "kibana.alert.rule.execution.uuid")
-            .ok_or_else(|| format!("Kibana alert {id} has no kibana.alert.rule.execution.uuid"))?;
+            .ok_or_else(|| CompareError::Answer(format!("Kibana alert {id} has no kibana.alert.rule.execution.uuid")))?;
         let ts = str_at(doc, "kibana.alert.rule.execution.timestamp")
-            .ok_or_else(|| format!("Kibana alert {id} has no kibana.alert.rule.execution.timestamp"))?;
+            .ok_or_else(|| CompareError::Answer(format!("Kibana alert {id} has no kibana.alert.rule.execution.timestamp")))?;
         let ts = DateTime::parse_from_rfc3339(ts)
-            .map_err(|e| format!("Kibana alert {id}: kibana.alert.rule.execution.timestamp `{ts}`: {e}"))?
+            .map_err(|e| CompareError::Answer(format!("Kibana alert {id}: kibana.alert.rule.execution.timestamp `{ts}`: {e}")))?
             .with_timezone(&Utc);
         let from = str_at(doc, "kibana.alert.rule.from").unwrap_or(default_from).to_string();
         let to = str_at(doc, "kibana.alert.rule.to").unwrap_or(default_to).to_string();
@@ -159,8 +160,8 @@ pub fn executions(docs: Vec<(String, Value)>, default_from: &str, default_to: &s
     }
     let mut out = Vec::new();
     for (uuid, (ts, from, to)) in ends {
-        let back = parse_now_minus(&from).map_err(|e| format!("kibana.alert.rule.from of execution {uuid}: {e}"))?;
-        let ahead = parse_now_minus(&to).map_err(|e| format!("kibana.alert.rule.to of execution {uuid}: {e}"))?;
+        let back = parse_now_minus(&from).map_err(|e| CompareError::Answer(format!("kibana.alert.rule.from of execution {uuid}: {e}")))?;
+        let ahead = parse_now_minus(&to).map_err(|e| CompareError::Answer(format!("kibana.alert.rule.to of execution {uuid}: {e}")))?;
         out.push(Execution { uuid, window: Window { from: ts - back, to: ts - ahead }, results: Vec::new() });
     }
     for result in group_results(docs) {
@@ -177,8 +178,8 @@ pub fn executions(docs: Vec<(String, Value)>, default_from: &str, default_to: &s
 /// `[from, to]` no Kibana execution window covers, so results in executions that wrote nothing are seen.
 /// Each uncovered stretch `[a, b]` gets windows ending at `a + interval`, `a + 2·interval`, …, the last
 /// one ending at `b`.
-pub fn schedule_windows(covered: &[Window], from: DateTime<Utc>, to: DateTime<Utc>, interval: &str, lookback: Duration) -> Result<Vec<Window>, String> {
-    let step = parse_interval(interval).map_err(|e| format!("the rule's interval: {e}"))?;
+pub fn schedule_windows(covered: &[Window], from: DateTime<Utc>, to: DateTime<Utc>, interval: &str, lookback: Duration) -> Result<Vec<Window>, CompareError> {
+    let step = parse_interval(interval).map_err(|e| CompareError::Usage(format!("the rule's interval: {e}")))?;
     let mut spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = covered.iter().map(|w| (w.from, w.to)).collect();
     spans.sort();
     let mut gaps = Vec::new();

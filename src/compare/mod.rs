@@ -13,6 +13,7 @@
 
 pub mod diagnose;
 pub mod eql;
+pub mod error;
 pub mod kibana;
 pub mod reasons;
 pub mod results;
@@ -22,6 +23,7 @@ use crate::detect::scan::{evaluate_rules_on_cluster, AlertOutput};
 use crate::detect::{cluster_mapping, PreparedRule, RunOptions, RunStatus, Window};
 use crate::es::EsClient;
 use chrono::{DateTime, Utc};
+pub use error::CompareError;
 use kibana::RuleMatch;
 use results::{differences, group_results, AlertResult, EventRef, FieldDiff};
 use serde::Serialize;
@@ -137,9 +139,9 @@ fn distinct(docs: &[(String, serde_json::Value)], path: &str) -> Vec<String> {
 
 /// Compares Kibana's alerts for `rule` in `[from, to]` with esdetect's results over the same windows.
 /// Errors are usage or connection problems (nothing could be compared), worded for the user.
-pub async fn compare(client: &EsClient, rule: &PreparedRule, req: &CompareRequest, opts: &RunOptions) -> Result<Report, String> {
+pub async fn compare(client: &EsClient, rule: &PreparedRule, req: &CompareRequest, opts: &RunOptions) -> Result<Report, CompareError> {
     if req.from >= req.to {
-        return Err(format!("--from ({}) must be before --to ({})", req.from, req.to));
+        return Err(CompareError::Usage(format!("--from ({}) must be before --to ({})", req.from, req.to)));
     }
     let index = req.kibana_index.clone().unwrap_or_else(|| format!(".alerts-security.alerts-{}", rule.space));
     let by = match &req.kibana_rule_uuid {
@@ -157,11 +159,11 @@ pub async fn compare(client: &EsClient, rule: &PreparedRule, req: &CompareReques
             [] => {}
             [one] => prepared.rule_uuid = one.clone(),
             many => {
-                return Err(format!(
+                return Err(CompareError::Usage(format!(
                     "several Kibana rules have rule_id {} in `{index}` (uuids {}); choose one with --kibana-rule-uuid",
                     rule.rule.rule_id,
                     many.join(", ")
-                ))
+                )))
             }
         },
     }
@@ -183,7 +185,7 @@ pub async fn compare(client: &EsClient, rule: &PreparedRule, req: &CompareReques
     let outcomes = evaluate_rules_on_cluster(client, &runs, opts, &Utc::now, AlertOutput::Return).await;
     if let Some(failed) = outcomes.iter().find(|o| o.summary.status == RunStatus::Failed) {
         let w = failed.summary.window;
-        return Err(format!("esdetect could not run the window [{}, {}]: {}", w.from, w.to, failed.summary.errors.join("; ")));
+        return Err(CompareError::Run(format!("the window [{}, {}]: {}", w.from, w.to, failed.summary.errors.join("; "))));
     }
     let esdetect: Vec<Vec<AlertResult>> = outcomes
         .iter()
@@ -205,7 +207,7 @@ pub async fn compare(client: &EsClient, rule: &PreparedRule, req: &CompareReques
         }
     }
 
-    let mapping = cluster_mapping(client, &prepared.rule.index, opts).await.map_err(|e| format!("could not read the field mapping: {e}"))?;
+    let mapping = cluster_mapping(client, &prepared.rule.index, opts).await.map_err(CompareError::Mapping)?;
     let explainer = reasons::Explainer { client, prepared: &prepared, mapping: &mapping, opts };
     let mut reports: Vec<WindowReport> = Vec::new();
     let mut totals = Totals::default();

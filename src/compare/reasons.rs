@@ -5,6 +5,7 @@
 //! it the answer is "no reason found", never a guess.
 
 use super::results::{AlertResult, EventRef};
+use super::CompareError;
 use crate::detect::{self, window::event_in_window, PreparedRule, RunOptions, RunStatus, RunSummary, Window, WindowFields};
 use crate::eql::mapping::Mapping;
 use crate::es::EsClient;
@@ -22,14 +23,14 @@ pub struct Explainer<'a> {
 }
 
 /// The source events by `_index`/`_id` (`None` where the cluster no longer has one).
-async fn fetch_events(client: &EsClient, refs: &[EventRef]) -> Result<Vec<Option<Event>>, String> {
+async fn fetch_events(client: &EsClient, refs: &[EventRef]) -> Result<Vec<Option<Event>>, CompareError> {
     let docs: Vec<Value> = refs.iter().map(|(index, id)| json!({"_index": index, "_id": id})).collect();
     let (status, resp) = client
         .raw(Method::Post, "/_mget", &[], Some(&json!({"docs": docs})))
         .await
-        .map_err(|e| format!("could not read the source events: {e}"))?;
+        .map_err(CompareError::es("could not read the source events"))?;
     if status != 200 {
-        return Err(format!("reading the source events failed with HTTP {status}: {resp}"));
+        return Err(CompareError::Answer(format!("reading the source events failed with HTTP {status}: {resp}")));
     }
     let found = resp.get("docs").and_then(Value::as_array).cloned().unwrap_or_default();
     Ok(refs
@@ -98,7 +99,7 @@ fn near_the_end(fields: &WindowFields, window: &Window, events: &[Event]) -> Opt
 
 impl Explainer<'_> {
     /// Why esdetect has no result for events Kibana alerted on in `window`.
-    pub async fn why_not_esdetect(&self, result: &AlertResult, window: &Window, summary: &RunSummary) -> Result<String, String> {
+    pub async fn why_not_esdetect(&self, result: &AlertResult, window: &Window, summary: &RunSummary) -> Result<String, CompareError> {
         if summary.status == RunStatus::Failed {
             return Ok(format!("esdetect's run of this window failed: {}", summary.errors.join("; ")));
         }
@@ -147,7 +148,7 @@ impl Explainer<'_> {
 
     /// Why Kibana has no alert for a result esdetect found in `window`; `kibana_results` is what
     /// Kibana's execution of that window wrote (`None`: no Kibana execution with alerts covers it).
-    pub async fn why_not_kibana(&self, result: &AlertResult, window: &Window, kibana_results: Option<usize>) -> Result<String, String> {
+    pub async fn why_not_kibana(&self, result: &AlertResult, window: &Window, kibana_results: Option<usize>) -> Result<String, CompareError> {
         let Some(written) = kibana_results else {
             return Ok("no Kibana execution with alerts covers this window: Kibana did not run then, or found nothing".into());
         };

@@ -3,6 +3,7 @@
 //! Everything that talks to Elasticsearch or OpenSearch (`source::es`, `sink::es`, the scheduler's
 //! ledger) goes through [`EsClient`], so auth, TLS, timeouts and retry behaviour are decided here once.
 
+pub mod answer;
 pub mod client;
 pub mod config;
 pub mod error;

@@ -397,9 +397,26 @@ fn is_change(kind: &notify::EventKind) -> bool {
     }
 }
 
+/// Why rule changes cannot be watched (reloads still work through the other trigger).
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("cannot watch the rules path: {0}")]
+    Start(#[source] notify::Error),
+    #[error("cannot watch {} for rule changes: {source}", path.display())]
+    Path {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+    #[error("cannot watch SIGHUP for reloads: {0}")]
+    Signal(#[source] std::io::Error),
+    #[error("SIGHUP reloads need a Unix system")]
+    NotUnix,
+}
+
 impl Watcher {
     /// Watches `path` (a folder recursively, or one file).
-    pub fn new(path: PathBuf, tx: mpsc::Sender<Trigger>) -> Result<Watcher, String> {
+    pub fn new(path: PathBuf, tx: mpsc::Sender<Trigger>) -> Result<Watcher, WatchError> {
         let only: Arc<RwLock<Option<std::ffi::OsString>>> = Arc::default();
         let filter = only.clone();
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
@@ -413,13 +430,13 @@ impl Watcher {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "watching the rules path failed"),
         })
-        .map_err(|e| format!("cannot watch the rules path: {e}"))?;
+        .map_err(WatchError::Start)?;
         let mut w = Watcher { watcher, path: PathBuf::new(), watched: PathBuf::new(), only };
         w.watch(&path)?;
         Ok(w)
     }
 
-    fn watch(&mut self, path: &std::path::Path) -> Result<(), String> {
+    fn watch(&mut self, path: &std::path::Path) -> Result<(), WatchError> {
         use notify::{RecursiveMode, Watcher as _};
         let (target, mode, only) = if path.is_file() {
             let folder = match path.parent() {
@@ -430,7 +447,7 @@ impl Watcher {
         } else {
             (path.to_path_buf(), RecursiveMode::Recursive, None)
         };
-        self.watcher.watch(&target, mode).map_err(|e| format!("cannot watch {} for rule changes: {e}", path.display()))?;
+        self.watcher.watch(&target, mode).map_err(|source| WatchError::Path { path: path.to_path_buf(), source })?;
         if let Ok(mut o) = self.only.write() {
             *o = only;
         }
@@ -455,11 +472,11 @@ impl Watcher {
 }
 
 /// Sends [`Trigger::Sighup`] for every SIGHUP until `shutdown`.
-pub fn forward_sighup(tx: mpsc::Sender<Trigger>, shutdown: CancellationToken) -> Result<JoinHandle<()>, String> {
+pub fn forward_sighup(tx: mpsc::Sender<Trigger>, shutdown: CancellationToken) -> Result<JoinHandle<()>, WatchError> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP for reloads: {e}"))?;
+        let mut hup = signal(SignalKind::hangup()).map_err(WatchError::Signal)?;
         Ok(tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -476,7 +493,7 @@ pub fn forward_sighup(tx: mpsc::Sender<Trigger>, shutdown: CancellationToken) ->
     #[cfg(not(unix))]
     {
         let _ = (tx, shutdown);
-        Err("SIGHUP reloads need a Unix system".into())
+        Err(WatchError::NotUnix)
     }
 }
 

@@ -29,11 +29,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::compare::kibana::{existing_ids, read_alerts, RuleMatch};
+use crate::compare::CompareError;
 use crate::compare::results::{differences, group_results, AlertResult, EventRef};
 use crate::config::ShadowSettings;
 use crate::detect::scan::{evaluate_rules_on_cluster, AlertOutput};
 use crate::detect::{PreparedRule, RunOptions, RunSummary, Window};
-use crate::es::EsClient;
+use crate::es::{EsClient, EsError};
 
 /// `esdetect_shadow_results_total{rule,outcome}`; the daemon registers it with its `/metrics` registry.
 pub static SHADOW_RESULTS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
@@ -103,18 +104,20 @@ impl Shadow {
     }
 
     /// Adds the shadow fields to the ledger mapping (additive; the index may predate shadow mode).
-    pub async fn ensure_ledger_mapping(&self) -> Result<(), String> {
+    pub async fn ensure_ledger_mapping(&self) -> Result<(), LedgerError> {
         let body = json!({"properties": {
             "record": {"type": "keyword"}, "compared_at": {"type": "date"},
             "both": {"type": "long"}, "kibana_only": {"type": "long"}, "esdetect_only": {"type": "long"},
             "differing": {"type": "long"}
         }});
         let path = format!("/{}/_mapping", crate::es::path::segment(&self.ledger_index));
-        let (status, resp) = self.client.raw(Method::Put, &path, &[], Some(&body)).await.map_err(|e| e.to_string())?;
+        let what = "adding the shadow fields to the ledger mapping";
+        let failed = |source| LedgerError { action: what, index: self.ledger_index.clone(), source };
+        let (status, resp) = self.client.raw(Method::Put, &path, &[], Some(&body)).await.map_err(failed)?;
         if (200..300).contains(&status) {
             Ok(())
         } else {
-            Err(format!("could not add the shadow fields to the ledger `{}`: HTTP {status}: {resp}", self.ledger_index))
+            Err(failed(EsError::from_response(what, status, &resp)))
         }
     }
 
@@ -157,7 +160,7 @@ impl Shadow {
                     esdetect_only: 0,
                     differing: 0,
                     divergences: Vec::new(),
-                    error: Some(e),
+                    error: Some(e.to_string()),
                 }
             }
         };
@@ -186,7 +189,7 @@ impl Shadow {
         record
     }
 
-    async fn compare(&self, prepared: &PreparedRule, window: Window, esdetect: Vec<AlertResult>) -> Result<ShadowRecord, String> {
+    async fn compare(&self, prepared: &PreparedRule, window: Window, esdetect: Vec<AlertResult>) -> Result<ShadowRecord, CompareError> {
         let index = self.settings.kibana_alerts.replace("{space}", &prepared.space);
         let until = window.to + Duration::from_std(self.settings.delay).unwrap_or(Duration::zero());
         let docs = read_alerts(&self.client, &index, &RuleMatch::RuleId(prepared.rule.rule_id.clone()), window.to, until).await?;
@@ -285,8 +288,18 @@ impl Agreement {
     }
 }
 
+/// The ledger could not be read or updated for shadow mode.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} (ledger `{index}`) failed: {source}")]
+pub struct LedgerError {
+    pub action: &'static str,
+    pub index: String,
+    #[source]
+    pub source: EsError,
+}
+
 /// Sums the shadow documents of the ledger per rule (an empty map when there are none).
-pub async fn agreement(client: &EsClient, ledger_index: &str) -> Result<HashMap<String, Agreement>, String> {
+pub async fn agreement(client: &EsClient, ledger_index: &str) -> Result<HashMap<String, Agreement>, LedgerError> {
     let body = json!({
         "size": 0,
         "query": {"term": {"record": "shadow"}},
@@ -296,12 +309,14 @@ pub async fn agreement(client: &EsClient, ledger_index: &str) -> Result<HashMap<
         }}}
     });
     let path = format!("/{}/_search", crate::es::path::segment(ledger_index));
+    let what = "reading the shadow results";
+    let failed = |source| LedgerError { action: what, index: ledger_index.to_string(), source };
     let (status, resp) = client
         .raw(Method::Post, &path, &[("ignore_unavailable", "true".to_string())], Some(&body))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(failed)?;
     if !(200..300).contains(&status) {
-        return Err(format!("reading shadow results from `{ledger_index}` failed with HTTP {status}: {resp}"));
+        return Err(failed(EsError::from_response(what, status, &resp)));
     }
     let n = |b: &Value, k: &str| b[k]["value"].as_f64().unwrap_or(0.0) as u64;
     Ok(resp["aggregations"]["rules"]["buckets"]

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use thiserror::Error;
 
 use crate::es::retry::{is_retryable_status, RetryPolicy};
+use crate::es::answer::{BulkAnswer, Hit, SearchAnswer, Terms};
 use crate::es::{EsClient, EsError};
 
 /// Prefix of Kibana's own alerts aliases.
@@ -239,23 +240,21 @@ pub async fn existing_ids(client: &EsClient, alias: &str, ids: &[String]) -> Res
             "query": {"ids": {"values": chunk}},
             "aggs": {"uuids": {"terms": {"field": "kibana.alert.uuid", "size": LOOKUP_CHUNK}}}
         });
-        let resp: Value = client.search("alert id lookup", alias, &body).await?;
-        if resp["_shards"]["failed"].as_u64().unwrap_or(0) > 0 {
+        let resp: SearchAnswer<Hit, IdAggs> = client.search("alert id lookup", alias, &body).await?;
+        if resp.shards.failed > 0 {
             // A partial lookup could let a duplicate through; refuse instead.
-            return Err(SinkError::Malformed(format!("alert id lookup had shard failures: {}", resp["_shards"])));
+            return Err(SinkError::Malformed(format!("alert id lookup had shard failures: {}", resp.shards)));
         }
-        for b in resp["aggregations"]["uuids"]["buckets"].as_array().into_iter().flatten() {
-            if let Some(k) = b["key"].as_str() {
-                found.insert(k.to_string());
-            }
-        }
-        for h in resp["hits"]["hits"].as_array().into_iter().flatten() {
-            if let Some(id) = h["_id"].as_str() {
-                found.insert(id.to_string());
-            }
-        }
+        found.extend(resp.aggregations.into_iter().flat_map(|a| a.uuids.buckets).filter_map(|b| b.key.as_str().map(String::from)));
+        found.extend(resp.hits.hits.into_iter().map(|h| h.id));
     }
     Ok(found)
+}
+
+/// The aggregation of [`existing_ids`]' lookup.
+#[derive(Debug, serde::Deserialize)]
+struct IdAggs {
+    uuids: Terms,
 }
 
 /// Knobs of [`write_alerts`].
@@ -458,12 +457,12 @@ pub async fn own_writes(
             "_source": ["kibana.alert.rule.execution.uuid"],
             "query": {"ids": {"values": ids}},
         });
-        let resp: Value = client.search("alert write check", alias, &body).await?;
-        let stored: HashMap<&str, &str> = resp["hits"]["hits"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|h| Some((h["_id"].as_str()?, execution_uuid(&h["_source"])?)))
+        let resp: SearchAnswer<Hit<Value>> = client.search("alert write check", alias, &body).await?;
+        let stored: HashMap<&str, &str> = resp
+            .hits
+            .hits
+            .iter()
+            .filter_map(|h| Some((h.id.as_str(), execution_uuid(h.source.as_ref()?)?)))
             .collect();
         own += chunk
             .iter()
@@ -490,23 +489,16 @@ async fn bulk_create(
         lines.push(json!({"create": {"_id": id}}));
         lines.push(doc.clone());
     }
-    let resp: Value = client.bulk("bulk create alerts", Some(alias), &lines, refresh).await?;
-    let items = resp["items"]
-        .as_array()
-        .ok_or_else(|| SinkError::Malformed(format!("bulk answer without items: {resp}")))?;
-    if items.len() != todo.len() {
-        return Err(SinkError::Malformed(format!("bulk answered {} items for {} documents", items.len(), todo.len())));
+    let resp: BulkAnswer = client.bulk("bulk create alerts", Some(alias), &lines, refresh).await?;
+    if resp.items.len() != todo.len() {
+        return Err(SinkError::Malformed(format!("bulk answered {} items for {} documents", resp.items.len(), todo.len())));
     }
-    Ok(items
+    Ok(resp
+        .items
         .iter()
-        .map(|item| {
-            let r = item.get("create").or_else(|| item.as_object().and_then(|o| o.values().next())).unwrap_or(&Value::Null);
-            let status = r["status"].as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or(0);
-            let reason = match &r["error"] {
-                Value::Null => String::new(),
-                e => format!("{}: {}", e["type"].as_str().unwrap_or("error"), e["reason"].as_str().unwrap_or("")),
-            };
-            (status, reason)
+        .map(|item| match item.result("create") {
+            Some(r) => (r.status, r.error.as_ref().map(ToString::to_string).unwrap_or_default()),
+            None => (0, String::new()),
         })
         .collect())
 }

@@ -17,6 +17,7 @@
 use super::es::{existing_ids, write_alerts, SinkError, WriteOptions, WriteReport, KIBANA_ALIAS_PREFIX};
 use crate::alert::suppression::{plan_merge, Existing, DOCS_COUNT, END, INSTANCE_ID, START, TERMS};
 use crate::alert::AlertDoc;
+use crate::es::answer::{BulkAnswer, SearchAnswer};
 use crate::es::EsClient;
 use crate::es::{Method, Refresh};
 use serde_json::{json, Value};
@@ -106,10 +107,12 @@ async fn existing_alerts(client: &EsClient, w: &SuppressedWrite<'_>, alerts: &[A
     if !(200..300).contains(&status) {
         return Err(crate::es::EsError::from_response("search suppressed alerts", status, &resp).into());
     }
-    if resp["_shards"]["failed"].as_u64().unwrap_or(0) > 0 {
-        return Err(SinkError::Malformed(format!("suppressed alert search had shard failures: {}", resp["_shards"])));
+    let resp: SearchAnswer<Value> = serde_json::from_value(resp)
+        .map_err(|e| crate::es::EsError::Decode { what: "search suppressed alerts".into(), detail: e.to_string() })?;
+    if resp.shards.failed > 0 {
+        return Err(SinkError::Malformed(format!("suppressed alert search had shard failures: {}", resp.shards)));
     }
-    Ok(resp["hits"]["hits"].as_array().into_iter().flatten().filter_map(Existing::from_hit).collect())
+    Ok(resp.hits.hits.iter().filter_map(Existing::from_hit).collect())
 }
 
 async fn bulk_update(client: &EsClient, updates: &[(String, String, Value)]) -> Result<usize, SinkError> {
@@ -121,14 +124,17 @@ async fn bulk_update(client: &EsClient, updates: &[(String, String, Value)]) -> 
         lines.push(json!({"update": {"_id": id, "_index": index}}));
         lines.push(json!({"doc": doc}));
     }
-    let resp: Value = client.bulk("bulk update suppressed alerts", None, &lines, Refresh::True).await?;
+    let resp: BulkAnswer = client.bulk("bulk update suppressed alerts", None, &lines, Refresh::True).await?;
     let mut ok = 0;
     let mut failed = Vec::new();
-    for item in resp["items"].as_array().into_iter().flatten() {
-        let r = &item["update"];
-        match r["status"].as_u64() {
-            Some(200..=299) => ok += 1,
-            _ => failed.push(format!("{}: {}", r["_id"], r["error"])),
+    for r in resp.items.iter().filter_map(|item| item.result("update")) {
+        match &r.error {
+            None if r.is_success() => ok += 1,
+            error => failed.push(format!(
+                "{}: {}",
+                r.id.as_deref().unwrap_or("?"),
+                error.as_ref().map(ToString::to_string).unwrap_or_else(|| format!("status {}", r.status))
+            )),
         }
     }
     if !failed.is_empty() {
