@@ -1152,6 +1152,11 @@ impl Plan for CompiledQuery {
     fn fields_read(&self) -> Option<Vec<String>> {
         Some(CompiledQuery::fields_read(self))
     }
+    fn retained_fields(&self) -> Option<Vec<String>> {
+        let mut out = vec![self.timestamp.source_path.clone()];
+        out.extend(self.tiebreaker.iter().map(|t| t.source_path.clone()));
+        Some(out)
+    }
 
     fn tiebreaker(&self, event: &Event) -> Option<KeyValue> {
         let acc = self.tiebreaker.as_ref()?;
