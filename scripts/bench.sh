@@ -18,7 +18,7 @@ cd "$ROOT"
 if [[ "${MODE:-file}" == cluster ]]; then
     exec bash scripts/bench-cluster.sh
 fi
-SIZES="${SIZES:-20000 320000 1000000}"
+SIZES="${SIZES-20000 320000 1000000}"  # SIZES= (empty): no file sizes, e.g. with STREAM
 ROUNDS="${ROUNDS:-3}"
 OUT=target/bench
 mkdir -p "$OUT"
