@@ -7,6 +7,7 @@
 #   bash scripts/bench.sh                 # sizes 20000 320000 1000000, 3 rounds
 #   SIZES="20000 10000000" ROUNDS=5 bash scripts/bench.sh
 #   RULES=1000 bash scripts/bench.sh      # also 1,000 generated rules vs the 2 seed rules (100 k events)
+#   SIZES= STREAM="200000 2000000 10000000" bash scripts/bench.sh   # streamed through stdin, no file (below)
 #   MODE=cluster bash scripts/bench.sh    # `run --once` vs a bare PIT/search_after fetch: scripts/bench-cluster.sh
 #
 # Needs: cargo, python3 (a virtualenv with eql==1.0.1 is created in target/bench/venv), /usr/bin/time.
@@ -17,7 +18,7 @@ cd "$ROOT"
 if [[ "${MODE:-file}" == cluster ]]; then
     exec bash scripts/bench-cluster.sh
 fi
-SIZES="${SIZES:-20000 320000 1000000}"
+SIZES="${SIZES-20000 320000 1000000}"  # SIZES= (empty): no file sizes, e.g. with STREAM
 ROUNDS="${ROUNDS:-3}"
 OUT=target/bench
 mkdir -p "$OUT"
@@ -78,5 +79,24 @@ if [[ -n "${RULES:-}" ]]; then
         run "esdetect-$RULES-rules/100000/$lines" "$BIN" test --events "$f" --rules "$many" --format ndjson
     done
 fi
+
+# Sizes no file (22 GB at 10 M) and no single simulation (its generator holds every event: ~17 GB at 1 M)
+# can take: chunks of 200 000 simulated events, each starting ten simulated minutes after the previous one
+# (a chunk spans at most ten minutes, so the stream stays in time order), piped into `esdetect test
+# --events -`. Only esdetect's process is timed; the generator runs beside it.
+CHUNK=200000
+stream_events() { # CHUNKS → NDJSON hits on stdout
+    local k
+    for ((k = 0; k < $1; k++)); do
+        "$BIN" simulate --count "$CHUNK" --start "$(date -u -d "2026-11-20T10:00:00Z + $((10 * k)) minutes" +%Y-%m-%dT%H:%M:%SZ)" \
+            --seed $((42 + k)) --stdout 2>/dev/null
+    done
+}
+for n in ${STREAM:-}; do
+    chunks=$(( (n + CHUNK - 1) / CHUNK ))
+    for r in $(seq "$ROUNDS"); do
+        stream_events "$chunks" | run "esdetect-stdin/$n/$((chunks * CHUNK))" "$BIN" test --events - --rules rules --format ndjson
+    done
+done
 
 python3 scripts/bench/report.py "$OUT/runs.txt"

@@ -332,6 +332,16 @@ fn rule_type_names(rule_type: &str) -> (&'static str, &'static str) {
     }
 }
 
+/// Kibana's reason text for an alert document under construction (the document is lent, not copied).
+fn reason_for(doc: Map<String, Value>, rule: &Rule) -> (Map<String, Value>, String) {
+    let doc = Value::Object(doc);
+    let reason = build_reason(&doc, &rule.severity, &rule.name);
+    match doc {
+        Value::Object(m) => (m, reason),
+        _ => (Map::new(), reason),
+    }
+}
+
 /// Source copy of `event` with its flat original_event / original_data_stream keys.
 fn copied(source: &Value) -> Map<String, Value> {
     let c = copy_source(source);
@@ -350,10 +360,10 @@ pub fn event_alert(rule: &Rule, ctx: &AlertContext, event: &Event) -> AlertDoc {
 
 /// [`event_alert`] with the event's whole `_source` already at hand.
 fn event_alert_from(rule: &Rule, ctx: &AlertContext, event: &Event, source: &Value) -> AlertDoc {
-    let mut doc = copied(source);
+    let doc = copied(source);
     let (ancestors, depth) = lineage(event, source);
     let id = event_alert_id(&event.index, &event.id, &ctx.space_id, &ctx.rule_uuid);
-    let reason = build_reason(&Value::Object(doc.clone()), &rule.severity, &rule.name);
+    let (mut doc, reason) = reason_for(doc, rule);
     let spec = Specific { id: &id, ancestors, depth, original_time: original_time(source), reason };
     add_alert_fields(&mut doc, rule, ctx, spec);
     AlertDoc { id, source: Value::Object(doc) }
@@ -393,20 +403,22 @@ pub fn sequence_alerts(rule: &Rule, ctx: &AlertContext, events: &[Event]) -> Vec
     // Building blocks as Kibana builds them before the group fields are added (these feed the shell).
     let mut blocks: Vec<Map<String, Value>> = Vec::with_capacity(events.len());
     for ((source, (anc, depth)), bb_id) in sources.iter().zip(&lineages).zip(&bb_ids) {
-        let mut doc = copied(source);
-        let reason = build_reason(&Value::Object(doc.clone()), &rule.severity, &rule.name);
+        let (mut doc, reason) = reason_for(copied(source), rule);
         let spec = Specific { id: bb_id, ancestors: anc.clone(), depth: *depth, original_time: original_time(source), reason };
         add_alert_fields(&mut doc, rule, ctx, spec);
         blocks.push(doc);
     }
 
-    let block_values: Vec<Value> = blocks.iter().cloned().map(Value::Object).collect();
+    // Wrapped as values for the intersection, and unwrapped again: no copy of the blocks.
+    let block_values: Vec<Value> = blocks.into_iter().map(Value::Object).collect();
     let refs: Vec<&Value> = block_values.iter().collect();
-    let mut shell = match intersect_all(&refs) {
+    let shell = match intersect_all(&refs) {
         Value::Object(m) => m,
         _ => Map::new(),
     };
-    let reason = build_reason(&Value::Object(shell.clone()), &rule.severity, &rule.name);
+    let blocks: Vec<Map<String, Value>> =
+        block_values.into_iter().map(|v| if let Value::Object(m) = v { m } else { Map::new() }).collect();
+    let (mut shell, reason) = reason_for(shell, rule);
     let max_depth = lineages.iter().map(|(_, d)| *d).max().unwrap_or(1);
     let first_bb_time = blocks[0].get("@timestamp").and_then(Value::as_str).map(str::to_string);
     let spec = Specific { id: &shell_id, ancestors: shell_ancestors, depth: max_depth + 1, original_time: first_bb_time, reason };

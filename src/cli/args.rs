@@ -168,7 +168,8 @@ pub enum AlertFormat {
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// Events: NDJSON, a JSON array, or either gzipped (`.gz`); bare events or search hits.
+    /// Events: NDJSON, a JSON array, or either gzipped (`.gz`); bare events or search hits. `-` reads standard
+    /// input (once: it must be in time order).
     #[arg(long, value_name = "FILE")]
     pub events: PathBuf,
     /// Evaluate each rule over its own window `[T - from, T]` instead of the whole file as one window.

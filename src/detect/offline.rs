@@ -16,7 +16,7 @@ use crate::eql::mapping::Mapping;
 use crate::eql::plan::Plan;
 use crate::eql::engine::Results;
 use crate::event::{Event, FileRange};
-use crate::source::files::{read_events_file, read_ranges, FileSourceError, Flow, Projection, ReadReport};
+use crate::source::files::{is_stdin, read_events_file, read_ranges, FileSourceError, Flow, Projection, ReadReport};
 use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use std::path::Path;
@@ -103,7 +103,8 @@ impl<'r, 'a> Setup<'r, 'a> {
 /// Runs `rules` over the events of `path`. With `now`, each rule sees only its own window
 /// `[now - from, now]` (extended back by `maxspan` in complete sequence mode); without, the whole file is
 /// one window. Search hits are offered only to the rules whose index patterns match their `_index`. Fails
-/// only when the file cannot be read at all.
+/// only when the file cannot be read at all (or, for standard input — `path` `-` — when its events are not in
+/// time order: it cannot be read again to sort them).
 pub fn run_on_file<'a>(
     rules: &[&'a PreparedRule],
     mapping: &Mapping,
@@ -119,15 +120,18 @@ pub fn run_on_file<'a>(
     // First try: stream the file as it is.
     let plans: Vec<&CompiledQuery> = runnable.iter().filter_map(|&i| setup.compiled[i].as_ref().ok()).collect();
     let mut pass = Pass::new(runnable.iter().zip(&plans).map(|(&i, plan)| setup.member(i, plan))).filter_by_index(OFFLINE_INDEX);
-    let mut out_of_order = false;
+    let mut out_of_order = None;
     let read = read_events_file(path, OFFLINE_INDEX, &projection, |event| match pass.offer(&Arc::new(event)) {
         Ok(()) => Flow::Continue,
-        Err(_) => {
-            out_of_order = true;
+        Err(e) => {
+            out_of_order = Some(e.rule_id);
             Flow::Stop
         }
     })?;
-    if !out_of_order {
+    if let Some(rule_id) = out_of_order.clone().filter(|_| is_stdin(path)) {
+        return Err(FileSourceError::StdinNotSorted { rule_id });
+    }
+    if out_of_order.is_none() {
         let results = pass.finish();
         let read_back = |ranges: &[FileRange]| read_ranges(path, ranges);
         let rules = outcomes(&setup, &plans, results, &read, opts, started, Some(&read_back));

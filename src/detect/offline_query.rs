@@ -17,7 +17,7 @@ use crate::alert::{self, AlertDoc};
 use crate::eql::mapping::Mapping;
 use crate::event::Event;
 use crate::kql::{eval, Node};
-use crate::source::files::{read_events_file, FileSourceError, Flow, Projection};
+use crate::source::files::{is_stdin, read_events_file, FileSourceError, Flow, Projection};
 use chrono::{DateTime, Utc};
 use std::path::Path;
 use std::time::Instant;
@@ -105,6 +105,9 @@ pub fn run_on_file<'a>(
     now: Option<DateTime<Utc>>,
     opts: &RunOptions,
 ) -> Result<Vec<RuleOutcome<'a>>, FileSourceError> {
+    if is_stdin(path) {
+        return Err(FileSourceError::StdinReadTwice);
+    }
     let started = Instant::now();
     let mut states: Vec<State<'a>> = rules
         .iter()

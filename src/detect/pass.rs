@@ -78,18 +78,42 @@ pub struct MemberResult {
 
 struct State<'a> {
     member: Member<'a>,
-    /// Whether the rule has gates ([`Gates`]): then only events that meet one are evaluated.
-    gated: bool,
-    /// Index into the pass's distinct timestamp readers, index pattern sets and windows.
-    clock: usize,
-    indices: usize,
-    window: Option<usize>,
+    /// The rule's cohort: the rules that take exactly the same events ([`Cohort`]).
+    cohort: usize,
     runner: Runner<'a, CompiledQuery>,
+    error: Option<EqlError>,
+    /// The cohort's counts when the rule failed (it counts no further events).
+    frozen: Option<Counts>,
+}
+
+/// What a cohort's rules were offered (see [`MemberResult`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
     offered: u64,
     outside_indices: u64,
     excepted: u64,
     span_ms: Option<(i64, i64)>,
-    error: Option<EqlError>,
+}
+
+/// Rules that take exactly the same events: the same index patterns, window and timestamp field, and no
+/// exceptions (a rule with exceptions is a cohort of its own). Which events they are offered and the counts
+/// of the summary are decided once per cohort, not once per rule; then each ungated member and each marked
+/// gated member ([`Gates`]) gets the event.
+struct Cohort {
+    /// Index into the pass's distinct timestamp readers, index pattern sets and windows.
+    clock: usize,
+    indices: usize,
+    window: Option<usize>,
+    /// The member whose exceptions apply (only in a cohort of one).
+    excepting: Option<usize>,
+    members: Vec<usize>,
+    /// Members without gates: offered every event of the cohort.
+    ungated: Vec<usize>,
+    /// Members that have not failed; a cohort with none is skipped.
+    alive: usize,
+    counts: Counts,
+    /// This event: its timestamp when the cohort takes it (`None`: it does not).
+    taken: Option<Option<i64>>,
 }
 
 /// Per-event work that rules share when their settings are the same: computed once per event for each
@@ -134,37 +158,62 @@ impl<'a> Shared<'a> {
     }
 }
 
-/// The rules' gates (`CompiledQuery::gates`) as an index from field values to rules: per event, the values
-/// of the few discriminating fields (`event.code`, `event.action`, `event.category`, …) are read once and
-/// mark the rules that may care; a gated rule that is not marked skips the event — it could match none of
-/// its stages. This is what keeps a thousand rules close to the cost of a few.
+/// The rules' gates (`CompiledQuery::gate_sets`) as an index from field values to rules: per event, the
+/// values of the gate fields (`event.code`, `event.action`, `user.name`, …) are read once and mark the
+/// rules that may care; a gated rule that is not marked skips the event — it could match none of its
+/// stages. A stage's gate is met when the event meets every one of its conditions (each an equality test
+/// of the stage's `and`); a rule is marked when one of its stages' gates is. This is what keeps a thousand
+/// rules close to the cost of a few: rules that differ only in a constant are told apart by the index, not
+/// by evaluating each of them.
 #[derive(Default)]
 struct Gates {
     /// Distinct gate fields, each read through the accessor of the first rule that gates on it.
     fields: Vec<FieldAcc>,
-    /// Per field: exact value → rules; ASCII-lower-case value → rules (case-insensitive gates).
-    exact: Vec<FxHashMap<String, Vec<usize>>>,
-    folded: Vec<FxHashMap<String, Vec<usize>>>,
+    /// Per field: exact value → conditions; ASCII-lower-case value → conditions (case-insensitive tests).
+    exact: Vec<FxHashMap<String, Vec<u32>>>,
+    folded: Vec<FxHashMap<String, Vec<u32>>>,
+    /// Per condition: its stage gate, and the event number that last met it (a condition counts once per
+    /// event, whatever the number of values that meet it).
+    cond_stage: Vec<u32>,
+    cond_met: Vec<u64>,
+    /// Per stage gate: its rule, its number of conditions, and (event number, conditions met so far).
+    stage_rule: Vec<usize>,
+    stage_need: Vec<u32>,
+    stage_met: Vec<(u64, u32)>,
     /// Per rule: the event number that last marked it.
     marks: Vec<u64>,
+    /// The rules marked for this event.
+    marked: Vec<usize>,
     event_no: u64,
 }
 
 impl Gates {
-    fn add(&mut self, rule: usize, gates: &[Gate]) {
-        for g in gates {
-            let f = match self.fields.iter().position(|a| a.source_path == g.field.source_path && a.kind == g.field.kind) {
-                Some(f) => f,
-                None => {
-                    self.fields.push(g.field.clone());
-                    self.exact.push(FxHashMap::default());
-                    self.folded.push(FxHashMap::default());
-                    self.fields.len() - 1
+    fn add(&mut self, rule: usize, stages: &[Vec<Gate>]) {
+        for conditions in stages {
+            let stage = self.stage_rule.len() as u32;
+            self.stage_rule.push(rule);
+            self.stage_need.push(conditions.len() as u32);
+            self.stage_met.push((0, 0));
+            for g in conditions {
+                let f = match self.fields.iter().position(|a| a.source_path == g.field.source_path && a.kind == g.field.kind) {
+                    Some(f) => f,
+                    None => {
+                        self.fields.push(g.field.clone());
+                        self.exact.push(FxHashMap::default());
+                        self.folded.push(FxHashMap::default());
+                        self.fields.len() - 1
+                    }
+                };
+                let condition = self.cond_stage.len() as u32;
+                self.cond_stage.push(stage);
+                self.cond_met.push(0);
+                let map = if g.ascii_ci { &mut self.folded[f] } else { &mut self.exact[f] };
+                for v in &g.values {
+                    let list = map.entry(v.clone()).or_default();
+                    if list.last() != Some(&condition) {
+                        list.push(condition);
+                    }
                 }
-            };
-            let map = if g.ascii_ci { &mut self.folded[f] } else { &mut self.exact[f] };
-            for v in &g.values {
-                map.entry(v.clone()).or_default().push(rule);
             }
         }
     }
@@ -173,31 +222,56 @@ impl Gates {
     fn mark(&mut self, event: &Event) {
         self.event_no += 1;
         let unused = AtomicU64::new(0);
-        for (f, acc) in self.fields.iter().enumerate() {
+        self.marked.clear();
+        let Gates { fields, exact, folded, cond_stage, cond_met, stage_rule, stage_need, stage_met, marks, marked, event_no } =
+            self;
+        let now = *event_no;
+        let mut meet = |conditions: &[u32]| {
+            for &c in conditions {
+                let c = c as usize;
+                if cond_met[c] == now {
+                    continue;
+                }
+                cond_met[c] = now;
+                let stage = cond_stage[c] as usize;
+                let met = &mut stage_met[stage];
+                if met.0 != now {
+                    *met = (now, 0);
+                }
+                met.1 += 1;
+                let rule = stage_rule[stage];
+                if met.1 == stage_need[stage] && marks[rule] != now {
+                    marks[rule] = now;
+                    marked.push(rule);
+                }
+            }
+        };
+        for (f, acc) in fields.iter().enumerate() {
             acc.any(&event.source, &unused, &mut |v| {
-                if let Val::Str(s) = v {
-                    for &r in self.exact[f].get(s.as_ref()).into_iter().flatten() {
-                        self.marks[r] = self.event_no;
+                if let Val::Ip(ip) = v {
+                    // Ip gates hold the addresses' text (IPv6 form, as `Val::Ip` keeps them).
+                    if let Some(conditions) = exact[f].get(ip.to_string().as_str()) {
+                        meet(conditions);
                     }
-                    if s.is_ascii() && !self.folded[f].is_empty() {
+                } else if let Val::Str(s) = v {
+                    if let Some(conditions) = exact[f].get(s.as_ref()) {
+                        meet(conditions);
+                    }
+                    if s.is_ascii() && !folded[f].is_empty() {
                         // Most values are lower case already: no copy for them.
                         let lower: std::borrow::Cow<str> = if s.bytes().any(|b| b.is_ascii_uppercase()) {
                             s.to_ascii_lowercase().into()
                         } else {
                             s.as_ref().into()
                         };
-                        for &r in self.folded[f].get(lower.as_ref()).into_iter().flatten() {
-                            self.marks[r] = self.event_no;
+                        if let Some(conditions) = folded[f].get(lower.as_ref()) {
+                            meet(conditions);
                         }
                     }
                 }
                 false
             });
         }
-    }
-
-    fn marked(&self, rule: usize) -> bool {
-        self.marks[rule] == self.event_no
     }
 }
 
@@ -215,6 +289,7 @@ fn slot<K: PartialEq, V>(list: &mut Vec<V>, key: &K, key_of: impl Fn(&V) -> &K, 
 /// The rules of one pass and their running state.
 pub struct Pass<'a> {
     states: Vec<State<'a>>,
+    cohorts: Vec<Cohort>,
     shared: Shared<'a>,
     gates: Gates,
     /// Offer events only to rules whose patterns match their `_index` (false: every event to every rule).
@@ -234,11 +309,12 @@ impl<'a> Pass<'a> {
             window_now: Vec::new(),
         };
         let mut gates = Gates::default();
+        let mut cohorts: Vec<Cohort> = Vec::new();
         let states: Vec<State<'a>> = members
             .into_iter()
             .enumerate()
             .map(|(n, member)| {
-                let rule_gates = member.plan.gates();
+                let rule_gates = member.plan.gate_sets();
                 if let Some(g) = &rule_gates {
                     gates.add(n, g);
                 }
@@ -253,26 +329,39 @@ impl<'a> Pass<'a> {
                     let key = (WindowFields::for_rule(rule), w);
                     slot(&mut shared.windows, &key, |k| k, || key.clone())
                 });
-                State {
-                    gated: rule_gates.is_some(),
-                    clock,
-                    indices,
-                    window,
-                    runner: Runner::new(member.plan),
-                    offered: 0,
-                    outside_indices: 0,
-                    excepted: 0,
-                    span_ms: None,
-                    error: None,
-                    member,
+                let excepting = (!member.exceptions.is_empty()).then_some(n);
+                let same = |c: &Cohort| c.excepting.is_none() && excepting.is_none() && (c.clock, c.indices, c.window) == (clock, indices, window);
+                let cohort = match cohorts.iter().position(same) {
+                    Some(c) => c,
+                    None => {
+                        cohorts.push(Cohort {
+                            clock,
+                            indices,
+                            window,
+                            excepting,
+                            members: Vec::new(),
+                            ungated: Vec::new(),
+                            alive: 0,
+                            counts: Counts::default(),
+                            taken: None,
+                        });
+                        cohorts.len() - 1
+                    }
+                };
+                let c = &mut cohorts[cohort];
+                c.members.push(n);
+                c.alive += 1;
+                if rule_gates.is_none() {
+                    c.ungated.push(n);
                 }
+                State { cohort, runner: Runner::new(member.plan), error: None, frozen: None, member }
             })
             .collect();
         shared.ts_now = vec![None; shared.clocks.len()];
         shared.index_now = vec![None; shared.index_sets.len()];
         shared.window_now = vec![None; shared.windows.len()];
         gates.marks = vec![0; states.len()];
-        Pass { states, shared, gates, filter_indices: false, unindexed: None }
+        Pass { states, cohorts, shared, gates, filter_indices: false, unindexed: None }
     }
 
     /// Offers each event only to the rules whose index patterns match its `_index`, except events whose
@@ -293,37 +382,50 @@ impl<'a> Pass<'a> {
         if !self.gates.fields.is_empty() {
             self.gates.mark(event);
         }
-        for (n, s) in self.states.iter_mut().enumerate() {
-            if s.error.is_some() {
+        let states = &mut self.states;
+        for cohort in self.cohorts.iter_mut() {
+            cohort.taken = None;
+            if cohort.alive == 0 {
                 continue;
             }
-            if indexed && !shared.in_indices(s.indices, &event.index) {
-                s.outside_indices += 1;
+            if indexed && !shared.in_indices(cohort.indices, &event.index) {
+                cohort.counts.outside_indices += 1;
                 continue;
             }
-            if let Some(w) = s.window {
+            if let Some(w) = cohort.window {
                 if !shared.in_window(w, event) {
                     continue;
                 }
             }
-            if !s.member.exceptions.is_empty() && s.member.exceptions.excludes(event) {
-                s.excepted += 1;
-                continue;
-            }
-            let ts = shared.timestamp(s.clock, event);
-            if let Some(ts) = ts {
-                match s.span_ms {
-                    Some((_, last)) if ts < last => return Err(OutOfOrder { rule_id: s.member.prepared.rule.rule_id.clone() }),
-                    Some((first, _)) => s.span_ms = Some((first, ts)),
-                    None => s.span_ms = Some((ts, ts)),
+            if let Some(r) = cohort.excepting {
+                if states[r].member.exceptions.excludes(event) {
+                    cohort.counts.excepted += 1;
+                    continue;
                 }
             }
-            s.offered += 1;
-            if s.gated && !self.gates.marked(n) {
-                continue;
+            let ts = shared.timestamp(cohort.clock, event);
+            let counts = &mut cohort.counts;
+            if let Some(ts) = ts {
+                match counts.span_ms {
+                    Some((_, last)) if ts < last => {
+                        let first_alive = cohort.members.iter().find(|&&r| states[r].error.is_none()).copied().unwrap_or(cohort.members[0]);
+                        return Err(OutOfOrder { rule_id: states[first_alive].member.prepared.rule.rule_id.clone() });
+                    }
+                    Some((first, _)) => counts.span_ms = Some((first, ts)),
+                    None => counts.span_ms = Some((ts, ts)),
+                }
             }
-            if let Err(e) = s.runner.push_shared_at(Arc::clone(event), ts) {
-                s.error = Some(e);
+            counts.offered += 1;
+            cohort.taken = Some(ts);
+            for i in 0..cohort.ungated.len() {
+                let r = cohort.ungated[i];
+                push(&mut states[r], cohort, event, ts);
+            }
+        }
+        for &r in &self.gates.marked {
+            let cohort = &mut self.cohorts[states[r].cohort];
+            if let Some(ts) = cohort.taken {
+                push(&mut states[r], cohort, event, ts);
             }
         }
         Ok(())
@@ -331,19 +433,35 @@ impl<'a> Pass<'a> {
 
     /// Ends the pass: each member's results, in member order.
     pub fn finish(self) -> Vec<MemberResult> {
+        let cohorts = self.cohorts;
         self.states
             .into_iter()
-            .map(|s| MemberResult {
-                offered: s.offered,
-                outside_indices: s.outside_indices,
-                excepted: s.excepted,
-                span_ms: s.span_ms,
-                output: match s.error {
-                    Some(e) => Err(e),
-                    None => s.runner.finish(),
-                },
+            .map(|s| {
+                let counts = s.frozen.unwrap_or(cohorts[s.cohort].counts);
+                MemberResult {
+                    offered: counts.offered,
+                    outside_indices: counts.outside_indices,
+                    excepted: counts.excepted,
+                    span_ms: counts.span_ms,
+                    output: match s.error {
+                        Some(e) => Err(e),
+                        None => s.runner.finish(),
+                    },
+                }
             })
             .collect()
+    }
+}
+
+/// Gives a rule of `cohort` the event the cohort takes; a rule that fails keeps the counts it had then.
+fn push(state: &mut State<'_>, cohort: &mut Cohort, event: &Arc<Event>, ts: Option<i64>) {
+    if state.error.is_some() {
+        return;
+    }
+    if let Err(e) = state.runner.push_shared_at(Arc::clone(event), ts) {
+        state.error = Some(e);
+        state.frozen = Some(cohort.counts);
+        cohort.alive -= 1;
     }
 }
 
@@ -379,13 +497,25 @@ mod tests {
             r#"authentication where event.outcome == "failure""#,
             r#"sequence with maxspan=1m [authentication where event.code == "4625"] by user.name [authentication where event.code == "4624"] by user.name until [any where event.code == "4634"] by user.name"#,
             r#"any where winlog.logon.type : "network*""#,
+            // Several conditions per stage (all must be met), on multi-valued and case-insensitive fields.
+            r#"process where event.code == "4688" and host.os.type == "windows""#,
+            r#"authentication where event.category == "authentication" and event.outcome : "SUCCESS" and event.code == "4624""#,
+            r#"any where event.code == "4624" and host.os.type == "linux""#,
         ];
+        let events = crate::simulate::benchmark_events(6_000, 3);
+        // An ip gate, with an address that the simulated logons have.
+        let ip = events
+            .iter()
+            .filter(|e| e.source.pointer("/event/action").and_then(serde_json::Value::as_str) == Some("logged-in"))
+            .find_map(|e| e.source.pointer("/source/ip").and_then(serde_json::Value::as_str))
+            .expect("simulated logons carry source.ip");
+        let ip_query = format!(r#"authentication where event.action == "logged-in" and source.ip == "{ip}""#);
+        let queries: Vec<&str> = queries.iter().copied().chain([ip_query.as_str()]).collect();
         let plans: Vec<CompiledQuery> = queries.iter().map(|q| compile(q)).collect();
         // Which of them the index can gate (a wildcard, or a non-discriminating field, cannot be).
-        let gated: Vec<bool> = plans.iter().map(|p| p.gates().is_some()).collect();
-        assert_eq!(gated, [true, true, true, true, true, false]);
+        let gated: Vec<bool> = plans.iter().map(|p| p.gate_sets().is_some()).collect();
+        assert_eq!(gated, [true, true, true, true, true, false, true, true, true, true]);
 
-        let events = crate::simulate::benchmark_events(6_000, 3);
         let config = crate::config::Config::default();
         let rule_text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/credential_access_machine_account_smb_relay.toml")).unwrap();
         let rule = crate::rules::parse_rule(std::path::Path::new("r.toml"), &rule_text).unwrap();
@@ -399,10 +529,14 @@ mod tests {
         let mut matched = 0;
         for ((query, plan), result) in queries.iter().zip(&plans).zip(pass.finish()) {
             let alone = run(plan, events.iter().cloned()).unwrap();
+            assert_eq!(result.offered, sorted.len() as u64, "{query}: every event is offered (no window, no index)");
             let together = result.output.unwrap();
             assert_eq!(ids(&together.results), ids(&alone.results), "{query}");
             assert_eq!(together.stats.total_results, alone.stats.total_results, "{query}");
             matched += alone.stats.total_results;
+            if *query == ip_query {
+                assert!(alone.stats.total_results > 0, "the ip gate's address is in the events");
+            }
         }
         assert!(matched > 0, "the simulated events must match some of the queries");
     }

@@ -18,10 +18,14 @@ struct Hit<'a> {
 
 /// Writes alert documents as hits of `index`, one per line; returns how many lines were written.
 pub fn write_alert_docs<W: Write>(out: &mut W, index: &str, docs: &[AlertDoc]) -> io::Result<usize> {
+    // Buffered here: a locked stdout is line-buffered and would search every small write for a newline.
+    let mut buf = io::BufWriter::with_capacity(64 * 1024, &mut *out);
     for doc in docs {
-        serde_json::to_writer(&mut *out, &Hit { _index: index, _id: &doc.id, _source: &doc.source })?;
-        out.write_all(b"\n")?;
+        serde_json::to_writer(&mut buf, &Hit { _index: index, _id: &doc.id, _source: &doc.source })?;
+        buf.write_all(b"\n")?;
     }
+    buf.flush()?;
+    drop(buf);
     out.flush()?;
     Ok(docs.len())
 }

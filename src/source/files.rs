@@ -14,6 +14,9 @@
 //! With a [`Projection::Fields`] each `_source` is parsed once into only the fields the rules read
 //! (`crate::event::projection`); the whole `_source` text is kept beside it for alert building.
 //!
+//! The path `-` is standard input (e.g. `esdetect simulate --stdout | esdetect test --events - …`): read
+//! the same way, once, with each event's text kept in memory (it cannot be read back).
+//!
 //! A malformed line or item is skipped and counted with its line number (1-based; for a JSON array, the
 //! item's 1-based position) and the reason; it never aborts the read. A gzip stream that ends early keeps
 //! the events before the break and reports it. An unreadable file, a UTF-16 file, or a JSON array that
@@ -86,6 +89,24 @@ pub enum FileSourceError {
     BadArray { path: PathBuf, reason: String },
     #[error("{path} is UTF-16 encoded; convert it to UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`)")]
     Utf16 { path: PathBuf },
+    #[error(
+        "the events on standard input are not in time order (rule {rule_id}): standard input cannot be read \
+         twice to sort it; save the events to a file and pass its path to --events instead"
+    )]
+    StdinNotSorted { rule_id: String },
+    #[error(
+        "query, threshold and new terms rules read the events apart from the EQL rules, and standard input can \
+         be read only once: save the events to a file and pass its path to --events instead"
+    )]
+    StdinReadTwice,
+}
+
+/// The `--events` path that means standard input (streamed; must be in time order).
+pub const STDIN: &str = "-";
+
+/// Whether `path` names standard input.
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == STDIN
 }
 
 /// Errors of [`read_events`], without a path.
@@ -108,7 +129,8 @@ pub fn read_events_file(
     on_event: impl FnMut(Event) -> Flow,
 ) -> Result<ReadReport, FileSourceError> {
     let reader = open(path)?;
-    let leave_text_in_file = matches!(projection, Projection::Fields(_));
+    // Standard input cannot be read back: its events keep their text in memory.
+    let leave_text_in_file = matches!(projection, Projection::Fields(_)) && !is_stdin(path);
     read_items(reader, default_index, projection, leave_text_in_file, on_event).map_err(|e| match e {
         ReadError::Io(source) => FileSourceError::Io { path: path.to_path_buf(), source },
         ReadError::BadArray(reason) => FileSourceError::BadArray { path: path.to_path_buf(), reason },
@@ -118,6 +140,12 @@ pub fn read_events_file(
 
 /// Opens a file, decompressing it when it starts with the gzip magic bytes.
 fn open(path: &Path) -> Result<Box<dyn BufRead>, FileSourceError> {
+    if is_stdin(path) {
+        let io_err = |source| FileSourceError::Io { path: path.to_path_buf(), source };
+        let mut reader = BufReader::with_capacity(256 * 1024, std::io::stdin().lock());
+        let is_gzip = reader.fill_buf().map_err(io_err)?.starts_with(&[0x1f, 0x8b]);
+        return Ok(if is_gzip { Box::new(BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(reader))) } else { Box::new(reader) });
+    }
     let (reader, is_gzip) = open_file(path)?;
     Ok(if is_gzip { Box::new(BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(reader))) } else { Box::new(reader) })
 }

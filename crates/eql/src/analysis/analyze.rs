@@ -755,16 +755,35 @@ pub struct Gate {
     pub ascii_ci: bool,
 }
 
-/// The gate of one stage: its first conjunct that is an equality test on a discriminating keyword field.
-fn stage_gate(pred: &Pred) -> Option<Gate> {
-    let conjuncts: &[Pred] = match pred {
+/// The conjuncts of a stage's predicate.
+fn conjuncts(pred: &Pred) -> &[Pred] {
+    match pred {
         Pred::And(v) => v,
         p => std::slice::from_ref(p),
-    };
+    }
+}
+
+/// The gate of one stage: its first conjunct that is an equality test on a discriminating keyword field.
+fn stage_gate(pred: &Pred) -> Option<Gate> {
     let gateable = |acc: &FieldAcc| acc.kind == ValueKind::Keyword && DISCRIMINATING_FIELDS.contains(&acc.name.as_str());
-    conjuncts.iter().find_map(|c| match c {
+    conjuncts(pred).iter().find_map(|c| gate_of(c, &gateable))
+}
+
+/// Every conjunct of a stage that is an exact equality test on a keyword or ip field (any such field): an
+/// event that matches the stage meets all of them. An ip gate's values are the addresses' IPv6 text.
+fn stage_gates(pred: &Pred) -> Vec<Gate> {
+    let gateable = |acc: &FieldAcc| matches!(acc.kind, ValueKind::Keyword | ValueKind::Ip);
+    conjuncts(pred).iter().filter_map(|c| gate_of(c, &gateable)).collect()
+}
+
+/// `c` as a gate, when it is an exact equality test on a field `gateable` accepts.
+fn gate_of(c: &Pred, gateable: &dyn Fn(&FieldAcc) -> bool) -> Option<Gate> {
+    match c {
         Pred::Cmp(acc, CompareOp::Eq, Val::Str(s)) if gateable(acc) => {
             Some(Gate { field: acc.clone(), values: vec![s.to_string()], ascii_ci: false })
+        }
+        Pred::Cmp(acc, CompareOp::Eq, Val::Ip(ip)) if acc.kind == ValueKind::Ip && gateable(acc) => {
+            Some(Gate { field: acc.clone(), values: vec![ip.to_string()], ascii_ci: false })
         }
         Pred::In(acc, lits) if gateable(acc) => {
             let values = lits.iter().map(|l| if let Val::Str(s) = l { Some(s.to_string()) } else { None }).collect::<Option<_>>()?;
@@ -785,7 +804,7 @@ fn stage_gate(pred: &Pred) -> Option<Gate> {
             Some(Gate { field: acc.clone(), values, ascii_ci: ci })
         }
         _ => None,
-    })
+    }
 }
 
 /// ECS fields that say *which* event a document is; in Windows data a test on them rejects most documents.
@@ -964,6 +983,18 @@ impl CompiledQuery {
         self.stages.iter().chain(&self.missing).chain(self.until.iter()).map(|s| stage_gate(&s.pred)).collect()
     }
 
+    /// Like [`CompiledQuery::gates`], with every gate of each stage: an event that matches a stage meets
+    /// all of that stage's gates — tests on any keyword field, so a rule that differs from a thousand others
+    /// only in a `user.name == "…"` is gated by it. `None` when some stage has none.
+    pub fn gate_sets(&self) -> Option<Vec<Vec<Gate>>> {
+        self.stages
+            .iter()
+            .chain(&self.missing)
+            .chain(self.until.iter())
+            .map(|s| Some(stage_gates(&s.pred)).filter(|g| !g.is_empty()))
+            .collect()
+    }
+
     pub fn malformed_values(&self) -> u64 {
         self.malformed.load(AtomicOrdering::Relaxed)
     }
@@ -1132,6 +1163,11 @@ impl Plan for CompiledQuery {
     }
     fn fields_read(&self) -> Option<Vec<String>> {
         Some(CompiledQuery::fields_read(self))
+    }
+    fn retained_fields(&self) -> Option<Vec<String>> {
+        let mut out = vec![self.timestamp.source_path.clone()];
+        out.extend(self.tiebreaker.iter().map(|t| t.source_path.clone()));
+        Some(out)
     }
 
     fn tiebreaker(&self, event: &Event) -> Option<KeyValue> {

@@ -85,6 +85,22 @@ impl Event {
         matches!(self.full_text, Some(FullText::NotFetched))
     }
 
+    /// What a held event needs once it has matched a stage: its identity, the handle to its text and the
+    /// fields of `keep` — not the rest of the projection. Open sequence state holds events for minutes
+    /// (`maxspan`), so this is what bounds its memory. An event whose `source` is the whole document (no
+    /// text kept elsewhere) is returned as it is.
+    pub fn slim(event: &Arc<Event>, keep: &FieldSet) -> Arc<Event> {
+        match &event.full_text {
+            None => Arc::clone(event),
+            Some(text) => Arc::new(Event {
+                index: event.index.clone(),
+                id: event.id.clone(),
+                source: keep.prune(&event.source),
+                full_text: Some(text.clone()),
+            }),
+        }
+    }
+
     /// Where the item lies in its file, when its text was left there.
     pub fn file_range(&self) -> Option<FileRange> {
         match self.full_text {
@@ -193,5 +209,21 @@ mod tests {
         let bs: Vec<_> = e.field_values("a.b").into_iter().cloned().collect();
         assert_eq!(bs, vec![json!(1), json!(2), json!(null)]);
         assert!(e.field_values("missing.field").is_empty());
+    }
+
+    #[test]
+    fn a_slim_event_keeps_identity_text_and_the_kept_fields_only() {
+        let doc = json!({"@timestamp": "2026-01-01T00:00:00Z", "event": {"code": "4624"}, "user": {"name": "a"}});
+        let read = FieldSet::new(["@timestamp", "event.code", "user.name"]);
+        let text: Arc<str> = doc.to_string().into();
+        let projected = Arc::new(Event::projected("i", "1", read.prune(&doc), Arc::clone(&text)));
+        let slim = Event::slim(&projected, &FieldSet::new(["@timestamp"]));
+        assert_eq!((slim.index.as_str(), slim.id.as_str()), ("i", "1"));
+        assert_eq!(slim.source, json!({"@timestamp": "2026-01-01T00:00:00Z"}));
+        assert_eq!(*slim.full_source(), doc, "the whole _source is still there for the alert");
+        assert!(slim.field_values("event.code").is_empty());
+        // A whole document is the only copy of its fields: it is held as it is.
+        let whole = Arc::new(Event::new("i", "2", doc.clone()));
+        assert!(Arc::ptr_eq(&Event::slim(&whole, &FieldSet::new(["@timestamp"])), &whole));
     }
 }

@@ -164,6 +164,12 @@ pub trait Plan {
     fn fields_read(&self) -> Option<Vec<String>> {
         None
     }
+    /// The `_source` paths still read from an event after it matched a stage (the timestamp of a result is
+    /// read again when results are settled against the window). A sequence's open state keeps only these
+    /// of a projected event; `None`: keep the event whole.
+    fn retained_fields(&self) -> Option<Vec<String>> {
+        None
+    }
 
     /// Where the sequence's missing-event stages (`![...]`, after `runs=N` expansion) sit: entry `m` is the
     /// number of positive stages written before missing stage `m` (0 = leading, `stage_count()` = trailing).

@@ -37,7 +37,7 @@
 
 use crate::plan::{KeyValue, Plan};
 use crate::EqlError;
-use crate::event::Event;
+use crate::event::{Event, FieldSet};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -156,6 +156,14 @@ struct Held {
     rejected: bool,
 }
 
+/// What the slots hold of `event`, made on its first stage match and shared by the others (`held`).
+fn hold(keep: &Option<FieldSet>, held: &mut Option<Arc<Event>>, event: &Arc<Event>) -> Arc<Event> {
+    Arc::clone(held.get_or_insert_with(|| match keep {
+        Some(keep) => Event::slim(event, keep),
+        None => Arc::clone(event),
+    }))
+}
+
 /// How many events to feed between two `maxspan` prunes of dead slots (a full scan of the slot map).
 const PRUNE_EVERY: u64 = 4096;
 
@@ -174,6 +182,8 @@ pub struct SequenceMatcher {
     seen: HashMap<Vec<KeyValue>, Vec<Option<Seen>>>,
     /// Completed sequences not yet released (only with trailing missing stages).
     held: VecDeque<Held>,
+    /// The fields a held event keeps of its projection ([`Event::slim`]); `None`: events are held whole.
+    keep: Option<FieldSet>,
 }
 
 impl SequenceMatcher {
@@ -190,6 +200,7 @@ impl SequenceMatcher {
             missing: MissingStages::new(&[], stages),
             seen: HashMap::new(),
             held: VecDeque::new(),
+            keep: None,
         }
     }
 
@@ -197,6 +208,7 @@ impl SequenceMatcher {
     pub fn for_plan<P: Plan + ?Sized>(plan: &P) -> SequenceMatcher {
         let mut m = SequenceMatcher::new(plan.stage_count(), plan.maxspan_ms());
         m.missing = MissingStages::new(&plan.missing_positions(), plan.stage_count());
+        m.keep = plan.retained_fields().map(FieldSet::new);
         m
     }
 
@@ -314,6 +326,8 @@ impl SequenceMatcher {
             self.see_missing(plan, event, ts)?;
         }
         let last = self.stages - 1;
+        // What the slots hold of this event: made once, on its first stage match.
+        let mut held: Option<Arc<Event>> = None;
         // Last stage first: the event must not consume a slot it fills at an earlier stage in this call.
         for s in (0..self.stages).rev() {
             if !plan.matches_stage(s, event)? {
@@ -328,7 +342,7 @@ impl SequenceMatcher {
                         self.latest_missing_before(&self.missing.leading, &key, ts)
                     };
                     let seq =
-                        Pending { first_ts: ts, last_ts: ts, last_leading, doomed: false, events: vec![Arc::clone(event)] };
+                        Pending { first_ts: ts, last_ts: ts, last_leading, doomed: false, events: vec![hold(&self.keep, &mut held, event)] };
                     if last == 0 {
                         self.complete(seq, key, ts, out);
                     } else {
@@ -348,7 +362,7 @@ impl SequenceMatcher {
                         !inner.is_empty() && self.latest_missing_before(inner, &key, ts).is_some_and(|m| m > prev.last_ts)
                     });
                 let mut events = prev.events;
-                events.push(Arc::clone(event));
+                events.push(hold(&self.keep, &mut held, event));
                 let next = Pending { first_ts: prev.first_ts, last_ts: ts, last_leading: prev.last_leading, doomed, events };
                 if s == last {
                     self.complete(next, key, ts, out);
