@@ -287,7 +287,7 @@ pub enum ConfigError {
     #[error("{0}")]
     Invalid(String),
     #[error("rule actions: {0}")]
-    Actions(String),
+    Actions(#[source] crate::actions::ActionsError),
 }
 
 impl Config {

@@ -33,17 +33,31 @@ impl std::fmt::Debug for SecretValue {
 
 impl SecretValue {
     /// The clear value; `what` names the setting in the error.
-    pub fn resolve(&self, what: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
+    pub fn resolve(&self, what: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, SecretError> {
         match self {
             SecretValue::Inline(s) => Ok(s.clone()),
             SecretValue::Env { env: name } => env(name)
                 .map(Secret::new)
-                .ok_or_else(|| format!("{what}: environment variable {name} is not set; export it or write the value in the file")),
+                .ok_or_else(|| SecretError::EnvUnset { what: what.to_string(), name: name.clone() }),
             SecretValue::File { file } => std::fs::read_to_string(file)
                 .map(|s| Secret::new(s.trim_end_matches(['\r', '\n']).to_string()))
-                .map_err(|e| format!("{what}: cannot read {}: {e}", file.display())),
+                .map_err(|source| SecretError::Read { what: what.to_string(), path: file.clone(), source }),
         }
     }
+}
+
+/// Why a [`SecretValue`] could not be read; `what` is the setting (e.g. `connectors.hook.url`).
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("{what}: environment variable {name} is not set; export it or write the value in the file")]
+    EnvUnset { what: String, name: String },
+    #[error("{what}: cannot read {}: {source}", path.display())]
+    Read {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// `[connectors.<name>]`: where notifications go. `type` selects the kind. Every kind takes `kibana_id`:

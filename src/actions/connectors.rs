@@ -4,10 +4,11 @@
 //! Retried: no answer (connection refused, timeout), 429 and every 5xx; any other status is final.
 //! SMTP: transient (4xx) replies and connection errors are retried, permanent (5xx) replies are final.
 
-use super::config::{ConnectorConfig, HttpMethod, SmtpSecurity};
+use super::config::{ConnectorConfig, HttpMethod, SecretError, SmtpSecurity};
 use crate::es::retry::RetryPolicy;
 use crate::es::Secret;
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A connector ready to send.
@@ -32,7 +33,7 @@ pub enum Connector {
 
 impl Connector {
     /// Reads the secrets of `config`; `name` is the connector's name for errors.
-    pub fn resolve(name: &str, config: &ConnectorConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Connector, String> {
+    pub fn resolve(name: &str, config: &ConnectorConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Connector, ConnectorError> {
         let what = |field: &str| format!("connectors.{name}.{field}");
         Ok(match config {
             ConnectorConfig::Webhook { url, method, headers, body, .. } => Connector::Webhook {
@@ -41,7 +42,7 @@ impl Connector {
                 headers: headers
                     .iter()
                     .map(|(k, v)| Ok((k.clone(), v.resolve(&what(&format!("headers.{k}")), env)?)))
-                    .collect::<Result<_, String>>()?,
+                    .collect::<Result<_, SecretError>>()?,
                 body: body.clone(),
             },
             ConnectorConfig::Slack { url, .. } => Connector::Slack { url: checked_url(&what("url"), url.resolve(&what("url"), env)?)? },
@@ -49,7 +50,7 @@ impl Connector {
             ConnectorConfig::Pagerduty { routing_key, api_url, severity, .. } => {
                 if let Some(s) = severity {
                     if !["critical", "error", "warning", "info"].contains(&s.as_str()) {
-                        return Err(format!("{}: `{s}` is not one of critical, error, warning, info", what("severity")));
+                        return Err(ConnectorError::Severity { what: what("severity"), value: s.clone() });
                     }
                 }
                 Connector::Pagerduty {
@@ -62,19 +63,20 @@ impl Connector {
                 let ca_pem = match ca_cert {
                     None => None,
                     Some(path) => {
-                        let pem = std::fs::read(path).map_err(|e| format!("{}: cannot read {}: {e}", what("ca_cert"), path.display()))?;
+                        let pem = std::fs::read(path)
+                            .map_err(|source| ConnectorError::CaRead { what: what("ca_cert"), path: path.clone(), source })?;
                         lettre::transport::smtp::client::Certificate::from_pem(&pem)
-                            .map_err(|e| format!("{}: {} is not a PEM certificate: {e}", what("ca_cert"), path.display()))?;
+                            .map_err(|source| ConnectorError::CaPem { what: what("ca_cert"), path: path.clone(), source })?;
                         Some(pem)
                     }
                 };
                 for address in std::iter::once(from).chain(to) {
                     address
                         .parse::<lettre::message::Mailbox>()
-                        .map_err(|e| format!("connectors.{name}: `{address}` is not an email address: {e}"))?;
+                        .map_err(|source| ConnectorError::Address { name: name.to_string(), address: address.clone(), source })?;
                 }
                 if to.is_empty() {
-                    return Err(format!("{}: give at least one recipient", what("to")));
+                    return Err(ConnectorError::NoRecipient { what: what("to") });
                 }
                 Connector::Email {
                     host: host.clone(),
@@ -91,9 +93,48 @@ impl Connector {
     }
 }
 
-fn checked_url(what: &str, url: Secret) -> Result<Secret, String> {
-    url::Url::parse(url.expose()).map_err(|e| format!("{what}: not a URL ({e})"))?;
+fn checked_url(what: &str, url: Secret) -> Result<Secret, ConnectorError> {
+    url::Url::parse(url.expose()).map_err(|source| ConnectorError::NotAUrl { what: what.to_string(), source })?;
     Ok(url)
+}
+
+/// Why a `[connectors.<name>]` section cannot be used; `what` is the setting (e.g. `connectors.mail.to`).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The URL itself is never shown: it may carry a token.
+    #[error("{what}: not a URL ({source})")]
+    NotAUrl {
+        what: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("{what}: `{value}` is not one of critical, error, warning, info")]
+    Severity { what: String, value: String },
+    #[error("{what}: cannot read {}: {source}", path.display())]
+    CaRead {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {} is not a PEM certificate: {source}", path.display())]
+    CaPem {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: lettre::transport::smtp::Error,
+    },
+    #[error("connectors.{name}: `{address}` is not an email address: {source}")]
+    Address {
+        name: String,
+        address: String,
+        #[source]
+        source: lettre::address::AddressError,
+    },
+    #[error("{what}: give at least one recipient")]
+    NoRecipient { what: String },
 }
 
 /// One rendered message, ready for a connector (and storable in the outbox).
@@ -277,4 +318,31 @@ pub fn default_webhook_body(data: &Value) -> String {
         "alerts": data["context"]["alerts"],
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+    use crate::actions::config::SecretValue;
+    use std::error::Error as _;
+
+    #[test]
+    fn resolve_errors_name_the_setting_and_keep_their_cause() {
+        let slack = ConnectorConfig::Slack { kibana_id: None, url: SecretValue::Env { env: "ESDETECT_TEST_UNSET".into() } };
+        let e = Connector::resolve("chat", &slack, &|_| None).unwrap_err();
+        assert!(matches!(&e, ConnectorError::Secret(SecretError::EnvUnset { name, .. }) if name == "ESDETECT_TEST_UNSET"), "{e:?}");
+        assert!(e.to_string().starts_with("connectors.chat.url: environment variable ESDETECT_TEST_UNSET is not set"), "{e}");
+
+        let file = SecretValue::File { file: "/nonexistent/esdetect/token".into() };
+        let e = Connector::resolve("chat", &ConnectorConfig::Slack { kibana_id: None, url: file }, &|_| None).unwrap_err();
+        assert!(e.to_string().starts_with("connectors.chat.url: cannot read /nonexistent/esdetect/token: "), "{e}");
+        let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>()).expect("the io error is the cause");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+
+        let bad = ConnectorConfig::Slack { kibana_id: None, url: SecretValue::Inline(Secret::new("not a url".to_string())) };
+        let e = Connector::resolve("chat", &bad, &|_| None).unwrap_err();
+        assert!(matches!(e, ConnectorError::NotAUrl { .. }), "{e:?}");
+        assert!(!e.to_string().contains("not a url"), "the value may be a token and is never shown: {e}");
+        assert!(e.source().is_some_and(|s| s.is::<url::ParseError>()));
+    }
 }

@@ -19,13 +19,13 @@ use crate::detect::{PreparedRule, RunSummary};
 use crate::es::retry::RetryPolicy;
 use crate::es::EsClient;
 use config::{ActionConfig, ActionsSettings, ConnectorConfig, NotifyWhen};
-use connectors::{Connector, Delivery, Message};
+use connectors::{Connector, ConnectorError, Delivery, Message};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::Duration;
-use template::Escape;
+use template::{Escape, TemplateError};
 
 /// Connectors with their secrets read, and each rule's actions, checked against them.
 #[derive(Debug)]
@@ -47,7 +47,7 @@ impl Actions {
         connectors: &BTreeMap<String, ConnectorConfig>,
         rules: BTreeMap<String, Vec<ActionConfig>>,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<Actions>, String> {
+    ) -> Result<Option<Actions>, ActionsError> {
         let rules: BTreeMap<_, _> = rules.into_iter().filter(|(_, a)| !a.is_empty()).collect();
         let mut resolved = BTreeMap::new();
         for (name, c) in connectors {
@@ -57,29 +57,29 @@ impl Actions {
             for (i, a) in actions.iter().enumerate() {
                 let at = format!("rules.\"{rule_id}\".actions[{i}]");
                 if !resolved.contains_key(&a.connector) {
-                    let known: Vec<&str> = resolved.keys().map(String::as_str).collect();
-                    return Err(format!("{at}: no connector `{}` (defined: {known:?}); add [connectors.{}]", a.connector, a.connector));
+                    let known = resolved.keys().cloned().collect();
+                    return Err(ActionsError::UnknownConnector { at, connector: a.connector.clone(), known });
                 }
                 if a.notify_when == NotifyWhen::OnThrottleInterval && a.throttle.is_none() {
-                    return Err(format!("{at}: notify_when = \"on_throttle_interval\" needs `throttle`, e.g. \"1h\""));
+                    return Err(ActionsError::NoThrottle { at });
                 }
                 for (field, t) in [("message", &a.message), ("subject", &a.subject), ("body", &a.body)] {
                     if let Some(t) = t {
-                        template::check(&format!("{at}.{field}"), t).map_err(|e| e.to_string())?;
+                        template::check(&format!("{at}.{field}"), t)?;
                     }
                 }
             }
         }
         for (name, c) in &resolved {
             if let Connector::Webhook { body: Some(b), .. } = c {
-                template::check(&format!("connectors.{name}.body"), b).map_err(|e| e.to_string())?;
+                template::check(&format!("connectors.{name}.body"), b)?;
             }
         }
         let mut by_kibana_id = BTreeMap::new();
         for (name, c) in connectors {
             if let Some(id) = c.kibana_id() {
                 if let Some((other, _)) = by_kibana_id.insert(id.to_string(), (name.clone(), c.kind())) {
-                    return Err(format!("connectors.{name}: kibana_id `{id}` is also the kibana_id of connectors.{other}"));
+                    return Err(ActionsError::DuplicateKibanaId { name: name.clone(), id: id.to_string(), other });
                 }
             }
         }
@@ -89,7 +89,7 @@ impl Actions {
         let http = reqwest::Client::builder()
             .user_agent(concat!("esdetect/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client for connectors: {e}"))?;
+            .map_err(ActionsError::HttpClient)?;
         Ok(Some(Actions { settings: settings.clone(), connectors: resolved, rules, by_kibana_id, http }))
     }
 
@@ -113,6 +113,24 @@ impl Actions {
     fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy { max_retries: self.settings.max_retries, base_delay: self.settings.retry_delay, max_delay: Duration::from_secs(30) }
     }
+}
+
+/// Why the configured connectors and actions cannot be used (found at start-up, before any run).
+#[derive(Debug, thiserror::Error)]
+pub enum ActionsError {
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    /// `at` is the action, e.g. `rules."r1".actions[0]`.
+    #[error("{at}: no connector `{connector}` (defined: {known:?}); add [connectors.{connector}]")]
+    UnknownConnector { at: String, connector: String, known: Vec<String> },
+    #[error("{at}: notify_when = \"on_throttle_interval\" needs `throttle`, e.g. \"1h\"")]
+    NoThrottle { at: String },
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("connectors.{name}: kibana_id `{id}` is also the kibana_id of connectors.{other}")]
+    DuplicateKibanaId { name: String, id: String, other: String },
+    #[error("cannot build the HTTP client for connectors: {0}")]
+    HttpClient(#[source] reqwest::Error),
 }
 
 /// What the actions of one rule run did: counts per `connector` and outcome (`sent`, `failed`,
@@ -251,7 +269,7 @@ pub async fn dispatch(
                 Ok(m) => m,
                 Err(e) => {
                     report.record(&action.connector, "failed");
-                    report.errors.push(e);
+                    report.errors.push(e.to_string());
                     continue;
                 }
             };
@@ -409,18 +427,16 @@ fn render_message(
     i: usize,
     prepared: &PreparedRule,
     data: &Value,
-) -> Result<Message, String> {
+) -> Result<Message, TemplateError> {
     let at = format!("rules.\"{}\".actions[{i}]", prepared.rule.rule_id);
-    let text = template::render(&format!("{at}.message"), action.message.as_deref().unwrap_or(DEFAULT_MESSAGE), data, Escape::None)
-        .map_err(|e| e.to_string())?;
-    let subject = template::render(&format!("{at}.subject"), action.subject.as_deref().unwrap_or(DEFAULT_MESSAGE), data, Escape::None)
-        .map_err(|e| e.to_string())?;
+    let text = template::render(&format!("{at}.message"), action.message.as_deref().unwrap_or(DEFAULT_MESSAGE), data, Escape::None)?;
+    let subject = template::render(&format!("{at}.subject"), action.subject.as_deref().unwrap_or(DEFAULT_MESSAGE), data, Escape::None)?;
     let body_template = action.body.as_deref().or(match connector {
         Connector::Webhook { body, .. } => body.as_deref(),
         _ => None,
     });
     let body = match body_template {
-        Some(t) => template::render(&format!("{at}.body"), t, data, Escape::Json).map_err(|e| e.to_string())?,
+        Some(t) => template::render(&format!("{at}.body"), t, data, Escape::Json)?,
         None => connectors::default_webhook_body(data),
     };
     let dedup_key = format!("esdetect-{}-{}", prepared.rule_uuid, data["alert"]["id"].as_str().unwrap_or_default());

@@ -193,9 +193,18 @@ pub enum MappingFetchError {
     Parse(#[from] crate::eql::mapping::MappingError),
 }
 
-/// [`cluster_mapping`] for one rule's indices, with the failure as the run summary words it.
-pub(crate) async fn rule_mapping(client: &EsClient, indices: &[String], opts: &RunOptions) -> Result<Mapping, String> {
-    cluster_mapping(client, indices, opts).await.map_err(|e| format!("could not read the field mapping of {indices:?}: {e}"))
+/// [`cluster_mapping`] failed for a rule's indices: the run summary's wording, naming the indices.
+#[derive(Debug, thiserror::Error)]
+#[error("could not read the field mapping of {indices:?}: {source}")]
+pub struct RuleMappingError {
+    pub indices: Vec<String>,
+    #[source]
+    pub source: MappingFetchError,
+}
+
+/// [`cluster_mapping`] for one rule's indices.
+pub(crate) async fn rule_mapping(client: &EsClient, indices: &[String], opts: &RunOptions) -> Result<Mapping, RuleMappingError> {
+    cluster_mapping(client, indices, opts).await.map_err(|source| RuleMappingError { indices: indices.to_vec(), source })
 }
 
 /// The end of every cluster run that writes alerts: the groups go to the rule's alias through `write`

@@ -16,7 +16,7 @@ use super::scan::{AlertOutput, ClusterOutcome};
 use super::summary::RunSummary;
 use super::{alert_context, rule_mapping, write_and_notify, RunOptions, Window, MAX_SIGNALS_WARNING};
 use crate::alert::{self, AlertDoc};
-use crate::es::EsClient;
+use crate::es::{EsClient, EsError};
 use crate::event::Event;
 use crate::rules::{Rule, RuleError};
 use crate::sink::es::{existing_ids, write_alerts, WriteOptions};
@@ -158,15 +158,29 @@ pub fn explain(prepared: &PreparedRule, q: &QueryRule, t: &NewTermsSpec, window:
     )
 }
 
-async fn search(client: &EsClient, indices: &[String], body: &Value) -> Result<Value, String> {
+/// One of the two searches of a new terms run failed; `stage` is `window` or `history`.
+#[derive(Debug, thiserror::Error)]
+pub enum NewTermsSearchError {
+    #[error("the new terms search of the {stage} failed: {source}")]
+    Cluster {
+        stage: &'static str,
+        #[source]
+        source: EsError,
+    },
+    #[error("the new terms search of the {stage} failed: shard failures: {failures}")]
+    ShardFailures { stage: &'static str, failures: Value },
+}
+
+async fn search(client: &EsClient, indices: &[String], body: &Value, stage: &'static str) -> Result<Value, NewTermsSearchError> {
     let path = format!("/{}/_search", crate::es::path::indices(indices));
     let params = [("ignore_unavailable", "true".to_string()), ("allow_no_indices", "true".to_string())];
-    let (status, resp) = client.raw(Method::Post, &path, &params, Some(body)).await.map_err(|e| e.to_string())?;
+    let failed = |source| NewTermsSearchError::Cluster { stage, source };
+    let (status, resp) = client.raw(Method::Post, &path, &params, Some(body)).await.map_err(failed)?;
     if status != 200 {
-        return Err(format!("HTTP {status}: {resp}"));
+        return Err(failed(EsError::from_response(&format!("POST {path}"), status, &resp)));
     }
     if resp["_shards"]["failed"].as_u64().unwrap_or(0) > 0 {
-        return Err(format!("shard failures: {}", resp["_shards"]["failures"]));
+        return Err(NewTermsSearchError::ShardFailures { stage, failures: resp["_shards"]["failures"].clone() });
     }
     Ok(resp)
 }
@@ -202,9 +216,9 @@ pub async fn run_on_cluster(
     let mut after: Option<Value> = None;
     let search_started = Instant::now();
     'pages: loop {
-        let page = match search(client, indices, &recent_terms_body(&query, &wq, &t.fields, after.as_ref())).await {
+        let page = match search(client, indices, &recent_terms_body(&query, &wq, &t.fields, after.as_ref()), "window").await {
             Ok(r) => r,
-            Err(e) => return done(summary.fail(format!("the new terms search of the window failed: {e}"), started)),
+            Err(e) => return done(summary.fail(e, started)),
         };
         let agg = &page["aggregations"]["new_terms"];
         // No after_key: every value was seen (Kibana stops here too).
@@ -212,9 +226,9 @@ pub async fn run_on_cluster(
         let keys: Vec<Value> = agg["buckets"].as_array().into_iter().flatten().map(|b| b["key"].clone()).collect();
         summary.candidates += keys.len() as u64;
         for chunk in keys.chunks(1000) {
-            let history = match search(client, indices, &history_body(&query, &hq, &t.fields, chunk, &tf)).await {
+            let history = match search(client, indices, &history_body(&query, &hq, &t.fields, chunk, &tf), "history").await {
                 Ok(r) => r,
-                Err(e) => return done(summary.fail(format!("the new terms search of the history failed: {e}"), started)),
+                Err(e) => return done(summary.fail(e, started)),
             };
             let mut candidates = Vec::new();
             for b in history["aggregations"]["new_terms"]["buckets"].as_array().into_iter().flatten() {

@@ -210,9 +210,9 @@ impl RunSummary {
         }
     }
 
-    /// Ends the run with an error.
-    pub fn fail(mut self, error: String, started: Instant) -> RunSummary {
-        self.errors.push(error);
+    /// Ends the run with an error: text, or a typed error (whose message names its cause).
+    pub fn fail(mut self, error: impl std::fmt::Display, started: Instant) -> RunSummary {
+        self.errors.push(error.to_string());
         self.finish(started)
     }
 

@@ -17,7 +17,7 @@ use super::summary::RunSummary;
 use super::{alert_context, rule_mapping, write_and_notify, RunOptions, Window, MAX_SIGNALS_WARNING};
 use crate::alert::{self, AlertDoc};
 use crate::eql::mapping::Mapping;
-use crate::es::EsClient;
+use crate::es::{EsClient, EsError};
 use crate::event::Event;
 use crate::rules::{Rule, RuleError};
 use crate::sink::es::{write_alerts, WriteOptions};
@@ -176,8 +176,17 @@ pub(crate) fn passes(b: &Bucket, t: &ThresholdSpec) -> bool {
     b.count >= t.value && t.cardinality.as_ref().map(|(_, n)| b.cardinality.unwrap_or(0) >= *n).unwrap_or(true)
 }
 
+/// The rule's earlier threshold alerts (its signal history) could not be read from its alerts alias.
+#[derive(Debug, thiserror::Error)]
+#[error("could not read the rule's earlier threshold alerts from `{alias}`: {source}")]
+pub struct SignalHistoryError {
+    pub alias: String,
+    #[source]
+    pub source: EsError,
+}
+
 /// Rebuilds the signal history from the rule's alerts whose `original_time` is in the window or later.
-async fn signal_history(client: &EsClient, prepared: &PreparedRule, t: &ThresholdSpec, from: DateTime<Utc>) -> Result<Vec<HistoryEntry>, String> {
+async fn signal_history(client: &EsClient, prepared: &PreparedRule, t: &ThresholdSpec, from: DateTime<Utc>) -> Result<Vec<HistoryEntry>, SignalHistoryError> {
     let body = json!({
         "size": 10000,
         "sort": [{"@timestamp": "desc"}],
@@ -187,12 +196,11 @@ async fn signal_history(client: &EsClient, prepared: &PreparedRule, t: &Threshol
         ]}}
     });
     let path = format!("/{}/_search", crate::es::path::indices(std::slice::from_ref(&prepared.alias)));
-    let (status, resp) = client
-        .raw(Method::Post, &path, &[("ignore_unavailable", "true".into())], Some(&body))
-        .await
-        .map_err(|e| e.to_string())?;
+    let failed = |source| SignalHistoryError { alias: prepared.alias.clone(), source };
+    let (status, resp) =
+        client.raw(Method::Post, &path, &[("ignore_unavailable", "true".into())], Some(&body)).await.map_err(failed)?;
     if status != 200 {
-        return Err(format!("HTTP {status}: {resp}"));
+        return Err(failed(EsError::from_response(&format!("POST {path}"), status, &resp)));
     }
     let mut out: BTreeMap<String, HistoryEntry> = BTreeMap::new();
     for h in resp["hits"]["hits"].as_array().into_iter().flatten() {
@@ -317,7 +325,7 @@ pub async fn run_on_cluster(
     };
     let history = match signal_history(client, prepared, t, window.from).await {
         Ok(h) => h,
-        Err(e) => return done(summary.fail(format!("could not read the rule's earlier threshold alerts from `{}`: {e}", prepared.alias), started)),
+        Err(e) => return done(summary.fail(e, started)),
     };
     let (wq, query) = window_query(prepared, q, &window, &mapping, &history);
     let tf = time_field(&prepared.rule);
