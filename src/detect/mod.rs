@@ -202,6 +202,15 @@ pub struct RuleMappingError {
     pub source: MappingFetchError,
 }
 
+/// [`write_and_notify`] could not write a rule's alerts: the run summary's wording, naming the alias.
+#[derive(Debug, thiserror::Error)]
+#[error("could not write alerts to `{alias}`: {source}")]
+pub struct AlertWriteError {
+    pub alias: String,
+    #[source]
+    pub source: crate::sink::es::SinkError,
+}
+
 /// [`cluster_mapping`] for one rule's indices.
 pub(crate) async fn rule_mapping(client: &EsClient, indices: &[String], opts: &RunOptions) -> Result<Mapping, RuleMappingError> {
     cluster_mapping(client, indices, opts).await.map_err(|source| RuleMappingError { indices: indices.to_vec(), source })
@@ -212,7 +221,7 @@ pub(crate) async fn rule_mapping(client: &EsClient, indices: &[String], opts: &R
 /// recorded in `summary` (duplicates an earlier lookup found stay counted), `index_ms` is measured from
 /// `index_started`, and the rule's actions are sent for the alerts the write actually created. With no
 /// group nothing is written, but the actions still run: messages of earlier runs may wait in the outbox.
-/// The error is the summary's wording of a failed write.
+/// The error names the alerts index and keeps the sink's error as its source.
 pub(crate) async fn write_and_notify<F, Fut>(
     client: &EsClient,
     prepared: &PreparedRule,
@@ -221,7 +230,7 @@ pub(crate) async fn write_and_notify<F, Fut>(
     summary: &mut RunSummary,
     index_started: std::time::Instant,
     write: F,
-) -> Result<(), String>
+) -> Result<(), AlertWriteError>
 where
     F: FnOnce(Vec<Vec<(String, serde_json::Value)>>) -> Fut,
     Fut: std::future::Future<Output = Result<crate::sink::es::WriteReport, crate::sink::es::SinkError>>,
@@ -240,7 +249,7 @@ where
         if actions.is_some() { docs.iter().flatten().cloned().collect() } else { Vec::new() };
     let written = write(docs).await;
     summary.durations.index_ms = index_started.elapsed().as_millis() as u64;
-    let report = written.map_err(|e| format!("could not write alerts to `{}`: {e}", prepared.alias))?;
+    let report = written.map_err(|source| AlertWriteError { alias: prepared.alias.clone(), source })?;
     let looked_up = summary.duplicates;
     summary.record_write(&report);
     summary.duplicates += looked_up;
