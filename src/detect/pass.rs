@@ -165,6 +165,11 @@ impl<'a> Shared<'a> {
 /// of the stage's `and`); a rule is marked when one of its stages' gates is. This is what keeps a thousand
 /// rules close to the cost of a few: rules that differ only in a constant are told apart by the index, not
 /// by evaluating each of them.
+///
+/// Identical conditions of different rules (`host.os.type == "windows"` is in hundreds of them) are one
+/// condition, met or not once per event. Each stage is then looked at only when its *anchor* is met: the
+/// condition of the stage that the fewest stages share, so a common condition does not visit every stage
+/// that has it.
 #[derive(Default)]
 struct Gates {
     /// Distinct gate fields, each read through the accessor of the first rule that gates on it.
@@ -172,14 +177,18 @@ struct Gates {
     /// Per field: exact value → conditions; ASCII-lower-case value → conditions (case-insensitive tests).
     exact: Vec<FxHashMap<String, Vec<u32>>>,
     folded: Vec<FxHashMap<String, Vec<u32>>>,
-    /// Per condition: its stage gate, and the event number that last met it (a condition counts once per
-    /// event, whatever the number of values that meet it).
-    cond_stage: Vec<u32>,
+    /// Distinct conditions (field, case-insensitive, sorted values), to share them between stages.
+    cond_keys: FxHashMap<(usize, bool, Vec<String>), u32>,
+    /// Per condition: the event number that last met it, the number of stages that have it and the stages
+    /// it anchors.
     cond_met: Vec<u64>,
-    /// Per stage gate: its rule, its number of conditions, and (event number, conditions met so far).
+    cond_uses: Vec<u32>,
+    anchors: Vec<Vec<u32>>,
+    /// The conditions met by this event.
+    met: Vec<u32>,
+    /// Per stage gate: its rule and its conditions.
     stage_rule: Vec<usize>,
-    stage_need: Vec<u32>,
-    stage_met: Vec<(u64, u32)>,
+    stage_conds: Vec<Vec<u32>>,
     /// Per rule: the event number that last marked it.
     marks: Vec<u64>,
     /// The rules marked for this event.
@@ -190,10 +199,7 @@ struct Gates {
 impl Gates {
     fn add(&mut self, rule: usize, stages: &[Vec<Gate>]) {
         for conditions in stages {
-            let stage = self.stage_rule.len() as u32;
-            self.stage_rule.push(rule);
-            self.stage_need.push(conditions.len() as u32);
-            self.stage_met.push((0, 0));
+            let mut conds = Vec::with_capacity(conditions.len());
             for g in conditions {
                 let f = match self.fields.iter().position(|a| a.source_path == g.field.source_path && a.kind == g.field.kind) {
                     Some(f) => f,
@@ -204,18 +210,44 @@ impl Gates {
                         self.fields.len() - 1
                     }
                 };
-                let condition = self.cond_stage.len() as u32;
-                self.cond_stage.push(stage);
-                self.cond_met.push(0);
-                let map = if g.ascii_ci { &mut self.folded[f] } else { &mut self.exact[f] };
-                for v in &g.values {
-                    let list = map.entry(v.clone()).or_default();
-                    if list.last() != Some(&condition) {
-                        list.push(condition);
+                let mut values = g.values.clone();
+                values.sort();
+                values.dedup();
+                let next = self.cond_met.len() as u32;
+                let condition = *self.cond_keys.entry((f, g.ascii_ci, values)).or_insert(next);
+                if condition == next {
+                    self.cond_met.push(0);
+                    self.cond_uses.push(0);
+                    self.anchors.push(Vec::new());
+                    let map = if g.ascii_ci { &mut self.folded[f] } else { &mut self.exact[f] };
+                    for v in &g.values {
+                        let list = map.entry(v.clone()).or_default();
+                        if list.last() != Some(&condition) {
+                            list.push(condition);
+                        }
                     }
                 }
+                if !conds.contains(&condition) {
+                    conds.push(condition);
+                }
+            }
+            for &c in &conds {
+                self.cond_uses[c as usize] += 1;
+            }
+            self.stage_rule.push(rule);
+            self.stage_conds.push(conds);
+        }
+    }
+
+    /// Chooses each stage's anchor, once every rule is added.
+    fn seal(&mut self, rules: usize) {
+        for (stage, conds) in self.stage_conds.iter().enumerate() {
+            // Every stage has a condition (`gate_sets` gives none without).
+            if let Some(&anchor) = conds.iter().min_by_key(|&&c| self.cond_uses[c as usize]) {
+                self.anchors[anchor as usize].push(stage as u32);
             }
         }
+        self.marks = vec![0; rules];
     }
 
     /// Marks the rules whose gates `event` meets.
@@ -223,26 +255,14 @@ impl Gates {
         self.event_no += 1;
         let unused = AtomicU64::new(0);
         self.marked.clear();
-        let Gates { fields, exact, folded, cond_stage, cond_met, stage_rule, stage_need, stage_met, marks, marked, event_no } =
-            self;
-        let now = *event_no;
+        self.met.clear();
+        let now = self.event_no;
+        let Gates { fields, exact, folded, cond_met, met, .. } = self;
         let mut meet = |conditions: &[u32]| {
             for &c in conditions {
-                let c = c as usize;
-                if cond_met[c] == now {
-                    continue;
-                }
-                cond_met[c] = now;
-                let stage = cond_stage[c] as usize;
-                let met = &mut stage_met[stage];
-                if met.0 != now {
-                    *met = (now, 0);
-                }
-                met.1 += 1;
-                let rule = stage_rule[stage];
-                if met.1 == stage_need[stage] && marks[rule] != now {
-                    marks[rule] = now;
-                    marked.push(rule);
+                if cond_met[c as usize] != now {
+                    cond_met[c as usize] = now;
+                    met.push(c);
                 }
             }
         };
@@ -271,6 +291,16 @@ impl Gates {
                 }
                 false
             });
+        }
+        for &c in &self.met {
+            for &stage in &self.anchors[c as usize] {
+                let stage = stage as usize;
+                let rule = self.stage_rule[stage];
+                if self.marks[rule] != now && self.stage_conds[stage].iter().all(|&d| self.cond_met[d as usize] == now) {
+                    self.marks[rule] = now;
+                    self.marked.push(rule);
+                }
+            }
         }
     }
 }
@@ -360,7 +390,7 @@ impl<'a> Pass<'a> {
         shared.ts_now = vec![None; shared.clocks.len()];
         shared.index_now = vec![None; shared.index_sets.len()];
         shared.window_now = vec![None; shared.windows.len()];
-        gates.marks = vec![0; states.len()];
+        gates.seal(states.len());
         Pass { states, cohorts, shared, gates, filter_indices: false, unindexed: None }
     }
 
