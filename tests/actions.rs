@@ -5,7 +5,7 @@
 //! a rerun, none twice when two replicas race for the same window, throttling kept in Elasticsearch.
 //! Needs ESDETECT_TEST_ES_URL for the node tests (tests/common): without a node they fail.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@
 //! Isolation: own tag, event index `logs-system.security-<tag>`, alerts alias `esdetect-test-<tag>`,
 //! all deleted when the test ends. Needs ESDETECT_TEST_ES_URL (tests/common).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -3,7 +3,7 @@
 //!
 //! Positions are computed from the text of the file the test writes, never copied from the program.
 
-mod common;
+use crate::common;
 
 use common::esdetect;
 

@@ -5,7 +5,7 @@
 //! search hits, checked against the spec's worked example §9.5), never copied from the program's output.
 //! Error positions are computed from the text of the broken file the test writes.
 
-mod common;
+use crate::common;
 
 use common::esdetect;
 use common::ids::{event_alert_id, sequence_ids};

@@ -9,7 +9,7 @@
 //! Isolation: every test has its own tag, used as the Kibana space and in the event index names; all is
 //! deleted when the test ends, also on failure. Needs ESDETECT_TEST_ES_URL (tests/common).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

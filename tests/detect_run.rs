@@ -14,7 +14,7 @@
 //! the alias `esdetect-test-<tag>`. Everything is deleted when the test ends, also on failure.
 //! Needs ESDETECT_TEST_ES_URL: without a node every test fails (tests/common).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! Need ESDETECT_TEST_ES_URL (they fail, not skip, without it). Every index is `esio-test-<random>-…`
 //! and is deleted afterwards.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

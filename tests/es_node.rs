@@ -3,7 +3,7 @@
 //! point-in-time + `search_after` paging sorted by `@timestamp` then `_shard_doc`, `ip` term semantics,
 //! `ids` + terms aggregation, and closing the PIT. It also prints the node's version into the test output.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -7,7 +7,7 @@
 //! its own index templates for its indices (so it depends on no other template). Everything is deleted at the end,
 //! also when the test fails.
 
-mod common;
+use crate::common;
 
 use chrono::{DurationRound, Utc};
 use elasticsearch::http::Method;

@@ -10,7 +10,7 @@
 //!
 //! Not run here: a real Kibana answering these requests (and creating its alias), and the Alerts page.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

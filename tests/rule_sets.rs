@@ -8,7 +8,7 @@
 //! formulas of spec alert-documents §9, never copied from the program's output.
 //! The node tests need ESDETECT_TEST_ES_URL (tests/common): without a node they fail.
 
-mod common;
+use crate::common;
 use common::ids::event_alert_id;
 
 use common::esdetect;

@@ -7,7 +7,7 @@
 //! with the `_index`/`_id` the node assigned to each planted event — never by calling esdetect's code.
 //! Needs ESDETECT_TEST_ES_URL: without a node every test fails (tests/common).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

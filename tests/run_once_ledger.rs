@@ -3,7 +3,7 @@
 //! is in the ledger (execution type `manual`), so `esdetect status` shows it.
 //! Needs ESDETECT_TEST_ES_URL: without a node the test fails (tests/common).
 
-mod common;
+use crate::common;
 
 use common::esdetect;
 

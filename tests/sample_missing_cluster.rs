@@ -6,7 +6,7 @@
 //! Isolation: one tag per test; its event index and alerts alias carry the tag and are deleted at the end,
 //! also on failure. Needs ESDETECT_TEST_ES_URL: without a node every test fails (tests/common).
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Utc};
 use elasticsearch::http::Method;

@@ -6,7 +6,7 @@
 //! leaves the `missing` placeholder out of the building blocks and the shell. Expected ids are computed
 //! here from the formulas of spec alert-documents §9, never copied from the program's output.
 
-mod common;
+use crate::common;
 
 use common::esdetect;
 

@@ -10,7 +10,7 @@
 //! Isolation: private events, Kibana alerts, state and ledger indices, deleted at the end.
 //! Needs ESDETECT_TEST_ES_URL (tests/common).
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
