@@ -80,6 +80,25 @@ pub struct ShadowRecord {
     pub error: Option<String>,
 }
 
+impl ShadowRecord {
+    /// A window's record with nothing counted yet, compared now.
+    fn empty(rule_id: &str, window: Window) -> ShadowRecord {
+        ShadowRecord {
+            record: "shadow".into(),
+            rule_id: rule_id.to_string(),
+            window_from: window.from,
+            window_to: window.to,
+            compared_at: Utc::now(),
+            both: 0,
+            kibana_only: 0,
+            esdetect_only: 0,
+            differing: 0,
+            divergences: Vec::new(),
+            error: None,
+        }
+    }
+}
+
 /// Result keys of one rule already compared, with the end of the window that compared each.
 type Compared = HashMap<Vec<EventRef>, DateTime<Utc>>;
 
@@ -149,19 +168,7 @@ impl Shadow {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(rule_id = %prepared.rule.rule_id, from = %window.from, to = %window.to, error = %e, "shadow comparison failed");
-                ShadowRecord {
-                    record: "shadow".into(),
-                    rule_id: prepared.rule.rule_id.clone(),
-                    window_from: window.from,
-                    window_to: window.to,
-                    compared_at: Utc::now(),
-                    both: 0,
-                    kibana_only: 0,
-                    esdetect_only: 0,
-                    differing: 0,
-                    divergences: Vec::new(),
-                    error: Some(e.to_string()),
-                }
+                ShadowRecord { error: Some(e.to_string()), ..ShadowRecord::empty(&prepared.rule.rule_id, window) }
             }
         };
         let rule = &prepared.rule.rule_id;
@@ -196,19 +203,7 @@ impl Shadow {
         let kibana = group_results(docs);
         let mine: HashMap<&[EventRef], &AlertResult> = esdetect.iter().map(|r| (r.events.as_slice(), r)).collect();
         let theirs: HashSet<&[EventRef]> = kibana.iter().map(|r| r.events.as_slice()).collect();
-        let mut record = ShadowRecord {
-            record: "shadow".into(),
-            rule_id: prepared.rule.rule_id.clone(),
-            window_from: window.from,
-            window_to: window.to,
-            compared_at: Utc::now(),
-            both: 0,
-            kibana_only: 0,
-            esdetect_only: 0,
-            differing: 0,
-            divergences: Vec::new(),
-            error: None,
-        };
+        let mut record = ShadowRecord::empty(&prepared.rule.rule_id, window);
         for k in &kibana {
             match mine.get(k.events.as_slice()) {
                 Some(e) => {
