@@ -202,6 +202,27 @@ pub struct RuleMappingError {
     pub source: MappingFetchError,
 }
 
+/// The end of a run whose alerts are written without suppression (query, threshold and new terms rules):
+/// [`write_and_notify`] with the plain writer, then the summary finished, or failed with the write's error.
+pub(crate) async fn write_plain_and_finish(
+    client: &EsClient,
+    prepared: &PreparedRule,
+    opts: &RunOptions,
+    groups: Vec<Vec<AlertDoc>>,
+    mut summary: RunSummary,
+    index_started: std::time::Instant,
+    started: std::time::Instant,
+) -> scan::ClusterOutcome {
+    let write = |docs| async move {
+        crate::sink::es::write_alerts(client, &prepared.alias, docs, &crate::sink::es::WriteOptions::default()).await
+    };
+    let summary = match write_and_notify(client, prepared, opts, groups, &mut summary, index_started, write).await {
+        Ok(()) => summary.finish(started),
+        Err(e) => summary.fail(e, started),
+    };
+    scan::ClusterOutcome { summary, groups: Vec::new() }
+}
+
 /// [`write_and_notify`] could not write a rule's alerts: the run summary's wording, naming the alias.
 #[derive(Debug, thiserror::Error)]
 #[error("could not write alerts to `{alias}`: {source}")]

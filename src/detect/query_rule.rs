@@ -10,14 +10,14 @@
 use super::prepare::PreparedRule;
 use super::scan::{AlertOutput, ClusterOutcome};
 use super::summary::RunSummary;
-use super::{alert_context, rule_mapping, write_and_notify, RunOptions, Window, WindowFields, MAX_SIGNALS_WARNING};
+use super::{alert_context, rule_mapping, write_plain_and_finish, RunOptions, Window, WindowFields, MAX_SIGNALS_WARNING};
 use crate::alert::{self, AlertDoc};
 use crate::eql::mapping::Mapping;
 use crate::es::EsClient;
 use crate::event::projection::Projection;
 use crate::kql::{self, Language, Node};
 use crate::rules::{Rule, RuleError};
-use crate::sink::es::{existing_ids, write_alerts, WriteOptions};
+use crate::sink::es::existing_ids;
 use crate::source::es::{stream_window, SourceError, WindowQuery};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -196,11 +196,7 @@ pub async fn run_on_cluster(
         return ClusterOutcome { summary: summary.finish(started), groups };
     }
     summary.duplicates = old.len() as u64;
-    let write = |docs| async move { write_alerts(client, &prepared.alias, docs, &WriteOptions::default()).await };
-    if let Err(e) = write_and_notify(client, prepared, opts, groups, &mut summary, index_started, write).await {
-        return done(summary.fail(e, started));
-    }
-    done(summary.finish(started))
+    write_plain_and_finish(client, prepared, opts, groups, summary, index_started, started).await
 }
 
 /// Why `esdetect test` does not evaluate a Lucene rule on a file: its hits are Elasticsearch's to decide.

@@ -14,13 +14,12 @@ use super::prepare::PreparedRule;
 use super::query_rule::QueryRule;
 use super::scan::{AlertOutput, ClusterOutcome};
 use super::summary::RunSummary;
-use super::{alert_context, rule_mapping, write_and_notify, RunOptions, Window, MAX_SIGNALS_WARNING};
+use super::{alert_context, rule_mapping, write_plain_and_finish, RunOptions, Window, MAX_SIGNALS_WARNING};
 use crate::alert::{self, AlertDoc};
 use crate::eql::mapping::Mapping;
 use crate::es::{EsClient, EsError};
 use crate::event::Event;
 use crate::rules::{Rule, RuleError};
-use crate::sink::es::{write_alerts, WriteOptions};
 use crate::source::es::{iso_ms, range_filter, WindowQuery};
 use chrono::{DateTime, Utc};
 use elasticsearch::http::Method;
@@ -387,11 +386,7 @@ pub async fn run_on_cluster(
     if output == AlertOutput::Return {
         return ClusterOutcome { summary: summary.finish(started), groups };
     }
-    let write = |docs| async move { write_alerts(client, &prepared.alias, docs, &WriteOptions::default()).await };
-    if let Err(e) = write_and_notify(client, prepared, opts, groups, &mut summary, Instant::now(), write).await {
-        return done(summary.fail(e, started));
-    }
-    done(summary.finish(started))
+    write_plain_and_finish(client, prepared, opts, groups, summary, Instant::now(), started).await
 }
 
 #[cfg(test)]
