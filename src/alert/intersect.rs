@@ -8,6 +8,7 @@
 //! recurse and are pruned when nothing is left.
 
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// Intersects all documents in order (`((d0 ∩ d1) ∩ d2) …`). One document → itself; none → `{}`.
 pub fn intersect_all(docs: &[&Value]) -> Value {
@@ -15,14 +16,16 @@ pub fn intersect_all(docs: &[&Value]) -> Value {
     let Some(Value::Object(first)) = iter.next() else {
         return Value::Object(Map::new());
     };
-    let mut acc = first.clone();
+    // The first intersection reads the first document in place: a shell's building blocks are whole
+    // alert documents, and copying one only to intersect it away was most of the shell's cost.
+    let mut acc: Option<Map<String, Value>> = None;
     for doc in iter {
         match doc {
-            Value::Object(m) => acc = intersect(&acc, m),
+            Value::Object(m) => acc = Some(intersect(acc.as_ref().unwrap_or(first), m)),
             _ => return Value::Object(Map::new()),
         }
     }
-    Value::Object(acc)
+    Value::Object(acc.unwrap_or_else(|| first.clone()))
 }
 
 /// Intersection of two objects; key order follows `a`.
@@ -76,27 +79,26 @@ fn js_strict_eq(a: &Value, b: &Value) -> bool {
 }
 
 /// The value at `key` in `obj` seen through both notations: the literal key, merged with dotted
-/// siblings `key.rest`, or — for a dotted key — a path through nested objects.
-fn view(obj: &Map<String, Value>, key: &str) -> Option<Value> {
-    let mut found = obj.get(key).cloned();
-    let prefix = format!("{key}.");
-    let mut dotted = Map::new();
-    for (k, v) in obj {
-        if let Some(rest) = k.strip_prefix(&prefix) {
-            dotted.insert(rest.to_string(), v.clone());
-        }
-    }
-    if !dotted.is_empty() {
-        match &mut found {
-            None => found = Some(Value::Object(dotted)),
-            Some(Value::Object(m)) => {
-                for (k, v) in dotted {
-                    m.entry(k).or_insert(v);
+/// siblings `key.rest`, or — for a dotted key — a path through nested objects. Borrowed unless dotted
+/// siblings have to be merged in (rare): a view is taken for every key at every level of a shell.
+fn view<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<Cow<'a, Value>> {
+    let literal = obj.get(key);
+    let dotted_rest = |k: &'a String| k.strip_prefix(key).and_then(|r| r.strip_prefix('.'));
+    let found = match literal {
+        Some(Value::Object(_)) | None if obj.keys().any(|k| dotted_rest(k).is_some()) => {
+            let mut merged = match literal {
+                Some(Value::Object(m)) => m.clone(),
+                _ => Map::new(),
+            };
+            for (k, v) in obj {
+                if let Some(rest) = dotted_rest(k) {
+                    merged.entry(rest).or_insert_with(|| v.clone());
                 }
             }
-            Some(_) => {}
+            Some(Cow::Owned(Value::Object(merged)))
         }
-    }
+        other => other.map(Cow::Borrowed),
+    };
     if found.is_none() {
         for (i, _) in key.match_indices('.') {
             if let Some(Value::Object(child)) = obj.get(&key[..i]) {

@@ -21,7 +21,11 @@ use serde_json::Value;
 /// The first value at a dotted path, through nested objects or dotted keys (the literal key wins).
 /// Arrays are returned as they are, not searched.
 pub fn get_path<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
-    let map = doc.as_object()?;
+    get_path_in(doc.as_object()?, path)
+}
+
+/// [`get_path`] in an object that is not wrapped in a [`Value`].
+pub fn get_path_in<'a>(map: &'a serde_json::Map<String, Value>, path: &str) -> Option<&'a Value> {
     if let Some(v) = map.get(path) {
         return Some(v);
     }

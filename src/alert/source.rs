@@ -8,7 +8,7 @@
 //! and the alerts UI use. Fields outside it (e.g. `winlog.*`, which ECS does not define) are copied
 //! as they are, which is what Kibana does for non-ECS fields.
 
-use super::get_path;
+use super::get_path_in;
 use serde_json::{Map, Value};
 
 /// The ECS field types esdetect checks values against.
@@ -109,7 +109,7 @@ pub fn copy_source(src: &Value) -> SourceCopy {
         }
     }
     for f in ["type", "dataset", "namespace"] {
-        if let Some(v) = get_path(&Value::Object(source.clone()), &format!("data_stream.{f}")) {
+        if let Some(v) = get_path_in(&source, &format!("data_stream.{f}")) {
             flat.push((format!("kibana.alert.original_data_stream.{f}"), v.clone()));
         }
     }
