@@ -24,6 +24,7 @@ use crate::sink::es::{write_alerts, WriteOptions};
 use crate::eql::engine::Results;
 use crate::event::Event;
 use crate::source::es::{count_without_timestamp, fetch_sources, stream_window, SourceError, SourceFetch, WindowQuery};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -55,6 +56,9 @@ pub struct ClusterOutcome {
     /// Grouped as they would be written; empty when written ([`AlertOutput::Write`]).
     pub groups: Vec<Vec<AlertDoc>>,
 }
+
+/// How many cluster scans of one run are in flight at a time (each holds a point in time and one page).
+const CONCURRENT_SCANS: usize = 4;
 
 /// Runs each `(rule, window)` against the cluster and writes its alerts; one summary per rule, in order.
 /// Never panics; every failure ends in its rule's summary.
@@ -131,8 +135,17 @@ pub async fn evaluate_rules_on_cluster(
             None => groups.push(vec![r]),
         }
     }
-    for group in groups {
-        for (at, outcome) in run_group(client, &group, opts, now, started, output).await {
+    // Scans run side by side, as the daemon runs its rules: while Elasticsearch serves one scan's next
+    // page, esdetect evaluates another's. Bounded, so a thousand rules do not open a thousand PITs at once.
+    let mut waiting = groups.iter();
+    let mut scans = FuturesUnordered::new();
+    loop {
+        while scans.len() < CONCURRENT_SCANS {
+            let Some(group) = waiting.next() else { break };
+            scans.push(run_group(client, group, opts, now, started, output));
+        }
+        let Some(outcomes) = scans.next().await else { break };
+        for (at, outcome) in outcomes {
             summaries[at] = Some(outcome);
         }
     }
