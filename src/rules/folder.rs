@@ -136,6 +136,10 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<RuleError>) {
 
 /// A detection-rules exception file: `[metadata]` with `list_name` and an `[[exceptions]]` array.
 fn is_exception_toml(text: &str) -> bool {
+    // Both keys must appear in the text; checked first so that rule files are not parsed an extra time.
+    if !(text.contains("exceptions") && text.contains("list_name")) {
+        return false;
+    }
     match toml::from_str::<toml::Table>(text) {
         Ok(t) => {
             t.get("exceptions").is_some_and(|e| e.is_array())
