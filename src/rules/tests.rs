@@ -210,3 +210,59 @@ fn default_uuid_is_stable_and_not_the_rule_id() {
     assert_eq!(a, Uuid::new_v5(&ns, "d84a11c0-eb12-4e7d-8a0a-718e38351e29".as_bytes()));
     assert_ne!(a.to_string(), rule.rule_id);
 }
+
+/// Rule files are parsed once into a `toml_edit` document; its values must be exactly what
+/// `toml::from_str` reads from the same text, for every TOML construct a rule file can use.
+#[test]
+fn values_read_from_the_parsed_document_equal_toml_from_str() {
+    let crafted = r#"
+top = "x"
+dotted.key.path = 1
+[metadata]
+creation_date = "2020/01/01"
+list = [1, 2.5, -3, true, "s", 'lit', """multi
+line""", [1, [2, {inline = "t", n.m = 2}]]]
+when = 1979-05-27T07:32:00Z
+local_date = 1979-05-27
+local_time = 07:32:00
+float = 6.02e23
+hex = 0xff
+[rule]
+query = '''
+sequence by host.id
+  [any where true]
+'''
+threat = [{framework = "MITRE ATT&CK", technique = [{id = "T1", name = "n"}]}]
+[[rule.threat_table]]
+framework = "a"
+[[rule.threat_table.technique]]
+id = "T2"
+[[rule.threat_table]]
+framework = "b"
+[rule.nested."quoted key"]
+"a.b" = "c"
+"#;
+    let mut texts: Vec<(String, String)> = vec![("crafted".into(), crafted.into())];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![root.join("rules"), root.join("tests/fixtures"), root.join("examples")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|e| e == "toml") {
+                texts.push((p.display().to_string(), std::fs::read_to_string(&p).unwrap()));
+            }
+        }
+    }
+    assert!(texts.len() >= 3, "the seed rules and fixtures are read");
+    for (name, text) in texts {
+        let expected = match toml::from_str::<toml::Table>(&text) {
+            Ok(t) => t,
+            Err(_) if name != "crafted" => continue, // a fixture of malformed TOML
+            Err(e) => panic!("the crafted document must parse: {e}"),
+        };
+        let doc = toml_edit::ImDocument::parse(text.as_str()).unwrap();
+        assert_eq!(toml_table(doc.as_table()), expected, "{name}");
+    }
+}
