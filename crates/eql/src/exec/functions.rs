@@ -99,6 +99,9 @@ pub struct Glob {
     ascii: bool,
     /// `prefix*` fast path (used by `startsWith`).
     prefix: Option<String>,
+    /// An ASCII pattern of literals and `*` only: its literal runs between the stars, lower-cased when
+    /// case-insensitive (the shape of most `:` patterns), prepared once instead of per value.
+    runs: Option<Vec<String>>,
 }
 
 impl Glob {
@@ -163,7 +166,18 @@ impl Glob {
         .then(|| {
             toks[..toks.len() - 1].iter().map(|t| if let GTok::Lit(c) = t { *c } else { ' ' }).collect::<String>()
         });
-        Glob { toks, ci, exact, ascii, prefix }
+        let runs = (ascii && !toks.contains(&GTok::One)).then(|| {
+            let mut runs = vec![String::new()];
+            for t in &toks {
+                match t {
+                    GTok::Star => runs.push(String::new()),
+                    GTok::Lit(c) => runs.last_mut().expect("at least one run").push(if ci { c.to_ascii_lowercase() } else { *c }),
+                    GTok::One => {}
+                }
+            }
+            runs
+        });
+        Glob { toks, ci, exact, ascii, prefix, runs }
     }
 
     /// The pattern's text when it has no wildcard (then it matches by equality, case-insensitive when
@@ -194,8 +208,8 @@ impl Glob {
                 return v.len() >= p.len() && v.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes());
             }
         }
-        if self.ascii && v.is_ascii() && !self.toks.contains(&GTok::One) {
-            return self.star_segments_match(v.as_bytes());
+        if let (Some(runs), true) = (&self.runs, v.is_ascii()) {
+            return star_runs_match(runs, self.ci, v);
         }
         if self.ascii && v.is_ascii() {
             let vb = v.as_bytes();
@@ -226,41 +240,45 @@ impl Glob {
     }
 }
 
-impl Glob {
-    /// Linear matching of an ASCII pattern made of literals and `*` only (the shape of `endsWith`,
-    /// `stringContains` and most `:` patterns): the first literal run is a prefix, the last a suffix, and
-    /// the runs between are found left to right with a linear substring search. Leftmost placement is
-    /// always safe when `*` is the only wildcard, so no backtracking is needed. ASCII case folding is
-    /// exactly [`ci_char_eq`] on ASCII characters.
-    fn star_segments_match(&self, v: &[u8]) -> bool {
-        let fold = |c: char| if self.ci { c.to_ascii_lowercase() } else { c };
-        let value: String = v.iter().map(|&b| fold(b as char)).collect();
-        let mut runs: Vec<String> = vec![String::new()];
-        for t in &self.toks {
-            match t {
-                GTok::Star => runs.push(String::new()),
-                GTok::Lit(c) => runs.last_mut().expect("at least one run").push(fold(*c)),
-                GTok::One => return false, // not reached: callers exclude `?`
-            }
+/// Linear matching of an ASCII pattern made of literals and `*` only (the shape of `endsWith`,
+/// `stringContains` and most `:` patterns) against an ASCII value: the first literal run is a prefix, the
+/// last a suffix, and the runs between are found left to right with a linear substring search. Leftmost
+/// placement is always safe when `*` is the only wildcard, so no backtracking is needed. ASCII case folding
+/// is exactly [`ci_char_eq`] on ASCII characters. Values up to 256 bytes are folded on the stack.
+fn star_runs_match(runs: &[String], ci: bool, v: &str) -> bool {
+    let mut stack = [0u8; 256];
+    let heap: String;
+    let value: &str = if !ci {
+        v
+    } else if v.len() <= stack.len() {
+        for (d, s) in stack.iter_mut().zip(v.bytes()) {
+            *d = s.to_ascii_lowercase();
         }
-        let (first, last) = (&runs[0], &runs[runs.len() - 1]);
-        if runs.len() == 1 {
-            return value == *first;
+        match std::str::from_utf8(&stack[..v.len()]) {
+            Ok(folded) => folded,
+            Err(_) => return false, // not reached: an ASCII value folds to ASCII
         }
-        if value.len() < first.len() + last.len() || !value.starts_with(first.as_str()) || !value.ends_with(last.as_str()) {
-            return false;
-        }
-        let end = value.len() - last.len();
-        let mut at = first.len();
-        for run in runs[1..runs.len() - 1].iter().filter(|r| !r.is_empty()) {
-            // `str::find` is a Two-Way search: linear in the text, whatever the pattern.
-            match value[at..end].find(run.as_str()) {
-                Some(p) => at += p + run.len(),
-                None => return false,
-            }
-        }
-        true
+    } else {
+        heap = v.to_ascii_lowercase();
+        &heap
+    };
+    let (first, last) = (runs[0].as_str(), runs[runs.len() - 1].as_str());
+    if runs.len() == 1 {
+        return value == first;
     }
+    if value.len() < first.len() + last.len() || !value.starts_with(first) || !value.ends_with(last) {
+        return false;
+    }
+    let end = value.len() - last.len();
+    let mut at = first.len();
+    for run in runs[1..runs.len() - 1].iter().filter(|r| !r.is_empty()) {
+        // `str::find` is a Two-Way search: linear in the text, whatever the pattern.
+        match value[at..end].find(run.as_str()) {
+            Some(p) => at += p + run.len(),
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Whole-string case-insensitive equality with [`ci_char_eq`] per code point (`pattern` first).
@@ -744,6 +762,22 @@ mod tests {
         assert_eq!(substring("a😀b", Some(0), Some(-1)), "a😀");
         assert_eq!(substring("a😀b", Some(1), Some(2)), "\u{FFFD}");
         assert_eq!(substring("é€x", Some(-2), None), "€x");
+    }
+
+    proptest::proptest! {
+        /// The star-runs fast path (ASCII patterns of literals and `*`) decides exactly what the general
+        /// backtracking matcher decides, case-sensitive and not, for short and long values.
+        #[test]
+        fn star_runs_agree_with_backtracking(pattern in "[aAb.*]{0,8}", value in "[aAb.]{0,12}", long in 0usize..2, ci in proptest::bool::ANY) {
+            let value = if long == 1 { value.repeat(30) } else { value };
+            let glob = Glob::new(&pattern, ci);
+            let vb = value.as_bytes();
+            let general = glob_match(&glob.toks, vb.len(), |ti, vi| match glob.toks[ti] {
+                GTok::Lit(c) => if ci { (c as u8).eq_ignore_ascii_case(&vb[vi]) } else { c as u8 == vb[vi] },
+                _ => true,
+            });
+            proptest::prop_assert_eq!(glob.matches(&value), general, "pattern {:?} value {:?} ci {}", pattern, value, ci);
+        }
     }
 
     #[test]
