@@ -1043,16 +1043,29 @@ impl CompiledQuery {
     /// [`crate::limits::MAX_JOIN_KEY_COMBINATIONS`] takes no part and is counted ([`Self::limit_skips`]):
     /// a few crafted arrays must not cost minutes and gigabytes.
     fn keys_of(&self, stage: &CompiledStage, event: &Event) -> Vec<Vec<KeyValue>> {
+        /// Up to this many distinct values of one key are de-duplicated by a scan.
+        const FEW_KEY_VALUES: usize = 16;
         let mut per_key: Vec<Vec<KeyValue>> = Vec::with_capacity(stage.keys.len());
         let mut product: usize = 1;
         for k in &stage.keys {
             let mut vals: Vec<KeyValue> = Vec::new();
             if let Some(acc) = &k.acc {
-                // Hash-based de-duplication: linear in the number of values.
-                let mut seen = std::collections::HashSet::new();
+                // De-duplication: a scan while there are few values (almost always one), a hash set from
+                // then on, so that a crafted array stays linear.
+                let mut seen: Option<std::collections::HashSet<KeyValue>> = None;
                 acc.any(&event.source, &self.malformed, &mut |v| {
                     let kv = v.to_key();
-                    if seen.insert(kv.clone()) {
+                    let new = match &mut seen {
+                        Some(set) => set.insert(kv.clone()),
+                        None if vals.len() < FEW_KEY_VALUES => !vals.contains(&kv),
+                        None => {
+                            let mut set: std::collections::HashSet<KeyValue> = vals.iter().cloned().collect();
+                            let new = set.insert(kv.clone());
+                            seen = Some(set);
+                            new
+                        }
+                    };
+                    if new {
                         vals.push(kv);
                     }
                     false
@@ -1786,6 +1799,11 @@ mod tests {
         let same = json!(vec!["0x1"; 100_000]);
         let keys = q.join_keys(0, &ev(set(r1a_base(), "winlog.event_data.TargetLogonId", Some(same))));
         assert_eq!(keys.len(), 1);
+        // 20 distinct values, each twice, across the switch from scanning to hashing: first-seen order.
+        let twice = json!((0..40).map(|i| format!("0x{}", i % 20)).collect::<Vec<_>>());
+        let keys = q.join_keys(0, &ev(set(r1a_base(), "winlog.event_data.TargetLogonId", Some(twice))));
+        let ids: Vec<KeyValue> = (0..20).map(|i| KeyValue::Str(format!("0x{i}"))).collect();
+        assert_eq!(keys.iter().map(|k| k[1].clone()).collect::<Vec<_>>(), ids);
         // 1,024 distinct values: exactly at the cap, still joined.
         let at_cap = json!((0..1024).map(|i| format!("0x{i}")).collect::<Vec<_>>());
         let keys = q.join_keys(0, &ev(set(r1a_base(), "winlog.event_data.TargetLogonId", Some(at_cap))));
