@@ -20,7 +20,8 @@
 //! - `projection/{scan,serde}`: reading one search hit's text into its identity and the projection of its
 //!   `_source` to the fields the seed rules read (`event::projection::read_document`, what `esdetect test`
 //!   does per line), over the fixture's lines, by the fast scan and by the serde reference; reported in
-//!   bytes per second. It needs no events: `ESDETECT_BENCH_EVENTS=1000 cargo bench -p esdetect-eql --bench
+//!   bytes per second (`*_keep_nothing`: the same with no field wanted, i.e. validating and skipping
+//!   alone). It needs no events: `ESDETECT_BENCH_EVENTS=1000 cargo bench -p esdetect-eql --bench
 //!   eql -- projection` skips the costly setup of the other groups.
 //! - `engine_projected/<rule>`: the same engine as the one-pass data path feeds it: events projected to the
 //!   fields the rule reads, shared through `Arc` (`Runner::push_shared`), so an iteration pays for the
@@ -146,6 +147,10 @@ fn bench_projection(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(bytes as u64));
     g.bench_function("scan", |b| b.iter(|| lines.iter().filter(|l| read_document(&fields, black_box(l)).is_ok()).count()));
     g.bench_function("serde", |b| b.iter(|| lines.iter().filter(|l| read_document_serde(&fields, black_box(l)).is_ok()).count()));
+    // The same with no field wanted: validating and skipping alone, no value built.
+    let none = FieldSet::new(Vec::<String>::new());
+    g.bench_function("scan_keep_nothing", |b| b.iter(|| lines.iter().filter(|l| read_document(&none, black_box(l)).is_ok()).count()));
+    g.bench_function("serde_keep_nothing", |b| b.iter(|| lines.iter().filter(|l| read_document_serde(&none, black_box(l)).is_ok()).count()));
     g.finish();
 }
 

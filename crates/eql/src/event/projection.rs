@@ -53,6 +53,10 @@ pub struct FieldSet {
 pub(super) struct Node {
     /// Keyed by object key; looked up once per key of every parsed object, hence the fast hasher.
     pub(super) entries: FxHashMap<Box<str>, Entry>,
+    /// For each key of `entries`, the bit of its length (63 for 63 bytes or more) and the bit of its
+    /// first byte (modulo 64): the scan rejects most keys of an object with these, before hashing them.
+    lengths: u64,
+    firsts: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -81,7 +85,33 @@ impl Node {
         for (key, below) in rests {
             entries.entry(key.into()).or_default().below = Some(Box::new(Node::build(below)));
         }
-        Node { entries }
+        let (mut lengths, mut firsts) = (0, 0);
+        for key in entries.keys() {
+            let (length, first) = Node::key_bits(key);
+            lengths |= length;
+            firsts |= first;
+        }
+        Node { entries, lengths, firsts }
+    }
+
+    /// The entry of `key`, if it leads to a wanted path.
+    #[inline]
+    pub(super) fn get(&self, key: &str) -> Option<&Entry> {
+        let (length, first) = Node::key_bits(key);
+        if self.lengths & length == 0 || self.firsts & first == 0 {
+            return None;
+        }
+        self.entries.get(key)
+    }
+
+    /// How many keys can lead to a wanted path (an upper bound of a projected object's size).
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    #[inline]
+    fn key_bits(key: &str) -> (u64, u64) {
+        (1 << key.len().min(63), 1 << (key.as_bytes().first().copied().unwrap_or(0) & 63))
     }
 }
 

@@ -3,8 +3,9 @@
 //! Profiles of `esdetect test` put a third of its CPU in the serde projection ([`super::projection`]):
 //! visiting every key through `MapAccess`, skipping unused values with `IgnoredAny`. Most of a ~2.2 KB
 //! Windows event is skipped, so this module skips it with a small hand-written JSON scanner instead:
-//! strings are crossed with `memchr2` (SIMD, chosen at run time by the `memchr` crate, so the binary needs
-//! no target flags), and only the kept subtrees are handed to `serde_json` to build their `Value`s.
+//! strings are crossed eight bytes at a time (plain `u64` arithmetic: portable, no target flags), keys
+//! that cannot be wanted are rejected by their length before any hashing, and only the kept subtrees are
+//! handed to `serde_json` to build their `Value`s.
 //!
 //! Exactness comes first: the scan returns a result only when it is certain to be the one the serde
 //! path gives. It validates everything it skips at least as strictly as serde does (serde's
@@ -45,6 +46,29 @@ pub(super) fn project_str(root: &Node, json: &str) -> Option<Map<String, Value>>
     let map = scan.project(root).ok()?;
     scan.end().ok()?;
     Some(map)
+}
+
+/// The position of the first `"` or `\\` in `bytes` from `from`. Eight bytes at a time in a `u64` (the
+/// strings of an event are mostly short keys and values, where a call into a vectorised search costs
+/// more than it saves): a byte equal to `b` is a zero byte of `word ^ b…b`, and `(x - 0x01…01) & !x &
+/// 0x80…80` marks zero bytes exactly up to the first one, which is the one wanted.
+#[inline]
+fn quote_or_backslash(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
+    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut at = from;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let found = zero(word ^ QUOTES) | zero(word ^ BACKSLASHES);
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    bytes[at.min(bytes.len())..].iter().position(|&b| b == b'"' || b == b'\\').map(|i| at + i)
 }
 
 struct Scan<'a> {
@@ -105,8 +129,7 @@ impl<'a> Scan<'a> {
         let start = self.at;
         let mut escaped = false;
         loop {
-            let found = memchr::memchr2(b'"', b'\\', &self.bytes[self.at..]).ok_or(GiveUp)?;
-            self.at += found;
+            self.at = quote_or_backslash(self.bytes, self.at).ok_or(GiveUp)?;
             if self.bytes[self.at] == b'"' {
                 let raw = &self.text[start..self.at];
                 self.at += 1;
@@ -196,18 +219,84 @@ impl<'a> Scan<'a> {
         Ok(())
     }
 
-    /// Passes over the value at the cursor, checking it is valid JSON.
+    /// Passes over the value at the cursor, checking it is valid JSON. One loop over the tokens, not a
+    /// call per nested value: the open containers are the bits of a word (1 for an object), at most
+    /// [`MAX_DEPTH`] of them.
     fn skip(&mut self) -> Scanned<()> {
-        match self.peek()? {
-            b'"' => self.string().map(drop),
-            b'{' => self.object(|scan, _, _| scan.skip()),
-            b'[' => self.array(Scan::skip),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            b'-' | b'0'..=b'9' => self.number(),
-            _ => Err(GiveUp),
+        let (mut objects, mut open) = (0u128, 0usize);
+        loop {
+            // A value at the cursor.
+            match self.peek()? {
+                b'"' => {
+                    self.string()?;
+                }
+                b'{' => {
+                    self.at += 1;
+                    self.enter()?;
+                    self.ws();
+                    if self.peek()? == b'}' {
+                        self.at += 1;
+                        self.depth -= 1;
+                    } else {
+                        objects |= 1 << open;
+                        open += 1;
+                        self.member_key()?;
+                        continue;
+                    }
+                }
+                b'[' => {
+                    self.at += 1;
+                    self.enter()?;
+                    self.ws();
+                    if self.peek()? == b']' {
+                        self.at += 1;
+                        self.depth -= 1;
+                    } else {
+                        objects &= !(1 << open);
+                        open += 1;
+                        continue;
+                    }
+                }
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'n' => self.literal(b"null")?,
+                b'-' | b'0'..=b'9' => self.number()?,
+                _ => return Err(GiveUp),
+            }
+            // After a value: the next one in the innermost container, or its end.
+            loop {
+                if open == 0 {
+                    return Ok(());
+                }
+                self.ws();
+                let object = objects >> (open - 1) & 1 == 1;
+                match self.peek()? {
+                    b',' => {
+                        self.at += 1;
+                        self.ws();
+                        if object {
+                            self.member_key()?;
+                        }
+                        break;
+                    }
+                    b'}' if object => {}
+                    b']' if !object => {}
+                    _ => return Err(GiveUp),
+                }
+                self.at += 1;
+                open -= 1;
+                self.depth -= 1;
+            }
         }
+    }
+
+    /// A member's key and colon, up to its value.
+    fn member_key(&mut self) -> Scanned<()> {
+        self.string()?;
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        Ok(())
     }
 
     fn literal(&mut self, word: &[u8]) -> Scanned<()> {
@@ -273,13 +362,14 @@ impl<'a> Scan<'a> {
 
     /// The object at the cursor with only the members `node` wants (see [`super::projection`]).
     fn project(&mut self, node: &Node) -> Scanned<Map<String, Value>> {
-        let mut out = Map::new();
+        // Sized once for the keys that may be kept (a handful; capped for huge field sets), not grown on inserts.
+        let mut out = Map::with_capacity(node.len().min(16));
         self.object(|scan, key, escaped| {
             if escaped {
                 // The key would have to be unescaped to be looked up.
                 return Err(GiveUp);
             }
-            match node.entries.get(key) {
+            match node.get(key) {
                 Some(Entry { whole: true, .. }) => {
                     let value = scan.whole()?;
                     out.insert(key.to_owned(), value);
@@ -510,6 +600,18 @@ mod tests {
 
     fn fields() -> impl Strategy<Value = FieldSet> {
         prop::collection::vec(prop::sample::select(PATHS), 0..5).prop_map(FieldSet::new)
+    }
+
+    proptest! {
+        #[test]
+        fn the_word_search_finds_the_first_quote_or_backslash(
+            bytes in prop::collection::vec(prop::sample::select(&[b'"', b'\\', b'a', 0x01, 0x21, 0x23, 0x5b, 0x5d, 0x80, 0xa2, 0xdc, 0xff][..]), 0..40),
+            from in 0usize..40,
+        ) {
+            let from = from.min(bytes.len());
+            let naive = bytes[from..].iter().position(|&b| b == b'"' || b == b'\\').map(|i| from + i);
+            prop_assert_eq!(quote_or_backslash(&bytes, from), naive);
+        }
     }
 
     proptest! {
