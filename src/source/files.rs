@@ -293,41 +293,78 @@ fn read_items(
     // Raw bytes, so that one line of invalid UTF-8 is skipped instead of aborting the file.
     let mut bytes = Vec::with_capacity(8 * 1024);
     loop {
-        bytes.clear();
         let line_start = offset;
-        match reader.read_until(b'\n', &mut bytes) {
-            Ok(0) => break,
-            Ok(read) => offset += read as u64,
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
             Err(e) if is_truncation(&e) => {
                 report.truncated = Some(e.to_string());
                 break;
             }
             Err(e) => return Err(e.into()),
-        }
-        n += 1;
-        let Ok(line) = std::str::from_utf8(&bytes) else {
-            report.skip(n, "not valid UTF-8", "not valid UTF-8".to_string());
-            continue;
         };
-        let text = line.trim();
-        if text.is_empty() {
-            continue;
+        if buf.is_empty() {
+            break;
         }
-        let lead = line.len() - line.trim_start().len();
-        let range = (items.keep_ranges && text.len() <= u32::MAX as usize)
-            .then(|| FileRange { offset: line_start + lead as u64, len: text.len() as u32 });
-        match items.event(text, range) {
-            Ok(e) => {
-                report.events += 1;
-                if on_event(e) == Flow::Stop {
-                    report.stopped = true;
+        let stop = if let Some(end) = memchr::memchr(b'\n', buf) {
+            // The whole line is in the reader's buffer: read it there instead of copying it out.
+            n += 1;
+            let stop = read_line(&buf[..=end], line_start, n, &mut items, &mut report, &mut on_event);
+            reader.consume(end + 1);
+            offset += end as u64 + 1;
+            stop
+        } else {
+            bytes.clear();
+            match reader.read_until(b'\n', &mut bytes) {
+                Ok(0) => break,
+                Ok(read) => offset += read as u64,
+                Err(e) if is_truncation(&e) => {
+                    report.truncated = Some(e.to_string());
                     break;
                 }
+                Err(e) => return Err(e.into()),
             }
-            Err((kind, reason)) => report.skip(n, kind, reason),
+            n += 1;
+            read_line(&bytes, line_start, n, &mut items, &mut report, &mut on_event)
+        };
+        if stop {
+            report.stopped = true;
+            break;
         }
     }
     Ok(report)
+}
+
+/// One NDJSON line (number `n`, at `line_start` in the stream) to an event or a skip; true when the
+/// callback asked to stop.
+fn read_line(
+    bytes: &[u8],
+    line_start: u64,
+    n: usize,
+    items: &mut ItemReader<'_>,
+    report: &mut ReadReport,
+    on_event: &mut impl FnMut(Event) -> Flow,
+) -> bool {
+    let Ok(line) = std::str::from_utf8(bytes) else {
+        report.skip(n, "not valid UTF-8", "not valid UTF-8".to_string());
+        return false;
+    };
+    let text = line.trim();
+    if text.is_empty() {
+        return false;
+    }
+    let lead = line.len() - line.trim_start().len();
+    let range = (items.keep_ranges && text.len() <= u32::MAX as usize)
+        .then(|| FileRange { offset: line_start + lead as u64, len: text.len() as u32 });
+    match items.event(text, range) {
+        Ok(e) => {
+            report.events += 1;
+            on_event(e) == Flow::Stop
+        }
+        Err((kind, reason)) => {
+            report.skip(n, kind, reason);
+            false
+        }
+    }
 }
 
 /// Streams the items of a JSON array (the reader is positioned at its `[`).
@@ -561,6 +598,44 @@ mod tests {
         // The synthetic id is the same as without projection.
         let (full, _) = read_all(&text[..]);
         assert_eq!(events[1].id, full[1].id);
+    }
+
+    #[test]
+    fn lines_across_the_read_buffer_read_as_lines_within_it() {
+        // Lines read in place in the buffer and lines copied out because they cross its end give the same
+        // events, byte ranges, line numbers and skips.
+        let mut text = Vec::new();
+        for i in 0..60 {
+            let pad = "x".repeat(i * 7 % 53);
+            match i % 10 {
+                3 => text.extend_from_slice(b"{broken\n"),
+                5 => text.extend_from_slice(b"\n  \n"),
+                7 => text.extend_from_slice(b"\xff\xfe\n"),
+                _ => text.extend_from_slice(format!("  {{\"_index\":\"i\",\"_id\":\"{i}\",\"_source\":{{\"a\":{i},\"p\":\"{pad}\"}}}}\n").as_bytes()),
+            }
+        }
+        text.extend_from_slice(b"{\"a\":\"last line, no newline\"}");
+        let fields = Projection::Fields(Arc::new(FieldSet::new(["a"])));
+        let read = |reader: &mut dyn BufRead| {
+            let mut events = Vec::new();
+            let report = read_items(reader, "o", &fields, true, |e| {
+                events.push(e);
+                Flow::Continue
+            })
+            .unwrap();
+            (events, report)
+        };
+        let (whole, whole_report) = read(&mut &text[..]);
+        assert_eq!(whole.len(), 43, "{whole_report:?}");
+        assert_eq!(whole_report.skipped_count(), 12);
+        for capacity in [1, 7, 64, 300] {
+            let (events, report) = read(&mut BufReader::with_capacity(capacity, &text[..]));
+            assert_eq!(events, whole, "buffer of {capacity} bytes");
+            assert_eq!(report, whole_report, "buffer of {capacity} bytes");
+        }
+        let range = whole[0].file_range().unwrap();
+        let at = range.offset as usize;
+        assert_eq!(&text[at..at + range.len as usize], br#"{"_index":"i","_id":"0","_source":{"a":0,"p":""}}"#);
     }
 
     #[test]

@@ -17,6 +17,12 @@
 //!   and ordinal handling, per-millisecond buffering, join keys, the sequence state machine and the tail
 //!   selection. The runner owns its events, so each iteration gets a fresh copy of the event vector; making
 //!   the copy is not timed, dropping the events the runner discards is (as in a real run).
+//! - `projection/{scan,serde}`: reading one search hit's text into its identity and the projection of its
+//!   `_source` to the fields the seed rules read (`event::projection::read_document`, what `esdetect test`
+//!   does per line), over the fixture's lines, by the fast scan and by the serde reference; reported in
+//!   bytes per second (`*_keep_nothing`: the same with no field wanted, i.e. validating and skipping
+//!   alone). It needs no events: `ESDETECT_BENCH_EVENTS=1000 cargo bench -p esdetect-eql --bench
+//!   eql -- projection` skips the costly setup of the other groups.
 //! - `engine_projected/<rule>`: the same engine as the one-pass data path feeds it: events projected to the
 //!   fields the rule reads, shared through `Arc` (`Runner::push_shared`), so an iteration pays for the
 //!   engine's work, not for freeing whole documents (the artefact that dominated `engine/*`).
@@ -30,6 +36,7 @@ use esdetect_eql::analyze::CompiledQuery;
 use esdetect_eql::engine::{Evaluation, Runner};
 use esdetect_eql::mapping::Mapping;
 use esdetect_eql::plan::{Plan, Position, QueryOptions};
+use esdetect_eql::event::projection::{read_document, read_document_serde};
 use esdetect_eql::event::{Event, FieldSet};
 use serde_json::Value;
 use std::hint::black_box;
@@ -126,6 +133,27 @@ fn run_engine(plan: &CompiledQuery, events: impl IntoIterator<Item = Event>) -> 
     runner.finish().expect("finish")
 }
 
+/// The projection parse of each fixture line, by the fast scan and by serde alone.
+fn bench_projection(c: &mut Criterion) {
+    let rules = seed_rules();
+    let fields = FieldSet::new(rules.iter().flat_map(|(_, plan)| plan.fields_read()));
+    let lines: Vec<&str> = FIXTURE.lines().filter(|l| !l.trim().is_empty()).collect();
+    let bytes: usize = lines.iter().map(|l| l.len()).sum();
+    for line in &lines {
+        assert_eq!(read_document(&fields, line).ok(), read_document_serde(&fields, line).ok(), "{line}");
+    }
+    let mut g = c.benchmark_group("projection");
+    g.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("scan", |b| b.iter(|| lines.iter().filter(|l| read_document(&fields, black_box(l)).is_ok()).count()));
+    g.bench_function("serde", |b| b.iter(|| lines.iter().filter(|l| read_document_serde(&fields, black_box(l)).is_ok()).count()));
+    // The same with no field wanted: validating and skipping alone, no value built.
+    let none = FieldSet::new(Vec::<String>::new());
+    g.bench_function("scan_keep_nothing", |b| b.iter(|| lines.iter().filter(|l| read_document(&none, black_box(l)).is_ok()).count()));
+    g.bench_function("serde_keep_nothing", |b| b.iter(|| lines.iter().filter(|l| read_document_serde(&none, black_box(l)).is_ok()).count()));
+    g.finish();
+}
+
 fn bench(c: &mut Criterion) {
     let n = event_count();
     let events = benchmark_events(n);
@@ -217,5 +245,5 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench_projection, bench);
 criterion_main!(benches);

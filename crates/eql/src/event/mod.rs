@@ -9,6 +9,7 @@
 //! alerts ([`Event::full_source`]).
 
 pub mod projection;
+mod scan;
 
 pub use projection::FieldSet;
 

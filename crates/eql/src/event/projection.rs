@@ -5,8 +5,11 @@
 //! (allocation and free of hundreds of nodes per event). A [`FieldSet`] is the union of the dotted field
 //! paths every loaded rule reads (query fields, timestamp, tiebreaker, join keys, window fields);
 //! [`project_str`] parses a document once, keeping exactly the subtrees those paths can reach and skipping
-//! the rest with [`serde::de::IgnoredAny`] (no allocation). The full `_source` stays available as text
-//! for the few events that become alerts.
+//! the rest. The full `_source` stays available as text for the few events that become alerts.
+//!
+//! Two readers give the same projection: a hand-written scan ([`super::scan`], the fast path) and serde
+//! with [`serde::de::IgnoredAny`] for the skipped values (here: the reference, and the reader of every
+//! text the scan gives up on — escaped keys, control characters, errors).
 //!
 //! The projection is exact for every reader that walks dotted paths the way Elasticsearch does (nested
 //! objects and dotted keys are the same field, arrays are flattened): a kept object keeps every key that
@@ -42,22 +45,26 @@ impl Projection {
 /// The dotted field paths to keep, compiled into a trie over key prefixes.
 #[derive(Debug, Clone, Default)]
 pub struct FieldSet {
-    root: Node,
+    pub(super) root: Node,
 }
 
 /// One object level: for each key that can lead to a wanted path, what to keep below it.
 #[derive(Debug, Clone, Default)]
-struct Node {
+pub(super) struct Node {
     /// Keyed by object key; looked up once per key of every parsed object, hence the fast hasher.
-    entries: FxHashMap<Box<str>, Entry>,
+    pub(super) entries: FxHashMap<Box<str>, Entry>,
+    /// For each key of `entries`, the bit of its length (63 for 63 bytes or more) and the bit of its
+    /// first byte (modulo 64): the scan rejects most keys of an object with these, before hashing them.
+    lengths: u64,
+    firsts: u64,
 }
 
 #[derive(Debug, Clone, Default)]
-struct Entry {
+pub(super) struct Entry {
     /// The key is itself a wanted path: keep its whole value.
-    whole: bool,
+    pub(super) whole: bool,
     /// Wanted paths continue below the key (the key is a dotted prefix of them).
-    below: Option<Box<Node>>,
+    pub(super) below: Option<Box<Node>>,
 }
 
 impl Node {
@@ -78,7 +85,33 @@ impl Node {
         for (key, below) in rests {
             entries.entry(key.into()).or_default().below = Some(Box::new(Node::build(below)));
         }
-        Node { entries }
+        let (mut lengths, mut firsts) = (0, 0);
+        for key in entries.keys() {
+            let (length, first) = Node::key_bits(key);
+            lengths |= length;
+            firsts |= first;
+        }
+        Node { entries, lengths, firsts }
+    }
+
+    /// The entry of `key`, if it leads to a wanted path.
+    #[inline]
+    pub(super) fn get(&self, key: &str) -> Option<&Entry> {
+        let (length, first) = Node::key_bits(key);
+        if self.lengths & length == 0 || self.firsts & first == 0 {
+            return None;
+        }
+        self.entries.get(key)
+    }
+
+    /// How many keys can lead to a wanted path (an upper bound of a projected object's size).
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    #[inline]
+    fn key_bits(key: &str) -> (u64, u64) {
+        (1 << key.len().min(63), 1 << (key.as_bytes().first().copied().unwrap_or(0) & 63))
     }
 }
 
@@ -127,6 +160,15 @@ fn prune_value(node: &Node, v: &Value) -> Option<Value> {
 /// Parses a JSON object's text keeping only the subtrees `fields` can reach. Errors are serde_json's
 /// (the text is not valid JSON, or not an object).
 pub fn project_str(fields: &FieldSet, json: &str) -> Result<Value, serde_json::Error> {
+    match super::scan::project_str(&fields.root, json) {
+        Some(map) => Ok(Value::Object(map)),
+        None => project_str_serde(fields, json),
+    }
+}
+
+/// [`project_str`] with serde alone: the reference the fast scan ([`super::scan`]) must agree with, and
+/// what reads the texts the scan gives up on.
+pub fn project_str_serde(fields: &FieldSet, json: &str) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(json);
     let value = ObjectSeed(&fields.root).deserialize(&mut de)?;
     de.end()?;
@@ -247,7 +289,7 @@ impl<'de> Visitor<'de> for KeySeed {
 }
 
 /// A search hit or a bare document, as found in an event file or a search response.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum Document {
     /// `{"_index": …, "_id": …, "_source": {…}, …}`: identity and the projection of `_source` (other keys
     /// are skipped).
@@ -260,6 +302,15 @@ pub enum Document {
 /// on the way), else a bare document. Errors when the text is not a JSON object or `_source` is not one;
 /// callers report those from a full parse, which gives the precise reason.
 pub fn read_document(fields: &FieldSet, json: &str) -> Result<Document, serde_json::Error> {
+    match super::scan::read_document(&fields.root, json) {
+        Some(doc) => Ok(doc),
+        None => read_document_serde(fields, json),
+    }
+}
+
+/// [`read_document`] with serde alone: the reference the fast scan ([`super::scan`]) must agree with,
+/// and what reads the texts the scan gives up on (so its errors are serde's).
+pub fn read_document_serde(fields: &FieldSet, json: &str) -> Result<Document, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(json);
     let doc = de.deserialize_map(TopVisitor(&fields.root))?;
     de.end()?;
