@@ -6,6 +6,7 @@
 
 use super::events::{self, Account, Common, Family, Host, Logon, ShareAccess};
 use super::{LookAlike, Planted, Scenario, Simulator};
+use super::stream::Unit;
 use serde_json::Value;
 
 const DOMAIN: &str = "CORP";
@@ -69,6 +70,27 @@ pub struct SmbCase {
     pub record: u64,
     pub sub_ms: u32,
     pub ingest_delay_ms: i64,
+}
+
+/// All random choices of one ordinary (benign) event; numbers only, so drawing one allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OrdinaryCase {
+    pub host: usize,
+    pub family: Family,
+    pub ts: i64,
+    pub sub_ms: u32,
+    pub ingest: i64,
+    pub record: u64,
+    pub name: &'static str,
+    pub logon_id: u64,
+    /// The client machine (never `host`).
+    pub client: usize,
+    pub port: u16,
+    /// 0..100: which kind of event (see [`Simulator::ordinary_doc`]).
+    pub roll: u64,
+    /// `ElevatedToken` `%%1842` (yes) rather than `%%1843`.
+    pub elevated: bool,
+    pub pid: u64,
 }
 
 impl Simulator {
@@ -207,62 +229,100 @@ impl Simulator {
         (case.family.index().to_string(), events::share_5145(&c, &access))
     }
 
-    pub(crate) fn plant_krb(&mut self, variant: Option<LookAlike>, out: &mut Vec<(i64, String, Value)>) {
+    /// Draws a KrbRelayUp attack (`variant` `None`) or look-alike and records it as planted.
+    pub(crate) fn draw_krb(&mut self, variant: Option<LookAlike>) -> Unit {
         let case = self.krb_case(variant == Some(LookAlike::KrbLateService));
-        let docs = self.krb_docs(&case, variant);
-        self.planted.push(Planted {
-            scenario: Scenario::KrbRelayUp,
-            lookalike: variant,
-            computer_name: self.hosts[case.host].computer_name.clone(),
-            logon_id: case.logon_id.clone(),
-            record_ids: case.records.iter().map(u64::to_string).collect(),
-            indices: docs.iter().map(|d| d.0.clone()).collect(),
-        });
-        let times = [case.logon_ms, case.logon_ms + case.delay_ms];
-        for ((index, doc), ts) in docs.into_iter().zip(times) {
-            out.push((ts, index, doc));
+        if self.record_planted {
+            let index = case.family.index().to_string();
+            self.planted.push(Planted {
+                scenario: Scenario::KrbRelayUp,
+                lookalike: variant,
+                computer_name: self.hosts[case.host].computer_name.clone(),
+                logon_id: case.logon_id.clone(),
+                record_ids: case.records.iter().map(u64::to_string).collect(),
+                indices: vec![index.clone(), index],
+            });
+        }
+        Unit::Krb(Box::new(case), variant)
+    }
+
+    /// Draws an SMB relay attack (`variant` `None`) or look-alike and records it as planted.
+    pub(crate) fn draw_smb(&mut self, variant: Option<LookAlike>) -> Unit {
+        let local_only = matches!(variant, Some(LookAlike::SmbOwnIpv4 | LookAlike::SmbOwnIpv6));
+        let case = self.smb_case(local_only);
+        if self.record_planted {
+            self.planted.push(Planted {
+                scenario: Scenario::SmbRelay,
+                lookalike: variant,
+                computer_name: self.hosts[case.host].computer_name.clone(),
+                logon_id: case.logon_id.clone(),
+                record_ids: vec![case.record.to_string()],
+                indices: vec![case.family.index().to_string()],
+            });
+        }
+        Unit::Smb(Box::new(case), variant)
+    }
+
+    /// Draws every unit of `scenario` with `count` (see [`Simulator::generate`]) in generation order and
+    /// hands each to `emit`. This is the only place that decides what a run consists of; rendering is
+    /// separate, so a run can be replayed cheaply from a clone of the simulator.
+    pub(crate) fn draw_units(&mut self, scenario: Scenario, count: usize, emit: &mut dyn FnMut(Unit)) {
+        match scenario {
+            Scenario::KrbRelayUp => (0..count).for_each(|_| emit(self.draw_krb(None))),
+            Scenario::SmbRelay => (0..count).for_each(|_| emit(self.draw_smb(None))),
+            Scenario::Noise => self.noise(count, emit),
+            Scenario::All => {
+                let rounds = if count >= 3 { (count / 100).max(1) } else { 0 };
+                self.noise(count - 3 * rounds, emit);
+                for _ in 0..rounds {
+                    emit(self.draw_krb(None));
+                    emit(self.draw_smb(None));
+                }
+            }
         }
     }
 
-    pub(crate) fn plant_smb(&mut self, variant: Option<LookAlike>, out: &mut Vec<(i64, String, Value)>) {
-        let local_only = matches!(variant, Some(LookAlike::SmbOwnIpv4 | LookAlike::SmbOwnIpv6));
-        let case = self.smb_case(local_only);
-        let (index, doc) = self.smb_doc(&case, variant);
-        self.planted.push(Planted {
-            scenario: Scenario::SmbRelay,
-            lookalike: variant,
-            computer_name: self.hosts[case.host].computer_name.clone(),
-            logon_id: case.logon_id.clone(),
-            record_ids: vec![case.record.to_string()],
-            indices: vec![index.clone()],
-        });
-        out.push((case.ts_ms, index, doc));
-    }
-
-    /// `slots` noise events; every tenth slot is a look-alike (cycling through all kinds).
     /// Exactly `docs` benign documents: ordinary events, and every tenth slot a look-alike (cycling
     /// through all [`LookAlike`] kinds) when the documents it needs still fit.
-    pub(crate) fn noise(&mut self, docs: usize, out: &mut Vec<(i64, String, Value)>) {
-        let start = out.len();
+    fn noise(&mut self, docs: usize, emit: &mut dyn FnMut(Unit)) {
+        let mut made = 0usize;
         let mut slot = 0usize;
-        while out.len() - start < docs {
-            let left = docs - (out.len() - start);
-            if slot % 10 == 9 {
+        while made < docs {
+            let left = docs - made;
+            let unit = if slot % 10 == 9 {
                 let kind = LookAlike::ALL[(slot / 10) % LookAlike::ALL.len()];
                 match kind.scenario() {
-                    Scenario::SmbRelay => self.plant_smb(Some(kind), out),
-                    _ if left >= 2 => self.plant_krb(Some(kind), out), // a 4624 and its 4697
-                    _ => self.ordinary(out),
+                    Scenario::SmbRelay => self.draw_smb(Some(kind)),
+                    _ if left >= 2 => self.draw_krb(Some(kind)), // a 4624 and its 4697
+                    _ => Unit::Ordinary(self.ordinary_case()),
                 }
             } else {
-                self.ordinary(out);
-            }
+                Unit::Ordinary(self.ordinary_case())
+            };
+            made += unit.doc_count();
+            emit(unit);
             slot += 1;
         }
     }
 
-    /// One ordinary event that can match neither seed rule.
-    fn ordinary(&mut self, out: &mut Vec<(i64, String, Value)>) {
+    /// Renders document `part` (0, or 1 for a KrbRelayUp's 4697) of a unit as `(index, _source)`.
+    pub(crate) fn render(&self, unit: &Unit, part: usize) -> (String, Value) {
+        match unit {
+            Unit::Ordinary(case) => self.ordinary_doc(case),
+            Unit::Krb(case, variant) => {
+                let [a, b] = self.krb_docs(case, *variant);
+                if part == 0 {
+                    a
+                } else {
+                    b
+                }
+            }
+            Unit::Smb(case, variant) => self.smb_doc(case, *variant),
+        }
+    }
+
+    /// Draws one ordinary event that can match neither seed rule (all random choices, nothing rendered).
+    fn ordinary_case(&mut self) -> OrdinaryCase {
         let host = self.event_host();
         let family = self.family();
         let ts = self.start_ms() + self.rng.range(0, self.window_ms - 1);
@@ -270,18 +330,26 @@ impl Simulator {
         let ingest = self.rng.range(300, 20_000);
         let record = self.new_record_id();
         let name = *self.rng.pick(&USERS);
-        let who = user(name);
-        let logon_id = self.new_logon_id();
+        let logon_id = self.new_logon_number();
         // A client machine other than the logging one.
         let mut client = self.event_host();
         if client == host {
             client = if host == 1 { 3 } else { 1 };
         }
-        let client_ip = self.hosts[client].ipv4.to_string();
         let port = self.rng.range(49152, 65535) as u16;
         let roll = self.rng.below(100);
-        let elevated = if self.rng.chance(50) { "%%1842" } else { "%%1843" }.to_string();
+        let elevated = self.rng.chance(50);
         let pid = 0x1000 + self.rng.below(0x8000);
+        OrdinaryCase { host, family, ts, sub_ms, ingest, record, name, logon_id, client, port, roll, elevated, pid }
+    }
+
+    /// Renders an ordinary event: which kind it is follows from `roll`.
+    fn ordinary_doc(&self, o: &OrdinaryCase) -> (String, Value) {
+        let OrdinaryCase { host, family, ts, sub_ms, ingest, record, name, logon_id, client, port, roll, elevated, pid } = *o;
+        let who = user(name);
+        let logon_id = format!("0x{logon_id:x}");
+        let client_ip = self.hosts[client].ipv4.to_string();
+        let elevated = if elevated { "%%1842" } else { "%%1843" }.to_string();
         let c = self.common(host, family, ts, sub_ms, ingest, record);
         let doc = match roll {
             // Remote network logons (Kerberos or NTLM) from a client machine.
@@ -333,6 +401,6 @@ impl Simulator {
                 share: "\\\\*\\SYSVOL".into(), relative_target: "corp.local\\Policies".into(),
             }),
         };
-        out.push((ts, family.index().to_string(), doc));
+        (family.index().to_string(), doc)
     }
 }
