@@ -102,6 +102,17 @@ pub fn write_hit(out: &mut dyn std::io::Write, index: &str, id: &str, doc: &Valu
     out.write_all(b"}\n")
 }
 
+/// [`write_hit`] for a document already serialised as compact JSON.
+pub fn write_raw_hit(out: &mut dyn std::io::Write, index: &str, id: &str, doc: &[u8]) -> std::io::Result<()> {
+    out.write_all(b"{\"_index\":")?;
+    serde_json::to_writer(&mut *out, index)?;
+    out.write_all(b",\"_id\":")?;
+    serde_json::to_writer(&mut *out, id)?;
+    out.write_all(b",\"_source\":")?;
+    out.write_all(doc)?;
+    out.write_all(b"}\n")
+}
+
 /// A summary line of what a simulator planted: `(attacks, look-alikes)`.
 pub fn planted_counts(sim: &Simulator) -> (usize, usize) {
     let attacks = sim.planted().iter().filter(|p| p.is_attack()).count();

@@ -160,6 +160,9 @@ pub struct Simulator {
     /// Whether drawing an attack or look-alike records it in [`Simulator::planted`] (true by default;
     /// a streamed simulation of millions of events turns it off unless the list is wanted).
     pub record_planted: bool,
+    /// `data_stream.namespace` written into documents (`default`; [`lab::apply_namespace`] moves
+    /// generated documents elsewhere, a streamed simulation writes its namespace directly).
+    pub(crate) namespace: String,
 }
 
 impl Simulator {
@@ -192,7 +195,7 @@ impl Simulator {
                 }
             })
             .collect();
-        Simulator { seed, start, window_ms: 3_600_000, hosts, rng, next_logon: 0x10000, next_record: 100_000, planted: Vec::new(), record_planted: true }
+        Simulator { seed, start, window_ms: 3_600_000, hosts, rng, next_logon: 0x10000, next_record: 100_000, planted: Vec::new(), record_planted: true, namespace: "default".into() }
     }
 
     /// Everything planted so far, in planting order.

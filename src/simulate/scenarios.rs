@@ -4,7 +4,7 @@
 //! function with an optional [`LookAlike`] variant: rendering the same case with and without a
 //! variant gives documents that differ only in the variant's field(s).
 
-use super::events::{self, Account, Common, Family, Host, Logon, ShareAccess};
+use super::events::{self, to_value, Account, Common, Family, Host, Json, Logon, ShareAccess};
 use super::{LookAlike, Planted, Scenario, Simulator};
 use super::stream::Unit;
 use serde_json::Value;
@@ -86,7 +86,7 @@ pub struct OrdinaryCase {
     /// The client machine (never `host`).
     pub client: usize,
     pub port: u16,
-    /// 0..100: which kind of event (see [`Simulator::ordinary_doc`]).
+    /// 0..100: which kind of event (see `write_ordinary`).
     pub roll: u64,
     /// `ElevatedToken` `%%1842` (yes) rather than `%%1843`.
     pub elevated: bool,
@@ -104,6 +104,7 @@ impl Simulator {
             ingest_delay_ms,
             record_id,
             lsass_pid: 600 + (host as u64) * 4,
+            namespace: &self.namespace,
         }
     }
 
@@ -146,33 +147,32 @@ impl Simulator {
 
     /// Renders a KrbRelayUp case: the 4624 and the 4697, with an optional near-miss variant.
     pub fn krb_docs(&self, case: &KrbCase, variant: Option<LookAlike>) -> [(String, Value); 2] {
-        let v = |l: LookAlike| variant == Some(l);
-        let logon = Logon {
-            target: case.target.clone(),
-            target_logon_id: case.logon_id.clone(),
-            logon_type: if v(LookAlike::KrbNotNetwork) { 2 } else { 3 },
-            auth_package: if v(LookAlike::KrbNtlm) { "NTLM" } else { "Kerberos" }.into(),
-            elevated_token: if v(LookAlike::KrbElevatedYes) { "%%1842" } else { "%%1843" }.into(),
-            source_ip: Some(if v(LookAlike::KrbRemoteSource) { case.remote_ip.clone() } else { "127.0.0.1".into() }),
-            source_port: case.port,
-            pid: 0,
-            process_name: "-".into(),
-            workstation: None,
-        };
-        let a = events::logon_4624(
-            &self.common(case.host, case.family, case.logon_ms, case.sub_ms[0], case.ingest_delay_ms[0], case.records[0]),
-            &logon,
-        );
-        let subject_id = if v(LookAlike::KrbOtherLogonId) { &case.other_logon_id } else { &case.logon_id };
-        let b = events::service_4697(
-            &self.common(case.host, case.family, case.logon_ms + case.delay_ms, case.sub_ms[1], case.ingest_delay_ms[1], case.records[1]),
-            &case.target,
-            subject_id,
-            &case.service_name,
-            "C:\\Windows\\Temp\\KrbSCM.exe",
-        );
         let index = case.family.index().to_string();
-        [(index.clone(), a), (index, b)]
+        [0, 1].map(|part| (index.clone(), to_value(|j| self.write_krb(case, variant, part, j))))
+    }
+
+    /// Writes document `part` of a KrbRelayUp case: 0 the 4624, 1 the 4697.
+    fn write_krb(&self, case: &KrbCase, variant: Option<LookAlike>, part: usize, j: &mut Json) {
+        let v = |l: LookAlike| variant == Some(l);
+        let c = self.common(case.host, case.family, case.logon_ms + [0, case.delay_ms][part], case.sub_ms[part], case.ingest_delay_ms[part], case.records[part]);
+        if part == 0 {
+            let logon = Logon {
+                target: case.target.clone(),
+                target_logon_id: case.logon_id.clone(),
+                logon_type: if v(LookAlike::KrbNotNetwork) { 2 } else { 3 },
+                auth_package: if v(LookAlike::KrbNtlm) { "NTLM" } else { "Kerberos" }.into(),
+                elevated_token: if v(LookAlike::KrbElevatedYes) { "%%1842" } else { "%%1843" }.into(),
+                source_ip: Some(if v(LookAlike::KrbRemoteSource) { case.remote_ip.clone() } else { "127.0.0.1".into() }),
+                source_port: case.port,
+                pid: 0,
+                process_name: "-".into(),
+                workstation: None,
+            };
+            events::write_4624(j, &c, &logon);
+        } else {
+            let subject_id = if v(LookAlike::KrbOtherLogonId) { &case.other_logon_id } else { &case.logon_id };
+            events::write_4697(j, &c, &case.target, subject_id, &case.service_name, "C:\\Windows\\Temp\\KrbSCM.exe");
+        }
     }
 
     /// Draws an SMB relay case. `local_only` keeps it out of the forwarded family, whose `host.ip` is
@@ -209,6 +209,10 @@ impl Simulator {
 
     /// Renders an SMB relay case (one 5145), with an optional near-miss variant.
     pub fn smb_doc(&self, case: &SmbCase, variant: Option<LookAlike>) -> (String, Value) {
+        (case.family.index().to_string(), to_value(|j| self.write_smb(case, variant, j)))
+    }
+
+    fn write_smb(&self, case: &SmbCase, variant: Option<LookAlike>, j: &mut Json) {
         let host = &self.hosts[case.host];
         let subject = if variant == Some(LookAlike::SmbOtherMachine) { machine(&self.hosts[case.other_host]) } else { machine(host) };
         let source_ip = match variant {
@@ -226,7 +230,7 @@ impl Simulator {
             relative_target: case.relative_target.clone(),
         };
         let c = self.common(case.host, case.family, case.ts_ms, case.sub_ms, case.ingest_delay_ms, case.record);
-        (case.family.index().to_string(), events::share_5145(&c, &access))
+        events::write_share(j, &c, &access, true);
     }
 
     /// Draws a KrbRelayUp attack (`variant` `None`) or look-alike and records it as planted.
@@ -307,17 +311,27 @@ impl Simulator {
 
     /// Renders document `part` (0, or 1 for a KrbRelayUp's 4697) of a unit as `(index, _source)`.
     pub(crate) fn render(&self, unit: &Unit, part: usize) -> (String, Value) {
+        let mut index = "";
+        let doc = to_value(|j| index = self.render_json(unit, part, j.0));
+        (index.to_string(), doc)
+    }
+
+    /// Writes document `part` of a unit as compact JSON into `out`; returns its index (before any namespace).
+    pub(crate) fn render_json(&self, unit: &Unit, part: usize, out: &mut Vec<u8>) -> &'static str {
+        let j = &mut Json(out);
         match unit {
-            Unit::Ordinary(case) => self.ordinary_doc(case),
-            Unit::Krb(case, variant) => {
-                let [a, b] = self.krb_docs(case, *variant);
-                if part == 0 {
-                    a
-                } else {
-                    b
-                }
+            Unit::Ordinary(case) => {
+                self.write_ordinary(case, j);
+                case.family.index()
             }
-            Unit::Smb(case, variant) => self.smb_doc(case, *variant),
+            Unit::Krb(case, variant) => {
+                self.write_krb(case, *variant, part, j);
+                case.family.index()
+            }
+            Unit::Smb(case, variant) => {
+                self.write_smb(case, *variant, j);
+                case.family.index()
+            }
         }
     }
 
@@ -343,36 +357,36 @@ impl Simulator {
         OrdinaryCase { host, family, ts, sub_ms, ingest, record, name, logon_id, client, port, roll, elevated, pid }
     }
 
-    /// Renders an ordinary event: which kind it is follows from `roll`.
-    fn ordinary_doc(&self, o: &OrdinaryCase) -> (String, Value) {
+    /// Writes an ordinary event: which kind it is follows from `roll`.
+    fn write_ordinary(&self, o: &OrdinaryCase, j: &mut Json) {
         let OrdinaryCase { host, family, ts, sub_ms, ingest, record, name, logon_id, client, port, roll, elevated, pid } = *o;
         let who = user(name);
         let logon_id = format!("0x{logon_id:x}");
         let client_ip = self.hosts[client].ipv4.to_string();
         let elevated = if elevated { "%%1842" } else { "%%1843" }.to_string();
         let c = self.common(host, family, ts, sub_ms, ingest, record);
-        let doc = match roll {
+        match roll {
             // Remote network logons (Kerberos or NTLM) from a client machine.
-            0..=24 => events::logon_4624(&c, &Logon {
+            0..=24 => events::write_4624(j, &c, &Logon {
                 target: who, target_logon_id: logon_id, logon_type: 3,
                 auth_package: if roll.is_multiple_of(2) { "Kerberos" } else { "NTLM" }.into(), elevated_token: elevated,
                 source_ip: Some(client_ip), source_port: port, pid: 0, process_name: "-".into(), workstation: None,
             }),
             // Interactive logons: loopback source, winlogon's pid, Negotiate.
-            25..=32 => events::logon_4624(&c, &Logon {
+            25..=32 => events::write_4624(j, &c, &Logon {
                 target: who, target_logon_id: logon_id, logon_type: 2, auth_package: "Negotiate".into(),
                 elevated_token: elevated, source_ip: Some("127.0.0.1".into()), source_port: 0, pid: 0x2a4,
                 process_name: "C:\\Windows\\System32\\svchost.exe".into(), workstation: Some(self.hosts[host].short.clone()),
             }),
             // Service logons: no source address (IpAddress "-").
-            33..=37 => events::logon_4624(&c, &Logon {
+            33..=37 => events::write_4624(j, &c, &Logon {
                 target: system(), target_logon_id: logon_id, logon_type: 5, auth_package: "Negotiate".into(),
                 elevated_token: "%%1842".into(), source_ip: None, source_port: 0, pid: 0x2b0,
                 process_name: "C:\\Windows\\System32\\services.exe".into(), workstation: None,
             }),
-            38..=44 => events::failed_logon_4625(&c, &who, 3, "NTLM", &client_ip, "0xc000006d"),
-            45..=54 => events::logoff_4634(&c, &who, 3, &logon_id),
-            55..=61 => events::special_logon_4672(&c, &who, &logon_id),
+            38..=44 => events::write_4625(j, &c, &who, 3, "NTLM", &client_ip, "0xc000006d"),
+            45..=54 => events::write_4634(j, &c, &who, 3, &logon_id),
+            55..=61 => events::write_4672(j, &c, &who, &logon_id),
             62..=76 => {
                 let (exe, args) = match roll % 4 {
                     0 => ("C:\\Windows\\System32\\cmd.exe", "/c whoami"),
@@ -380,27 +394,26 @@ impl Simulator {
                     2 => ("C:\\Windows\\System32\\conhost.exe", "0xffffffff -ForceV1"),
                     _ => ("C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE", ""),
                 };
-                events::process_4688(&c, &who, &logon_id, pid, exe, 0x1a0c, "C:\\Windows\\explorer.exe", args)
+                events::write_4688(j, &c, &who, &logon_id, pid, exe, 0x1a0c, "C:\\Windows\\explorer.exe", args)
             }
             // Services installed by some other (non-loopback) session, or by SYSTEM (0x3e7).
             77..=80 => {
                 let subject_id = if roll.is_multiple_of(2) { "0x3e7".to_string() } else { logon_id };
-                events::service_4697(&c, &who, &subject_id, "UpdaterSvc", "C:\\Program Files\\Updater\\updater.exe")
+                events::write_4697(j, &c, &who, &subject_id, "UpdaterSvc", "C:\\Program Files\\Updater\\updater.exe")
             }
-            81..=87 => events::share_5140(&c, &ShareAccess {
+            81..=87 => events::write_share(j, &c, &ShareAccess {
                 subject: who, logon_id, source_ip: client_ip, source_port: port,
                 share: "\\\\*\\Documents".into(), relative_target: String::new(),
-            }),
-            88..=94 => events::share_5145(&c, &ShareAccess {
+            }, false),
+            88..=94 => events::write_share(j, &c, &ShareAccess {
                 subject: who, logon_id, source_ip: client_ip, source_port: port,
                 share: "\\\\*\\Documents".into(), relative_target: "\\reports\\Q1\\summary.docx".into(),
-            }),
+            }, true),
             // A client's machine account reading SYSVOL/IPC$ on another machine (GPO refresh).
-            _ => events::share_5145(&c, &ShareAccess {
+            _ => events::write_share(j, &c, &ShareAccess {
                 subject: machine(&self.hosts[client]), logon_id, source_ip: client_ip, source_port: port,
                 share: "\\\\*\\SYSVOL".into(), relative_target: "corp.local\\Policies".into(),
-            }),
-        };
-        (family.index().to_string(), doc)
+            }, true),
+        }
     }
 }

@@ -77,6 +77,7 @@ impl Simulator {
         let mut base = self.clone();
         base.planted = Vec::new();
         base.record_planted = false;
+        base.namespace = namespace.to_string();
 
         // Counting pass (on `self`, so it ends where `generate` would).
         let lo = self.start_ms();
@@ -86,21 +87,12 @@ impl Simulator {
         let mut counts = vec![0u32; bucket(lo + span - 1) + 1];
         self.draw_units(scenario, count, &mut |unit| unit.doc_times().for_each(|ts| counts[bucket(ts)] += 1));
 
-        // Slice boundaries fall between buckets, so one millisecond is never split.
-        let mut cuts = vec![i64::MIN];
-        let mut held = 0usize;
-        for (b, &n) in counts.iter().enumerate() {
-            if held > 0 && held + n as usize > slice_docs {
-                cuts.push(lo + b as i64 * width);
-                held = 0;
-            }
-            held += n as usize;
-        }
-        cuts.push(i64::MAX);
+        let cuts = slice_cuts(&counts, lo, width, slice_docs);
         drop(counts);
 
         let mut written = 0u64;
         let mut kept: Vec<Kept> = Vec::new();
+        let mut doc = Vec::with_capacity(4096);
         for slice in cuts.windows(2) {
             let (from, to) = (slice[0], slice[1]);
             let mut replay = base.clone();
@@ -115,12 +107,30 @@ impl Simulator {
             });
             kept.sort_unstable_by_key(|k| (k.ts, k.seq));
             for k in kept.drain(..) {
-                let (index, mut doc) = replay.render(&k.unit, k.part);
-                let index = lab::namespace_doc(&index, &mut doc, namespace);
-                lab::write_hit(out, &index, &format!("sim-{:x}-{written:06}", self.seed), &doc)?;
+                doc.clear();
+                let index = lab::namespaced_index(replay.render_json(&k.unit, k.part, &mut doc), namespace);
+                lab::write_raw_hit(out, &index, &format!("sim-{:x}-{written:06}", self.seed), &doc)?;
                 written += 1;
             }
         }
         Ok(written)
     }
+}
+
+/// Where slices start, from documents counted per bucket (`counts[b]` documents in
+/// `[lo + b·width, lo + (b+1)·width)`): each slice holds at most `budget` documents unless one bucket alone
+/// holds more, and boundaries fall between buckets, so one millisecond is never split. The result starts
+/// with `i64::MIN` and ends with `i64::MAX`; slice `i` is `[cuts[i], cuts[i + 1])`.
+pub(crate) fn slice_cuts(counts: &[u32], lo: i64, width: i64, budget: usize) -> Vec<i64> {
+    let mut cuts = vec![i64::MIN];
+    let mut held = 0usize;
+    for (b, &n) in counts.iter().enumerate() {
+        if held > 0 && held + n as usize > budget {
+            cuts.push(lo + b as i64 * width);
+            held = 0;
+        }
+        held += n as usize;
+    }
+    cuts.push(i64::MAX);
+    cuts
 }
