@@ -7,7 +7,7 @@
 #   bash scripts/bench.sh                 # sizes 20000 320000 1000000, 3 rounds
 #   SIZES="20000 10000000" ROUNDS=5 bash scripts/bench.sh
 #   RULES=1000 bash scripts/bench.sh      # also 1,000 generated rules vs the 2 seed rules (100 k events)
-#   SIZES= STREAM="200000 2000000 10000000" bash scripts/bench.sh   # streamed through stdin, no file (below)
+#   SIZES= STREAM="200000 1000000 10000000" ROUNDS=1 bash scripts/bench.sh   # streamed through stdin, no file (below)
 #   MODE=cluster bash scripts/bench.sh    # `run --once` vs a bare PIT/search_after fetch: scripts/bench-cluster.sh
 #
 # Needs: cargo, python3 (a virtualenv with eql==1.0.1 is created in target/bench/venv), /usr/bin/time.
@@ -80,22 +80,29 @@ if [[ -n "${RULES:-}" ]]; then
     done
 fi
 
-# Sizes no file (22 GB at 10 M) and no single simulation (its generator holds every event: ~17 GB at 1 M)
-# can take: chunks of 200 000 simulated events, each starting ten simulated minutes after the previous one
-# (a chunk spans at most ten minutes, so the stream stays in time order), piped into `esdetect test
-# --events -`. Only esdetect's process is timed; the generator runs beside it.
-CHUNK=200000
-stream_events() { # CHUNKS → NDJSON hits on stdout
-    local k
-    for ((k = 0; k < $1; k++)); do
-        "$BIN" simulate --count "$CHUNK" --start "$(date -u -d "2026-11-20T10:00:00Z + $((10 * k)) minutes" +%Y-%m-%dT%H:%M:%SZ)" \
+# Sizes no file can hold (22 GB at 10 M), piped into `esdetect test --events -`: the simulator streams in
+# bounded memory (~80 MiB whatever --count), so any N is one pipe. Events come in chunks of STREAM_CHUNK
+# (200 000) simulated events, each starting ten simulated minutes after the previous one (a chunk spans at
+# most ten minutes, so the stream stays in time order): the density, and with it the open sequence state,
+# stays that of one chunk at every N, which is what "cost per event flat from 20 k to 10 M" compares. (One
+# simulation of N events puts them all into four simulated minutes: STREAM_CHUNK=N gives that.) esdetect is
+# timed as `esdetect-stdin`, the generator beside it as `simulate-stdout` (all its chunks together).
+CHUNK="${STREAM_CHUNK:-200000}"
+stream_events() { # N → NDJSON hits of N events on stdout
+    local n=$1 k=0 left=$1 c
+    while ((left > 0)); do
+        c=$((left < CHUNK ? left : CHUNK))
+        "$BIN" simulate --count "$c" --start "$(date -u -d "2026-11-20T10:00:00Z + $((10 * k)) minutes" +%Y-%m-%dT%H:%M:%SZ)" \
             --seed $((42 + k)) --stdout 2>/dev/null
+        left=$((left - c)) k=$((k + 1))
     done
 }
+export -f stream_events
+export BIN CHUNK
 for n in ${STREAM:-}; do
-    chunks=$(( (n + CHUNK - 1) / CHUNK ))
     for r in $(seq "$ROUNDS"); do
-        stream_events "$chunks" | run "esdetect-stdin/$n/$((chunks * CHUNK))" "$BIN" test --events - --rules rules --format ndjson
+        /usr/bin/time -f "simulate-stdout/$n/$n %e %U %S %M" -a -o "$OUT/runs.txt" bash -c "stream_events $n" \
+            | run "esdetect-stdin/$n/$n" "$BIN" test --events - --rules rules --format ndjson
     done
 done
 

@@ -547,17 +547,26 @@ async fn simulate(config: &Config, a: &args::SimulateArgs) -> Result<i32> {
         args::ScenarioArg::Noise => Scenario::Noise,
         args::ScenarioArg::All => Scenario::All,
     };
-    let mut docs = sim.generate(scenario, a.count);
-    lab::apply_namespace(&mut docs, &a.namespace);
-    if let Some(path) = &a.planted_out {
-        let planted = lab::planted_json(sim.planted(), &a.namespace);
-        std::fs::write(path, serde_json::to_string_pretty(&planted)?)
-            .with_context(|| format!("writing --planted-out {}", path.display()))?;
-    }
+    let write_planted = |sim: &Simulator| -> Result<()> {
+        if let Some(path) = &a.planted_out {
+            let planted = lab::planted_json(sim.planted(), &a.namespace);
+            std::fs::write(path, serde_json::to_string_pretty(&planted)?)
+                .with_context(|| format!("writing --planted-out {}", path.display()))?;
+        }
+        Ok(())
+    };
     if a.stdout {
-        lab::hits_ndjson(&docs, a.seed, &mut std::io::stdout().lock())?;
+        // Streamed in time slices: memory does not grow with --count (simulate::stream).
+        sim.record_planted = a.planted_out.is_some();
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        sim.write_hits(scenario, a.count, &a.namespace, crate::simulate::stream::SLICE_DOCS, &mut out)?;
+        out.flush()?;
+        write_planted(&sim)?;
         return Ok(EXIT_OK);
     }
+    let mut docs = sim.generate(scenario, a.count);
+    lab::apply_namespace(&mut docs, &a.namespace);
+    write_planted(&sim)?;
     let client = connect(config).await?;
     // indicatif draws only when stderr is a terminal, so logs and CI output stay clean.
     let bar = indicatif::ProgressBar::new(docs.len() as u64);

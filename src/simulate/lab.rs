@@ -49,11 +49,16 @@ pub fn namespaced_index(index: &str, ns: &str) -> String {
 /// Moves generated `(index, document)` pairs into namespace `ns` (index names and `data_stream.namespace`).
 pub fn apply_namespace(docs: &mut [(String, Value)], ns: &str) {
     for (index, doc) in docs.iter_mut() {
-        *index = namespaced_index(index, ns);
-        if let Some(field) = doc.pointer_mut("/data_stream/namespace") {
-            *field = Value::String(ns.to_string());
-        }
+        *index = namespace_doc(index, doc, ns);
     }
+}
+
+/// Moves one document into namespace `ns` (its `data_stream.namespace`); returns its index there.
+pub fn namespace_doc(index: &str, doc: &mut Value, ns: &str) -> String {
+    if let Some(field) = doc.pointer_mut("/data_stream/namespace") {
+        *field = Value::String(ns.to_string());
+    }
+    namespaced_index(index, ns)
 }
 
 /// What was planted, as the JSON `--planted-out` writes: one object per attack or look-alike.
@@ -80,10 +85,32 @@ pub fn planted_json(planted: &[Planted], ns: &str) -> Value {
 /// them. Ids are `sim-<seed in hex>-<position>`, stable for a seed.
 pub fn hits_ndjson(docs: &[(String, Value)], seed: u64, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     for (i, (index, doc)) in docs.iter().enumerate() {
-        let hit = json!({"_index": index, "_id": format!("sim-{seed:x}-{i:06}"), "_source": doc});
-        writeln!(out, "{hit}")?;
+        write_hit(out, index, &format!("sim-{seed:x}-{i:06}"), doc)?;
     }
     Ok(())
+}
+
+/// One search hit as a JSON line, `{"_index":…,"_id":…,"_source":…}`, serialised straight from the
+/// document (no copy of it into a hit object).
+pub fn write_hit(out: &mut dyn std::io::Write, index: &str, id: &str, doc: &Value) -> std::io::Result<()> {
+    out.write_all(b"{\"_index\":")?;
+    serde_json::to_writer(&mut *out, index)?;
+    out.write_all(b",\"_id\":")?;
+    serde_json::to_writer(&mut *out, id)?;
+    out.write_all(b",\"_source\":")?;
+    serde_json::to_writer(&mut *out, doc)?;
+    out.write_all(b"}\n")
+}
+
+/// [`write_hit`] for a document already serialised as compact JSON.
+pub fn write_raw_hit(out: &mut dyn std::io::Write, index: &str, id: &str, doc: &[u8]) -> std::io::Result<()> {
+    out.write_all(b"{\"_index\":")?;
+    serde_json::to_writer(&mut *out, index)?;
+    out.write_all(b",\"_id\":")?;
+    serde_json::to_writer(&mut *out, id)?;
+    out.write_all(b",\"_source\":")?;
+    out.write_all(doc)?;
+    out.write_all(b"}\n")
 }
 
 /// A summary line of what a simulator planted: `(attacks, look-alikes)`.

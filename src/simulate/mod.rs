@@ -11,6 +11,7 @@
 pub mod events;
 pub mod lab;
 pub mod scenarios;
+pub mod stream;
 pub mod templates;
 
 use crate::event::Event;
@@ -156,6 +157,12 @@ pub struct Simulator {
     pub(crate) next_logon: u64,
     pub(crate) next_record: u64,
     pub(crate) planted: Vec<Planted>,
+    /// Whether drawing an attack or look-alike records it in [`Simulator::planted`] (true by default;
+    /// a streamed simulation of millions of events turns it off unless the list is wanted).
+    pub record_planted: bool,
+    /// `data_stream.namespace` written into documents (`default`; [`lab::apply_namespace`] moves
+    /// generated documents elsewhere, a streamed simulation writes its namespace directly).
+    pub(crate) namespace: String,
 }
 
 impl Simulator {
@@ -188,7 +195,7 @@ impl Simulator {
                 }
             })
             .collect();
-        Simulator { seed, start, window_ms: 3_600_000, hosts, rng, next_logon: 0x10000, next_record: 100_000, planted: Vec::new() }
+        Simulator { seed, start, window_ms: 3_600_000, hosts, rng, next_logon: 0x10000, next_record: 100_000, planted: Vec::new(), record_planted: true, namespace: "default".into() }
     }
 
     /// Everything planted so far, in planting order.
@@ -202,19 +209,16 @@ impl Simulator {
     /// each); for `Noise` and `All`, exactly `count` documents: benign ones (every tenth slot a
     /// look-alike, cycling through all [`LookAlike`] kinds) and, for `All`, `max(1, count / 100)` attacks
     /// of each kind among them (three documents per round; none when `count` is below 3).
+    /// Holds every document in memory; [`Simulator::write_hits`] streams the same documents in the same
+    /// order in bounded memory.
     pub fn generate(&mut self, scenario: Scenario, count: usize) -> Vec<(String, Value)> {
+        let mut units = Vec::new();
+        self.draw_units(scenario, count, &mut |u| units.push(u));
         let mut out: Vec<(i64, String, Value)> = Vec::new();
-        match scenario {
-            Scenario::KrbRelayUp => (0..count).for_each(|_| self.plant_krb(None, &mut out)),
-            Scenario::SmbRelay => (0..count).for_each(|_| self.plant_smb(None, &mut out)),
-            Scenario::Noise => self.noise(count, &mut out),
-            Scenario::All => {
-                let rounds = if count >= 3 { (count / 100).max(1) } else { 0 };
-                self.noise(count - 3 * rounds, &mut out);
-                for _ in 0..rounds {
-                    self.plant_krb(None, &mut out);
-                    self.plant_smb(None, &mut out);
-                }
+        for unit in &units {
+            for (part, ts) in unit.doc_times().into_iter().enumerate() {
+                let (index, doc) = self.render(unit, part);
+                out.push((ts, index, doc));
             }
         }
         // Stable sort keeps generation order within a millisecond (a 4624 before its 4697).
@@ -227,8 +231,12 @@ impl Simulator {
     }
 
     pub(crate) fn new_logon_id(&mut self) -> String {
+        format!("0x{:x}", self.new_logon_number())
+    }
+
+    pub(crate) fn new_logon_number(&mut self) -> u64 {
         self.next_logon += 1 + self.rng.below(0x3000);
-        format!("0x{:x}", self.next_logon)
+        self.next_logon
     }
 
     pub(crate) fn new_record_id(&mut self) -> u64 {

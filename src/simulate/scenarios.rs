@@ -4,8 +4,9 @@
 //! function with an optional [`LookAlike`] variant: rendering the same case with and without a
 //! variant gives documents that differ only in the variant's field(s).
 
-use super::events::{self, Account, Common, Family, Host, Logon, ShareAccess};
+use super::events::{self, to_value, Account, Common, Family, Host, Json, Logon, ShareAccess};
 use super::{LookAlike, Planted, Scenario, Simulator};
+use super::stream::Unit;
 use serde_json::Value;
 
 const DOMAIN: &str = "CORP";
@@ -71,6 +72,27 @@ pub struct SmbCase {
     pub ingest_delay_ms: i64,
 }
 
+/// All random choices of one ordinary (benign) event; numbers only, so drawing one allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OrdinaryCase {
+    pub host: usize,
+    pub family: Family,
+    pub ts: i64,
+    pub sub_ms: u32,
+    pub ingest: i64,
+    pub record: u64,
+    pub name: &'static str,
+    pub logon_id: u64,
+    /// The client machine (never `host`).
+    pub client: usize,
+    pub port: u16,
+    /// 0..100: which kind of event (see `write_ordinary`).
+    pub roll: u64,
+    /// `ElevatedToken` `%%1842` (yes) rather than `%%1843`.
+    pub elevated: bool,
+    pub pid: u64,
+}
+
 impl Simulator {
     fn common(&self, host: usize, family: Family, ts_ms: i64, sub_ms: u32, ingest_delay_ms: i64, record_id: u64) -> Common<'_> {
         Common {
@@ -82,6 +104,7 @@ impl Simulator {
             ingest_delay_ms,
             record_id,
             lsass_pid: 600 + (host as u64) * 4,
+            namespace: &self.namespace,
         }
     }
 
@@ -124,33 +147,32 @@ impl Simulator {
 
     /// Renders a KrbRelayUp case: the 4624 and the 4697, with an optional near-miss variant.
     pub fn krb_docs(&self, case: &KrbCase, variant: Option<LookAlike>) -> [(String, Value); 2] {
-        let v = |l: LookAlike| variant == Some(l);
-        let logon = Logon {
-            target: case.target.clone(),
-            target_logon_id: case.logon_id.clone(),
-            logon_type: if v(LookAlike::KrbNotNetwork) { 2 } else { 3 },
-            auth_package: if v(LookAlike::KrbNtlm) { "NTLM" } else { "Kerberos" }.into(),
-            elevated_token: if v(LookAlike::KrbElevatedYes) { "%%1842" } else { "%%1843" }.into(),
-            source_ip: Some(if v(LookAlike::KrbRemoteSource) { case.remote_ip.clone() } else { "127.0.0.1".into() }),
-            source_port: case.port,
-            pid: 0,
-            process_name: "-".into(),
-            workstation: None,
-        };
-        let a = events::logon_4624(
-            &self.common(case.host, case.family, case.logon_ms, case.sub_ms[0], case.ingest_delay_ms[0], case.records[0]),
-            &logon,
-        );
-        let subject_id = if v(LookAlike::KrbOtherLogonId) { &case.other_logon_id } else { &case.logon_id };
-        let b = events::service_4697(
-            &self.common(case.host, case.family, case.logon_ms + case.delay_ms, case.sub_ms[1], case.ingest_delay_ms[1], case.records[1]),
-            &case.target,
-            subject_id,
-            &case.service_name,
-            "C:\\Windows\\Temp\\KrbSCM.exe",
-        );
         let index = case.family.index().to_string();
-        [(index.clone(), a), (index, b)]
+        [0, 1].map(|part| (index.clone(), to_value(|j| self.write_krb(case, variant, part, j))))
+    }
+
+    /// Writes document `part` of a KrbRelayUp case: 0 the 4624, 1 the 4697.
+    fn write_krb(&self, case: &KrbCase, variant: Option<LookAlike>, part: usize, j: &mut Json) {
+        let v = |l: LookAlike| variant == Some(l);
+        let c = self.common(case.host, case.family, case.logon_ms + [0, case.delay_ms][part], case.sub_ms[part], case.ingest_delay_ms[part], case.records[part]);
+        if part == 0 {
+            let logon = Logon {
+                target: case.target.clone(),
+                target_logon_id: case.logon_id.clone(),
+                logon_type: if v(LookAlike::KrbNotNetwork) { 2 } else { 3 },
+                auth_package: if v(LookAlike::KrbNtlm) { "NTLM" } else { "Kerberos" }.into(),
+                elevated_token: if v(LookAlike::KrbElevatedYes) { "%%1842" } else { "%%1843" }.into(),
+                source_ip: Some(if v(LookAlike::KrbRemoteSource) { case.remote_ip.clone() } else { "127.0.0.1".into() }),
+                source_port: case.port,
+                pid: 0,
+                process_name: "-".into(),
+                workstation: None,
+            };
+            events::write_4624(j, &c, &logon);
+        } else {
+            let subject_id = if v(LookAlike::KrbOtherLogonId) { &case.other_logon_id } else { &case.logon_id };
+            events::write_4697(j, &c, &case.target, subject_id, &case.service_name, "C:\\Windows\\Temp\\KrbSCM.exe");
+        }
     }
 
     /// Draws an SMB relay case. `local_only` keeps it out of the forwarded family, whose `host.ip` is
@@ -187,6 +209,10 @@ impl Simulator {
 
     /// Renders an SMB relay case (one 5145), with an optional near-miss variant.
     pub fn smb_doc(&self, case: &SmbCase, variant: Option<LookAlike>) -> (String, Value) {
+        (case.family.index().to_string(), to_value(|j| self.write_smb(case, variant, j)))
+    }
+
+    fn write_smb(&self, case: &SmbCase, variant: Option<LookAlike>, j: &mut Json) {
         let host = &self.hosts[case.host];
         let subject = if variant == Some(LookAlike::SmbOtherMachine) { machine(&self.hosts[case.other_host]) } else { machine(host) };
         let source_ip = match variant {
@@ -204,65 +230,113 @@ impl Simulator {
             relative_target: case.relative_target.clone(),
         };
         let c = self.common(case.host, case.family, case.ts_ms, case.sub_ms, case.ingest_delay_ms, case.record);
-        (case.family.index().to_string(), events::share_5145(&c, &access))
+        events::write_share(j, &c, &access, true);
     }
 
-    pub(crate) fn plant_krb(&mut self, variant: Option<LookAlike>, out: &mut Vec<(i64, String, Value)>) {
+    /// Draws a KrbRelayUp attack (`variant` `None`) or look-alike and records it as planted.
+    pub(crate) fn draw_krb(&mut self, variant: Option<LookAlike>) -> Unit {
         let case = self.krb_case(variant == Some(LookAlike::KrbLateService));
-        let docs = self.krb_docs(&case, variant);
-        self.planted.push(Planted {
-            scenario: Scenario::KrbRelayUp,
-            lookalike: variant,
-            computer_name: self.hosts[case.host].computer_name.clone(),
-            logon_id: case.logon_id.clone(),
-            record_ids: case.records.iter().map(u64::to_string).collect(),
-            indices: docs.iter().map(|d| d.0.clone()).collect(),
-        });
-        let times = [case.logon_ms, case.logon_ms + case.delay_ms];
-        for ((index, doc), ts) in docs.into_iter().zip(times) {
-            out.push((ts, index, doc));
+        if self.record_planted {
+            let index = case.family.index().to_string();
+            self.planted.push(Planted {
+                scenario: Scenario::KrbRelayUp,
+                lookalike: variant,
+                computer_name: self.hosts[case.host].computer_name.clone(),
+                logon_id: case.logon_id.clone(),
+                record_ids: case.records.iter().map(u64::to_string).collect(),
+                indices: vec![index.clone(), index],
+            });
+        }
+        Unit::Krb(Box::new(case), variant)
+    }
+
+    /// Draws an SMB relay attack (`variant` `None`) or look-alike and records it as planted.
+    pub(crate) fn draw_smb(&mut self, variant: Option<LookAlike>) -> Unit {
+        let local_only = matches!(variant, Some(LookAlike::SmbOwnIpv4 | LookAlike::SmbOwnIpv6));
+        let case = self.smb_case(local_only);
+        if self.record_planted {
+            self.planted.push(Planted {
+                scenario: Scenario::SmbRelay,
+                lookalike: variant,
+                computer_name: self.hosts[case.host].computer_name.clone(),
+                logon_id: case.logon_id.clone(),
+                record_ids: vec![case.record.to_string()],
+                indices: vec![case.family.index().to_string()],
+            });
+        }
+        Unit::Smb(Box::new(case), variant)
+    }
+
+    /// Draws every unit of `scenario` with `count` (see [`Simulator::generate`]) in generation order and
+    /// hands each to `emit`. This is the only place that decides what a run consists of; rendering is
+    /// separate, so a run can be replayed cheaply from a clone of the simulator.
+    pub(crate) fn draw_units(&mut self, scenario: Scenario, count: usize, emit: &mut dyn FnMut(Unit)) {
+        match scenario {
+            Scenario::KrbRelayUp => (0..count).for_each(|_| emit(self.draw_krb(None))),
+            Scenario::SmbRelay => (0..count).for_each(|_| emit(self.draw_smb(None))),
+            Scenario::Noise => self.noise(count, emit),
+            Scenario::All => {
+                let rounds = if count >= 3 { (count / 100).max(1) } else { 0 };
+                self.noise(count - 3 * rounds, emit);
+                for _ in 0..rounds {
+                    emit(self.draw_krb(None));
+                    emit(self.draw_smb(None));
+                }
+            }
         }
     }
 
-    pub(crate) fn plant_smb(&mut self, variant: Option<LookAlike>, out: &mut Vec<(i64, String, Value)>) {
-        let local_only = matches!(variant, Some(LookAlike::SmbOwnIpv4 | LookAlike::SmbOwnIpv6));
-        let case = self.smb_case(local_only);
-        let (index, doc) = self.smb_doc(&case, variant);
-        self.planted.push(Planted {
-            scenario: Scenario::SmbRelay,
-            lookalike: variant,
-            computer_name: self.hosts[case.host].computer_name.clone(),
-            logon_id: case.logon_id.clone(),
-            record_ids: vec![case.record.to_string()],
-            indices: vec![index.clone()],
-        });
-        out.push((case.ts_ms, index, doc));
-    }
-
-    /// `slots` noise events; every tenth slot is a look-alike (cycling through all kinds).
     /// Exactly `docs` benign documents: ordinary events, and every tenth slot a look-alike (cycling
     /// through all [`LookAlike`] kinds) when the documents it needs still fit.
-    pub(crate) fn noise(&mut self, docs: usize, out: &mut Vec<(i64, String, Value)>) {
-        let start = out.len();
+    fn noise(&mut self, docs: usize, emit: &mut dyn FnMut(Unit)) {
+        let mut made = 0usize;
         let mut slot = 0usize;
-        while out.len() - start < docs {
-            let left = docs - (out.len() - start);
-            if slot % 10 == 9 {
+        while made < docs {
+            let left = docs - made;
+            let unit = if slot % 10 == 9 {
                 let kind = LookAlike::ALL[(slot / 10) % LookAlike::ALL.len()];
                 match kind.scenario() {
-                    Scenario::SmbRelay => self.plant_smb(Some(kind), out),
-                    _ if left >= 2 => self.plant_krb(Some(kind), out), // a 4624 and its 4697
-                    _ => self.ordinary(out),
+                    Scenario::SmbRelay => self.draw_smb(Some(kind)),
+                    _ if left >= 2 => self.draw_krb(Some(kind)), // a 4624 and its 4697
+                    _ => Unit::Ordinary(self.ordinary_case()),
                 }
             } else {
-                self.ordinary(out);
-            }
+                Unit::Ordinary(self.ordinary_case())
+            };
+            made += unit.doc_count();
+            emit(unit);
             slot += 1;
         }
     }
 
-    /// One ordinary event that can match neither seed rule.
-    fn ordinary(&mut self, out: &mut Vec<(i64, String, Value)>) {
+    /// Renders document `part` (0, or 1 for a KrbRelayUp's 4697) of a unit as `(index, _source)`.
+    pub(crate) fn render(&self, unit: &Unit, part: usize) -> (String, Value) {
+        let mut index = "";
+        let doc = to_value(|j| index = self.render_json(unit, part, j.0));
+        (index.to_string(), doc)
+    }
+
+    /// Writes document `part` of a unit as compact JSON into `out`; returns its index (before any namespace).
+    pub(crate) fn render_json(&self, unit: &Unit, part: usize, out: &mut Vec<u8>) -> &'static str {
+        let j = &mut Json(out);
+        match unit {
+            Unit::Ordinary(case) => {
+                self.write_ordinary(case, j);
+                case.family.index()
+            }
+            Unit::Krb(case, variant) => {
+                self.write_krb(case, *variant, part, j);
+                case.family.index()
+            }
+            Unit::Smb(case, variant) => {
+                self.write_smb(case, *variant, j);
+                case.family.index()
+            }
+        }
+    }
+
+    /// Draws one ordinary event that can match neither seed rule (all random choices, nothing rendered).
+    fn ordinary_case(&mut self) -> OrdinaryCase {
         let host = self.event_host();
         let family = self.family();
         let ts = self.start_ms() + self.rng.range(0, self.window_ms - 1);
@@ -270,41 +344,49 @@ impl Simulator {
         let ingest = self.rng.range(300, 20_000);
         let record = self.new_record_id();
         let name = *self.rng.pick(&USERS);
-        let who = user(name);
-        let logon_id = self.new_logon_id();
+        let logon_id = self.new_logon_number();
         // A client machine other than the logging one.
         let mut client = self.event_host();
         if client == host {
             client = if host == 1 { 3 } else { 1 };
         }
-        let client_ip = self.hosts[client].ipv4.to_string();
         let port = self.rng.range(49152, 65535) as u16;
         let roll = self.rng.below(100);
-        let elevated = if self.rng.chance(50) { "%%1842" } else { "%%1843" }.to_string();
+        let elevated = self.rng.chance(50);
         let pid = 0x1000 + self.rng.below(0x8000);
+        OrdinaryCase { host, family, ts, sub_ms, ingest, record, name, logon_id, client, port, roll, elevated, pid }
+    }
+
+    /// Writes an ordinary event: which kind it is follows from `roll`.
+    fn write_ordinary(&self, o: &OrdinaryCase, j: &mut Json) {
+        let OrdinaryCase { host, family, ts, sub_ms, ingest, record, name, logon_id, client, port, roll, elevated, pid } = *o;
+        let who = user(name);
+        let logon_id = format!("0x{logon_id:x}");
+        let client_ip = self.hosts[client].ipv4.to_string();
+        let elevated = if elevated { "%%1842" } else { "%%1843" }.to_string();
         let c = self.common(host, family, ts, sub_ms, ingest, record);
-        let doc = match roll {
+        match roll {
             // Remote network logons (Kerberos or NTLM) from a client machine.
-            0..=24 => events::logon_4624(&c, &Logon {
+            0..=24 => events::write_4624(j, &c, &Logon {
                 target: who, target_logon_id: logon_id, logon_type: 3,
                 auth_package: if roll.is_multiple_of(2) { "Kerberos" } else { "NTLM" }.into(), elevated_token: elevated,
                 source_ip: Some(client_ip), source_port: port, pid: 0, process_name: "-".into(), workstation: None,
             }),
             // Interactive logons: loopback source, winlogon's pid, Negotiate.
-            25..=32 => events::logon_4624(&c, &Logon {
+            25..=32 => events::write_4624(j, &c, &Logon {
                 target: who, target_logon_id: logon_id, logon_type: 2, auth_package: "Negotiate".into(),
                 elevated_token: elevated, source_ip: Some("127.0.0.1".into()), source_port: 0, pid: 0x2a4,
                 process_name: "C:\\Windows\\System32\\svchost.exe".into(), workstation: Some(self.hosts[host].short.clone()),
             }),
             // Service logons: no source address (IpAddress "-").
-            33..=37 => events::logon_4624(&c, &Logon {
+            33..=37 => events::write_4624(j, &c, &Logon {
                 target: system(), target_logon_id: logon_id, logon_type: 5, auth_package: "Negotiate".into(),
                 elevated_token: "%%1842".into(), source_ip: None, source_port: 0, pid: 0x2b0,
                 process_name: "C:\\Windows\\System32\\services.exe".into(), workstation: None,
             }),
-            38..=44 => events::failed_logon_4625(&c, &who, 3, "NTLM", &client_ip, "0xc000006d"),
-            45..=54 => events::logoff_4634(&c, &who, 3, &logon_id),
-            55..=61 => events::special_logon_4672(&c, &who, &logon_id),
+            38..=44 => events::write_4625(j, &c, &who, 3, "NTLM", &client_ip, "0xc000006d"),
+            45..=54 => events::write_4634(j, &c, &who, 3, &logon_id),
+            55..=61 => events::write_4672(j, &c, &who, &logon_id),
             62..=76 => {
                 let (exe, args) = match roll % 4 {
                     0 => ("C:\\Windows\\System32\\cmd.exe", "/c whoami"),
@@ -312,27 +394,26 @@ impl Simulator {
                     2 => ("C:\\Windows\\System32\\conhost.exe", "0xffffffff -ForceV1"),
                     _ => ("C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE", ""),
                 };
-                events::process_4688(&c, &who, &logon_id, pid, exe, 0x1a0c, "C:\\Windows\\explorer.exe", args)
+                events::write_4688(j, &c, &who, &logon_id, pid, exe, 0x1a0c, "C:\\Windows\\explorer.exe", args)
             }
             // Services installed by some other (non-loopback) session, or by SYSTEM (0x3e7).
             77..=80 => {
                 let subject_id = if roll.is_multiple_of(2) { "0x3e7".to_string() } else { logon_id };
-                events::service_4697(&c, &who, &subject_id, "UpdaterSvc", "C:\\Program Files\\Updater\\updater.exe")
+                events::write_4697(j, &c, &who, &subject_id, "UpdaterSvc", "C:\\Program Files\\Updater\\updater.exe")
             }
-            81..=87 => events::share_5140(&c, &ShareAccess {
+            81..=87 => events::write_share(j, &c, &ShareAccess {
                 subject: who, logon_id, source_ip: client_ip, source_port: port,
                 share: "\\\\*\\Documents".into(), relative_target: String::new(),
-            }),
-            88..=94 => events::share_5145(&c, &ShareAccess {
+            }, false),
+            88..=94 => events::write_share(j, &c, &ShareAccess {
                 subject: who, logon_id, source_ip: client_ip, source_port: port,
                 share: "\\\\*\\Documents".into(), relative_target: "\\reports\\Q1\\summary.docx".into(),
-            }),
+            }, true),
             // A client's machine account reading SYSVOL/IPC$ on another machine (GPO refresh).
-            _ => events::share_5145(&c, &ShareAccess {
+            _ => events::write_share(j, &c, &ShareAccess {
                 subject: machine(&self.hosts[client]), logon_id, source_ip: client_ip, source_port: port,
                 share: "\\\\*\\SYSVOL".into(), relative_target: "corp.local\\Policies".into(),
-            }),
-        };
-        out.push((ts, family.index().to_string(), doc));
+            }, true),
+        }
     }
 }

@@ -339,3 +339,97 @@ fn count_is_exact_for_all_and_noise() {
     }
     assert_eq!(attack_docs, 30);
 }
+
+/// Streams a simulation (`write_hits`) and parses the hits back.
+fn streamed(seed: u64, scenario: Scenario, count: usize, ns: &str, slice_docs: usize) -> (Vec<Value>, Simulator) {
+    let mut sim = Simulator::new(seed, start());
+    sim.window_ms = 4 * 60_000; // what `esdetect simulate` uses
+    let mut out = Vec::new();
+    let written = sim.write_hits(scenario, count, ns, slice_docs, &mut out).unwrap();
+    let hits: Vec<Value> = out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    assert_eq!(written as usize, hits.len());
+    (hits, sim)
+}
+
+fn code_mix(docs: &[&Value]) -> BTreeMap<String, usize> {
+    let mut mix = BTreeMap::new();
+    for d in docs {
+        *mix.entry(s(d, "event.code").to_string()).or_insert(0) += 1;
+    }
+    mix
+}
+
+#[test]
+fn streamed_hits_are_time_sorted_and_the_same_documents_as_generate() {
+    let count = 3000;
+    let mut reference = Simulator::new(8, start());
+    reference.window_ms = 4 * 60_000;
+    let docs = reference.generate(Scenario::All, count);
+    // Small slices force many replays; one huge slice is a single pass: both give the same stream.
+    let (hits, sim) = streamed(8, Scenario::All, count, "default", 400);
+    let (one_slice, _) = streamed(8, Scenario::All, count, "default", usize::MAX);
+    assert_eq!(hits, one_slice);
+    assert_eq!(hits.len(), count);
+    let sources: Vec<&Value> = hits.iter().map(|h| &h["_source"]).collect();
+    assert!(sources.windows(2).all(|w| ts(w[0]) <= ts(w[1])), "streamed hits are ordered by time");
+    for (i, hit) in hits.iter().enumerate() {
+        assert_eq!(hit["_id"], json!(format!("sim-8-{i:06}")));
+        assert_eq!(hit["_index"], json!(docs[i].0));
+        assert_eq!(hit["_source"], docs[i].1, "hit {i}");
+    }
+    // The event mix: all eight codes, in the proportions `generate` gives, and the planted attacks.
+    let mix = code_mix(&sources);
+    assert_eq!(mix, code_mix(&docs.iter().map(|(_, d)| d).collect::<Vec<_>>()));
+    assert_eq!(mix.len(), 8, "{mix:?}");
+    assert!(mix["4624"] > count / 5 && mix["5145"] > count / 20, "{mix:?}");
+    assert_eq!(sim.planted(), reference.planted(), "the counting pass records what was planted");
+    assert_eq!(sim.planted().iter().filter(|p| p.is_attack()).count(), 2 * (count / 100));
+    // The simulator ends where `generate` leaves it: a following simulation continues the same stream.
+    assert_eq!(sim.clone().generate(Scenario::Noise, 50), reference.generate(Scenario::Noise, 50));
+}
+
+#[test]
+fn streamed_hits_carry_the_namespace_and_skip_the_planted_list_when_asked() {
+    let mut reference = Simulator::new(4, start());
+    reference.window_ms = 4 * 60_000;
+    let mut docs = reference.generate(Scenario::All, 500);
+    lab::apply_namespace(&mut docs, "lab_2");
+    let mut sim = Simulator::new(4, start());
+    sim.window_ms = 4 * 60_000;
+    sim.record_planted = false;
+    let mut out = Vec::new();
+    sim.write_hits(Scenario::All, 500, "lab_2", 100, &mut out).unwrap();
+    let hits: Vec<Value> = out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    assert_eq!(hits.len(), 500);
+    for (hit, (index, doc)) in hits.iter().zip(&docs) {
+        assert_eq!((&hit["_index"], &hit["_source"]), (&json!(index), doc));
+        assert!(index.ends_with("-lab_2"), "{index}");
+    }
+    assert!(sim.planted().is_empty());
+}
+
+#[test]
+fn streamed_attack_scenarios_keep_their_document_counts() {
+    let (krb, sim) = streamed(2, Scenario::KrbRelayUp, 40, "default", 25);
+    assert_eq!(krb.len(), 80, "two documents per KrbRelayUp attack");
+    assert_eq!(sim.planted().len(), 40);
+    let (smb, _) = streamed(2, Scenario::SmbRelay, 40, "default", 7);
+    assert_eq!(smb.len(), 40);
+    assert!(smb.iter().all(|h| h["_source"]["event"]["code"] == "5145"));
+}
+
+#[test]
+fn slices_hold_at_most_the_budget_and_never_split_a_millisecond() {
+    let counts = [3, 0, 4, 1, 9, 2, 2, 0, 5];
+    let cuts = stream::slice_cuts(&counts, 1000, 1, 5);
+    assert_eq!(cuts.first(), Some(&i64::MIN));
+    assert_eq!(cuts.last(), Some(&i64::MAX));
+    for w in cuts.windows(2) {
+        let held: u32 = counts.iter().enumerate().filter(|(b, _)| (w[0]..w[1]).contains(&(1000 + *b as i64))).map(|(_, n)| n).sum();
+        // Only the bucket of 9 may exceed the budget, alone.
+        assert!(held <= 5 || held == 9, "slice {w:?} holds {held}");
+    }
+    assert_eq!(cuts, vec![i64::MIN, 1002, 1004, 1005, 1008, i64::MAX]);
+    // A budget larger than everything is one slice.
+    assert_eq!(stream::slice_cuts(&counts, 0, 10, 1000), vec![i64::MIN, i64::MAX]);
+}
