@@ -7,7 +7,7 @@
 //! [`project_str`] parses a document once, keeping exactly the subtrees those paths can reach and skipping
 //! the rest. The full `_source` stays available as text for the few events that become alerts.
 //!
-//! Two readers give the same projection: a hand-written scan ([`super::scan`], the fast path) and serde
+//! Two readers give the same projection: a hand-written scan (the `scan` module, the fast path) and serde
 //! with [`serde::de::IgnoredAny`] for the skipped values (here: the reference, and the reader of every
 //! text the scan gives up on — escaped keys, control characters, errors).
 //!
@@ -166,7 +166,7 @@ pub fn project_str(fields: &FieldSet, json: &str) -> Result<Value, serde_json::E
     }
 }
 
-/// [`project_str`] with serde alone: the reference the fast scan ([`super::scan`]) must agree with, and
+/// [`project_str`] with serde alone: the reference the fast scan (the `scan` module) must agree with, and
 /// what reads the texts the scan gives up on.
 pub fn project_str_serde(fields: &FieldSet, json: &str) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(json);
@@ -308,7 +308,7 @@ pub fn read_document(fields: &FieldSet, json: &str) -> Result<Document, serde_js
     }
 }
 
-/// [`read_document`] with serde alone: the reference the fast scan ([`super::scan`]) must agree with,
+/// [`read_document`] with serde alone: the reference the fast scan (the `scan` module) must agree with,
 /// and what reads the texts the scan gives up on (so its errors are serde's).
 pub fn read_document_serde(fields: &FieldSet, json: &str) -> Result<Document, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(json);
