@@ -293,78 +293,41 @@ fn read_items(
     // Raw bytes, so that one line of invalid UTF-8 is skipped instead of aborting the file.
     let mut bytes = Vec::with_capacity(8 * 1024);
     loop {
+        bytes.clear();
         let line_start = offset;
-        let buf = match reader.fill_buf() {
-            Ok(buf) => buf,
+        match reader.read_until(b'\n', &mut bytes) {
+            Ok(0) => break,
+            Ok(read) => offset += read as u64,
             Err(e) if is_truncation(&e) => {
                 report.truncated = Some(e.to_string());
                 break;
             }
             Err(e) => return Err(e.into()),
-        };
-        if buf.is_empty() {
-            break;
         }
-        let stop = if let Some(end) = memchr::memchr(b'\n', buf) {
-            // The whole line is in the reader's buffer: read it there instead of copying it out.
-            n += 1;
-            let stop = read_line(&buf[..=end], line_start, n, &mut items, &mut report, &mut on_event);
-            reader.consume(end + 1);
-            offset += end as u64 + 1;
-            stop
-        } else {
-            bytes.clear();
-            match reader.read_until(b'\n', &mut bytes) {
-                Ok(0) => break,
-                Ok(read) => offset += read as u64,
-                Err(e) if is_truncation(&e) => {
-                    report.truncated = Some(e.to_string());
+        n += 1;
+        let Ok(line) = std::str::from_utf8(&bytes) else {
+            report.skip(n, "not valid UTF-8", "not valid UTF-8".to_string());
+            continue;
+        };
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let lead = line.len() - line.trim_start().len();
+        let range = (items.keep_ranges && text.len() <= u32::MAX as usize)
+            .then(|| FileRange { offset: line_start + lead as u64, len: text.len() as u32 });
+        match items.event(text, range) {
+            Ok(e) => {
+                report.events += 1;
+                if on_event(e) == Flow::Stop {
+                    report.stopped = true;
                     break;
                 }
-                Err(e) => return Err(e.into()),
             }
-            n += 1;
-            read_line(&bytes, line_start, n, &mut items, &mut report, &mut on_event)
-        };
-        if stop {
-            report.stopped = true;
-            break;
+            Err((kind, reason)) => report.skip(n, kind, reason),
         }
     }
     Ok(report)
-}
-
-/// One NDJSON line (number `n`, at `line_start` in the stream) to an event or a skip; true when the
-/// callback asked to stop.
-fn read_line(
-    bytes: &[u8],
-    line_start: u64,
-    n: usize,
-    items: &mut ItemReader<'_>,
-    report: &mut ReadReport,
-    on_event: &mut impl FnMut(Event) -> Flow,
-) -> bool {
-    let Ok(line) = std::str::from_utf8(bytes) else {
-        report.skip(n, "not valid UTF-8", "not valid UTF-8".to_string());
-        return false;
-    };
-    let text = line.trim();
-    if text.is_empty() {
-        return false;
-    }
-    let lead = line.len() - line.trim_start().len();
-    let range = (items.keep_ranges && text.len() <= u32::MAX as usize)
-        .then(|| FileRange { offset: line_start + lead as u64, len: text.len() as u32 });
-    match items.event(text, range) {
-        Ok(e) => {
-            report.events += 1;
-            on_event(e) == Flow::Stop
-        }
-        Err((kind, reason)) => {
-            report.skip(n, kind, reason);
-            false
-        }
-    }
 }
 
 /// Streams the items of a JSON array (the reader is positioned at its `[`).
@@ -601,9 +564,9 @@ mod tests {
     }
 
     #[test]
-    fn lines_across_the_read_buffer_read_as_lines_within_it() {
-        // Lines read in place in the buffer and lines copied out because they cross its end give the same
-        // events, byte ranges, line numbers and skips.
+    fn any_read_buffer_size_gives_the_same_lines() {
+        // Whether lines cross the end of the reader's buffer or not, the same events, byte ranges, line
+        // numbers and skips.
         let mut text = Vec::new();
         for i in 0..60 {
             let pad = "x".repeat(i * 7 % 53);
