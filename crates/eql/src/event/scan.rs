@@ -153,53 +153,35 @@ impl<'a> Scan<'a> {
     /// The object at the cursor, each member handed to `member` with the cursor at its value (which
     /// `member` must consume).
     fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str, bool) -> Scanned<()>) -> Scanned<()> {
-        self.eat(b'{')?;
-        self.enter()?;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.at += 1;
-        } else {
-            loop {
-                let (key, escaped) = self.string()?;
-                self.ws();
-                self.eat(b':')?;
-                self.ws();
-                member(self, key, escaped)?;
-                self.ws();
-                match self.peek()? {
-                    b',' => {
-                        self.at += 1;
-                        self.ws();
-                    }
-                    b'}' => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return Err(GiveUp),
-                }
-            }
-        }
-        self.depth -= 1;
-        Ok(())
+        self.container(b'{', b'}', |scan| {
+            let (key, escaped) = scan.member_key()?;
+            member(scan, key, escaped)
+        })
     }
 
     /// The array at the cursor, `item` called with the cursor at each element (which it must consume).
-    fn array(&mut self, mut item: impl FnMut(&mut Self) -> Scanned<()>) -> Scanned<()> {
-        self.eat(b'[')?;
+    fn array(&mut self, item: impl FnMut(&mut Self) -> Scanned<()>) -> Scanned<()> {
+        self.container(b'[', b']', item)
+    }
+
+    /// The comma-separated entries between `open` and `close` at the cursor, `entry` called at each.
+    #[inline]
+    fn container(&mut self, open: u8, close: u8, mut entry: impl FnMut(&mut Self) -> Scanned<()>) -> Scanned<()> {
+        self.eat(open)?;
         self.enter()?;
         self.ws();
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             self.at += 1;
         } else {
             loop {
-                item(self)?;
+                entry(self)?;
                 self.ws();
                 match self.peek()? {
                     b',' => {
                         self.at += 1;
                         self.ws();
                     }
-                    b']' => {
+                    byte if byte == close => {
                         self.at += 1;
                         break;
                     }
@@ -290,13 +272,14 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// A member's key and colon, up to its value.
-    fn member_key(&mut self) -> Scanned<()> {
-        self.string()?;
+    /// A member's key (its raw text, and whether it holds escapes) and colon, up to its value.
+    #[inline]
+    fn member_key(&mut self) -> Scanned<(&'a str, bool)> {
+        let key = self.string()?;
         self.ws();
         self.eat(b':')?;
         self.ws();
-        Ok(())
+        Ok(key)
     }
 
     fn literal(&mut self, word: &[u8]) -> Scanned<()> {
