@@ -452,12 +452,7 @@ where
         };
         stats.pages += 1;
         stats.bytes += text.len() as u64;
-        if !(200..300).contains(&status) {
-            let resp = serde_json::from_str(&text).unwrap_or(Value::String(text));
-            return Err(EsError::from_response("window search", status, &resp).into());
-        }
-        let page: Page<'_> = serde_json::from_str(&text)
-            .map_err(|e| SourceError::Malformed(format!("search response does not parse ({e}): {}", truncate_str(&text))))?;
+        let page: Page<'_> = answer("window search", "search", status, &text)?;
         check_shards(&json!({"_shards": page.shards, "timed_out": page.timed_out}), &q.indices)?;
         if let Some(new_id) = &page.pit_id {
             guard.id = Some(new_id.to_string());
@@ -571,13 +566,8 @@ pub async fn fetch_sources(client: &EsClient, docs: &[(String, String)]) -> Resu
         let (status, text) = client.raw_text(Method::Post, "/_mget", &[], Some(&body)).await?;
         out.requests += 1;
         out.bytes += text.len() as u64;
-        if !(200..300).contains(&status) {
-            let resp = serde_json::from_str(&text).unwrap_or(Value::String(text));
-            return Err(EsError::from_response("read the alerts' events (_mget)", status, &resp).into());
-        }
-        let answer: MgetAnswer<'_> = serde_json::from_str(&text)
-            .map_err(|e| SourceError::Malformed(format!("_mget response does not parse ({e}): {}", truncate_str(&text))))?;
-        for doc in answer.docs {
+        let mget: MgetAnswer<'_> = answer("read the alerts' events (_mget)", "_mget", status, &text)?;
+        for doc in mget.docs {
             match (doc.found, doc.source) {
                 (true, Some(source)) => {
                     out.found.insert((doc.index.into_owned(), doc.id.into_owned()), source.get().into());
@@ -604,6 +594,17 @@ pub async fn fetch_sources(client: &EsClient, docs: &[(String, String)]) -> Resu
         }
     }
     Ok(out)
+}
+
+/// A 2xx answer decoded into `T` (borrowing from `text`); another status is the cluster's error for `what`,
+/// and an answer that does not decode is malformed (`name` says whose response it was).
+fn answer<'t, T: Deserialize<'t>>(what: &str, name: &str, status: u16, text: &'t str) -> Result<T, SourceError> {
+    if !(200..300).contains(&status) {
+        let resp = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()));
+        return Err(EsError::from_response(what, status, &resp).into());
+    }
+    serde_json::from_str(text)
+        .map_err(|e| SourceError::Malformed(format!("{name} response does not parse ({e}): {}", truncate_str(text))))
 }
 
 fn truncate_str(s: &str) -> String {
