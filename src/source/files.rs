@@ -176,10 +176,12 @@ pub fn read_ranges(path: &Path, ranges: &[FileRange]) -> Result<HashMap<FileRang
         out.insert(range, Arc::from(text));
         Ok(())
     };
-    let (mut file, is_gzip) = open_file(path)?;
+    let (file, is_gzip) = open_file(path)?;
     if !is_gzip {
-        // A plain file: seek to each range.
+        // A plain file: seek to each range and read just its bytes. Not through the `BufReader`, which
+        // drops its buffer on every seek and would refill all 256 KiB of it to hand out one event's text.
         use std::io::{Seek, SeekFrom};
+        let mut file = file.into_inner();
         for range in wanted {
             file.seek(SeekFrom::Start(range.offset)).map_err(io_err)?;
             take(&mut file, range)?;
