@@ -10,6 +10,7 @@
 
 pub mod projection;
 mod scan;
+mod tokens;
 
 pub use projection::FieldSet;
 
