@@ -348,7 +348,14 @@ struct Inner {
     stats: Arc<SchedulerStats>,
     /// Where window runs execute; `None`: the current runtime.
     runs: Option<tokio::runtime::Handle>,
+    /// Ledger entries the store refused through every attempt (the cluster went down between a run's
+    /// state write and its ledger write), oldest first: written before the next entry, so an outage
+    /// does not leave a finished run out of the ledger. At most [`MAX_UNWRITTEN`].
+    unwritten: std::sync::Mutex<std::collections::VecDeque<LedgerEntry>>,
 }
+
+/// Ledger entries kept in memory while the store is unreachable; past this the oldest is dropped (logged).
+const MAX_UNWRITTEN: usize = 1000;
 
 /// How one window's run ended.
 enum WindowResult {
@@ -378,7 +385,7 @@ impl Scheduler {
         let mut config = config;
         config.max_windows_per_execution = config.max_windows_per_execution.max(windows::KIBANA_MAX_CATCHUP as usize + 1);
         let stats = Arc::new(SchedulerStats::default());
-        Scheduler { inner: Arc::new(Inner { clock, store, executor, config, stats, runs }) }
+        Scheduler { inner: Arc::new(Inner { clock, store, executor, config, stats, runs, unwritten: Default::default() }) }
     }
 
     pub fn stats(&self) -> Arc<SchedulerStats> {
@@ -821,6 +828,8 @@ impl Scheduler {
 
     async fn append_with_retries(&self, entry: &LedgerEntry) {
         let inner = &self.inner;
+        // Entries an outage kept back go first, so they are not overtaken by newer ones.
+        self.write_unwritten().await;
         let mut backoff = inner.config.backoff.start();
         for attempt in 1..=inner.config.write_attempts.max(1) {
             match inner.store.append_ledger(entry).await {
@@ -835,7 +844,37 @@ impl Scheduler {
                 }
             }
         }
-        tracing::error!(rule = %entry.rule_id, execution = %entry.execution_id, "ledger entry lost");
+        let mut unwritten = inner.unwritten.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if unwritten.len() >= MAX_UNWRITTEN {
+            if let Some(dropped) = unwritten.pop_front() {
+                tracing::error!(rule = %dropped.rule_id, execution = %dropped.execution_id,
+                    "ledger entry lost: too many entries waiting for the store");
+            }
+        }
+        tracing::warn!(rule = %entry.rule_id, execution = %entry.execution_id,
+            "ledger entry kept in memory; it is written once the store answers again");
+        unwritten.push_back(entry.clone());
+    }
+
+    /// Writes the entries [`Self::append_with_retries`] kept back, oldest first, until the store refuses one.
+    /// Rule tasks may do this side by side: an entry is written by `_id` (a second write is a no-op)
+    /// and removed by its execution id, not by position.
+    async fn write_unwritten(&self) {
+        let inner = &self.inner;
+        loop {
+            let next = inner.unwritten.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).front().cloned();
+            let Some(entry) = next else { return };
+            if let Err(e) = inner.store.append_ledger(&entry).await {
+                tracing::debug!(rule = %entry.rule_id, error = %e, "the store still refuses kept ledger entries");
+                return;
+            }
+            tracing::info!(rule = %entry.rule_id, execution = %entry.execution_id, "kept ledger entry written");
+            inner
+                .unwritten
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .retain(|kept| kept.execution_id != entry.execution_id);
+        }
     }
 
     /// Records ticks `[first, due)` as skipped (best effort: no lease needed, failures only logged).

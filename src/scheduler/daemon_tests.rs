@@ -741,3 +741,60 @@ async fn a_replica_that_never_owned_the_rule_records_no_skipped_ticks() {
     assert!(fake.done_ends().is_empty());
     token.cancel();
 }
+
+/// A store whose ledger refuses writes while `ledger_down` is set (an outage between a run's state write
+/// and its ledger write).
+struct LedgerOutageStore {
+    inner: InMemoryStateStore,
+    ledger_down: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl StateStore for LedgerOutageStore {
+    async fn get(&self, rule_id: &str) -> Result<Option<super::state::Versioned<RuleState>>, super::state::StoreError> {
+        self.inner.get(rule_id).await
+    }
+    async fn create(&self, state: &RuleState) -> Result<super::state::Versioned<RuleState>, super::state::StoreError> {
+        self.inner.create(state).await
+    }
+    async fn compare_and_set(
+        &self,
+        state: &RuleState,
+        seq_no: i64,
+        primary_term: i64,
+    ) -> Result<super::state::Versioned<RuleState>, super::state::StoreError> {
+        self.inner.compare_and_set(state, seq_no, primary_term).await
+    }
+    async fn append_ledger(&self, entry: &LedgerEntry) -> Result<(), super::state::StoreError> {
+        if self.ledger_down.load(Ordering::SeqCst) {
+            return Err(super::state::StoreError::Unusable("the ledger index is unreachable".into()));
+        }
+        self.inner.append_ledger(entry).await
+    }
+    async fn recent_ledger(&self, rule_id: &str, limit: usize) -> Result<Vec<LedgerEntry>, super::state::StoreError> {
+        self.inner.recent_ledger(rule_id, limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_ledger_entry_the_store_refused_is_written_before_the_next_one() {
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(LedgerOutageStore { inner: InMemoryStateStore::new(), ledger_down: AtomicBool::new(true) });
+    seed(&store.inner, t0() - m(5)).await;
+    let fake = Arc::new(Fake::default());
+    let mut config = SchedulerConfig::new("A");
+    config.write_attempts = 1;
+    let s = Scheduler::new(Arc::new(clock.clone()), store.clone(), executor(&clock, "A", &fake, |_| Act::Instant), config);
+
+    // The run completes (its window is done and recorded in the state) but the ledger refuses its entry.
+    s.run_tick(&rule(), t0(), &CancellationToken::new()).await.unwrap();
+    assert!(store.inner.ledger().is_empty(), "the store refused the entry");
+    assert_eq!(store.inner.state("r1").unwrap().value.last_window_end, Some(t0()));
+
+    // Once the store answers, the kept entry is written first, then the new one: no finished run is missing.
+    store.ledger_down.store(false, Ordering::SeqCst);
+    clock.advance(m(5));
+    s.run_tick(&rule(), t0() + m(5), &CancellationToken::new()).await.unwrap();
+    let ends: Vec<_> = store.inner.ledger().iter().map(|e| e.window_to).collect();
+    assert_eq!(ends, vec![Some(t0()), Some(t0() + m(5))], "{:#?}", store.inner.ledger());
+}
