@@ -357,6 +357,17 @@ struct Inner {
 /// Ledger entries kept in memory while the store is unreachable; past this the oldest is dropped (logged).
 const MAX_UNWRITTEN: usize = 1000;
 
+impl Drop for Inner {
+    /// Entries still kept back when the scheduler goes away are lost: say so, with their runs.
+    fn drop(&mut self) {
+        let unwritten = self.unwritten.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for entry in unwritten.iter() {
+            tracing::error!(rule = %entry.rule_id, execution = %entry.execution_id,
+                "ledger entry lost: the store was unreachable until shutdown");
+        }
+    }
+}
+
 /// How one window's run ended.
 enum WindowResult {
     Done(WindowOutcome),
