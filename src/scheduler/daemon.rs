@@ -357,6 +357,14 @@ struct Inner {
 /// Ledger entries kept in memory while the store is unreachable; past this the oldest is dropped (logged).
 const MAX_UNWRITTEN: usize = 1000;
 
+impl Inner {
+    /// The kept-back ledger entries. A panic while they were locked cannot leave them half-changed (each
+    /// change is one push, pop or retain), so a poisoned lock is used as it is.
+    fn unwritten(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<LedgerEntry>> {
+        self.unwritten.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 impl Drop for Inner {
     /// Entries still kept back when the scheduler goes away are lost: say so, with their runs.
     fn drop(&mut self) {
@@ -855,7 +863,7 @@ impl Scheduler {
                 }
             }
         }
-        let mut unwritten = inner.unwritten.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut unwritten = inner.unwritten();
         if unwritten.len() >= MAX_UNWRITTEN {
             if let Some(dropped) = unwritten.pop_front() {
                 tracing::error!(rule = %dropped.rule_id, execution = %dropped.execution_id,
@@ -873,18 +881,14 @@ impl Scheduler {
     async fn write_unwritten(&self) {
         let inner = &self.inner;
         loop {
-            let next = inner.unwritten.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).front().cloned();
+            let next = inner.unwritten().front().cloned();
             let Some(entry) = next else { return };
             if let Err(e) = inner.store.append_ledger(&entry).await {
                 tracing::debug!(rule = %entry.rule_id, error = %e, "the store still refuses kept ledger entries");
                 return;
             }
             tracing::info!(rule = %entry.rule_id, execution = %entry.execution_id, "kept ledger entry written");
-            inner
-                .unwritten
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .retain(|kept| kept.execution_id != entry.execution_id);
+            inner.unwritten().retain(|kept| kept.execution_id != entry.execution_id);
         }
     }
 

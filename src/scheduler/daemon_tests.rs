@@ -566,17 +566,26 @@ async fn a_tick_runs_its_window_once_and_a_second_run_of_it_finds_it_done() {
     assert!(again.already_done);
 }
 
-/// A store whose `get` panics the first `panics` times: a bug outside any window run.
-struct PanickyStore {
+/// An in-memory store with faults to inject: `get` panics the first `get_panics` times (a bug outside any
+/// window run), and the ledger refuses writes while `ledger_down` is set (an outage between a run's state
+/// write and its ledger write).
+struct FaultyStore {
     inner: InMemoryStateStore,
-    panics: std::sync::atomic::AtomicU32,
+    get_panics: std::sync::atomic::AtomicU32,
+    ledger_down: AtomicBool,
+}
+
+impl FaultyStore {
+    fn new(get_panics: u32, ledger_down: bool) -> FaultyStore {
+        FaultyStore { inner: InMemoryStateStore::new(), get_panics: get_panics.into(), ledger_down: ledger_down.into() }
+    }
 }
 
 #[async_trait::async_trait]
-impl StateStore for PanickyStore {
+impl StateStore for FaultyStore {
     async fn get(&self, rule_id: &str) -> Result<Option<super::state::Versioned<RuleState>>, super::state::StoreError> {
-        if self.panics.load(Ordering::SeqCst) > 0 {
-            self.panics.fetch_sub(1, Ordering::SeqCst);
+        if self.get_panics.load(Ordering::SeqCst) > 0 {
+            self.get_panics.fetch_sub(1, Ordering::SeqCst);
             panic!("state store bug");
         }
         self.inner.get(rule_id).await
@@ -593,6 +602,9 @@ impl StateStore for PanickyStore {
         self.inner.compare_and_set(state, seq_no, primary_term).await
     }
     async fn append_ledger(&self, entry: &LedgerEntry) -> Result<(), super::state::StoreError> {
+        if self.ledger_down.load(Ordering::SeqCst) {
+            return Err(super::state::StoreError::Unusable("the ledger index is unreachable".into()));
+        }
         self.inner.append_ledger(entry).await
     }
     async fn recent_ledger(&self, rule_id: &str, limit: usize) -> Result<Vec<LedgerEntry>, super::state::StoreError> {
@@ -637,7 +649,7 @@ async fn a_panicking_run_fails_its_window_is_recorded_and_retried() {
 #[tokio::test]
 async fn a_failed_rule_task_is_recorded_shown_down_and_restarted_with_backoff() {
     let clock = ManualClock::new(t0());
-    let store = Arc::new(PanickyStore { inner: InMemoryStateStore::new(), panics: 2.into() });
+    let store = Arc::new(FaultyStore::new(2, false));
     let fake = Arc::new(Fake::default());
     let exec = executor(&clock, "A", &fake, |_| Act::Instant);
     let s = Scheduler::new(Arc::new(clock.clone()), store.clone(), exec, SchedulerConfig::new("A"));
@@ -667,7 +679,7 @@ async fn a_failed_rule_task_is_recorded_shown_down_and_restarted_with_backoff() 
 #[tokio::test]
 async fn rules_still_down_at_shutdown_are_reported() {
     let clock = ManualClock::new(t0());
-    let store = Arc::new(PanickyStore { inner: InMemoryStateStore::new(), panics: u32::MAX.into() });
+    let store = Arc::new(FaultyStore::new(u32::MAX, false));
     let fake = Arc::new(Fake::default());
     let exec = executor(&clock, "A", &fake, |_| Act::Instant);
     let s = Scheduler::new(Arc::new(clock.clone()), store.clone(), exec, SchedulerConfig::new("A"));
@@ -742,44 +754,10 @@ async fn a_replica_that_never_owned_the_rule_records_no_skipped_ticks() {
     token.cancel();
 }
 
-/// A store whose ledger refuses writes while `ledger_down` is set (an outage between a run's state write
-/// and its ledger write).
-struct LedgerOutageStore {
-    inner: InMemoryStateStore,
-    ledger_down: AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl StateStore for LedgerOutageStore {
-    async fn get(&self, rule_id: &str) -> Result<Option<super::state::Versioned<RuleState>>, super::state::StoreError> {
-        self.inner.get(rule_id).await
-    }
-    async fn create(&self, state: &RuleState) -> Result<super::state::Versioned<RuleState>, super::state::StoreError> {
-        self.inner.create(state).await
-    }
-    async fn compare_and_set(
-        &self,
-        state: &RuleState,
-        seq_no: i64,
-        primary_term: i64,
-    ) -> Result<super::state::Versioned<RuleState>, super::state::StoreError> {
-        self.inner.compare_and_set(state, seq_no, primary_term).await
-    }
-    async fn append_ledger(&self, entry: &LedgerEntry) -> Result<(), super::state::StoreError> {
-        if self.ledger_down.load(Ordering::SeqCst) {
-            return Err(super::state::StoreError::Unusable("the ledger index is unreachable".into()));
-        }
-        self.inner.append_ledger(entry).await
-    }
-    async fn recent_ledger(&self, rule_id: &str, limit: usize) -> Result<Vec<LedgerEntry>, super::state::StoreError> {
-        self.inner.recent_ledger(rule_id, limit).await
-    }
-}
-
 #[tokio::test]
 async fn a_ledger_entry_the_store_refused_is_written_before_the_next_one() {
     let clock = ManualClock::new(t0());
-    let store = Arc::new(LedgerOutageStore { inner: InMemoryStateStore::new(), ledger_down: AtomicBool::new(true) });
+    let store = Arc::new(FaultyStore::new(0, true));
     seed(&store.inner, t0() - m(5)).await;
     let fake = Arc::new(Fake::default());
     let mut config = SchedulerConfig::new("A");
