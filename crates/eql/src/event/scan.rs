@@ -68,7 +68,7 @@ fn scan<T>(text: &str, read: impl FnOnce(&mut Scan<'_, '_>) -> Scanned<T>) -> Op
                 bytes: text.as_bytes(),
                 tokens: index.tokens(),
                 next: 0,
-                escapes: &index.escapes,
+                escapes: index.escapes(),
                 next_escape: 0,
                 depth: 0,
             };

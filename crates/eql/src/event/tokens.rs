@@ -38,13 +38,18 @@ pub(super) struct Index {
     count: usize,
     /// The byte offset of every backslash that starts an escape, in order: whether a string holds an
     /// escape is a look here, not a search of its bytes.
-    pub(super) escapes: Vec<u32>,
+    escapes: Vec<u32>,
 }
 
 impl Index {
     /// The byte offset of every token of the text last indexed, in order.
     pub(super) fn tokens(&self) -> &[u32] {
         &self.slots[..self.count]
+    }
+
+    /// The byte offset of every backslash that starts an escape in the text last indexed, in order.
+    pub(super) fn escapes(&self) -> &[u32] {
+        &self.escapes
     }
 
     /// The room the index holds (a token slot per byte of the longest text indexed so far).
